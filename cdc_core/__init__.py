@@ -1,0 +1,12 @@
+"""cdc_core: snapshot change data capture from CSV tables into a Parquet data lake.
+
+The public API, used by the CLI, the TUI and the notebooks alike.
+"""
+
+from .config import Config, TableConfig, load_config
+from .diff import ChangeSet, diff
+from .errors import CdcError, ConfigError, InputError, LakeError, SourceError, StateError
+from .pipeline import RunReport, TableReport, run_once
+
+__all__ = ["CdcError", "ChangeSet", "Config", "ConfigError", "InputError", "LakeError", "RunReport",
+           "SourceError", "StateError", "TableConfig", "TableReport", "diff", "load_config", "run_once"]

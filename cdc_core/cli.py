@@ -1,0 +1,86 @@
+"""`python -m cdc_core`: parse, call the core, print a summary, exit 0 (ok), 1 (a table failed) or 2 (usage/config)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import load_config
+from .errors import CdcError, ConfigError, NotAvailableError
+from .pipeline import RunReport, run_once
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own exit code is 2 as well; keep its one-line style
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"Error: {message} — see --help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cdc_core", description=(
+        "Capture inserts, updates and deletes of a dataset's CSV tables into a data lake as Parquet. "
+        "Without --once, runs a cycle on every tick of the config's timer."))
+    parser.add_argument("--once", action="store_true", help="run one capture cycle and exit")
+    parser.add_argument("--config", default="config.json", metavar="PATH",
+                        help="config file (default: config.json); .env next to it is loaded too")
+    parser.add_argument("--tables", metavar="A,B", help="capture only these tables (comma-separated)")
+    parser.add_argument("--skip-download", action="store_true",
+                        help="re-use the last fetched files instead of fetching again (they are kept)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        config = load_config(args.config)
+        tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+        for name in tables or []:
+            config.table(name)
+        if not args.once:
+            from .schedule import run_forever
+
+            return run_forever(config, tables=tables, skip_download=args.skip_download, on_report=print_report)
+        report = run_once(config, tables=tables, skip_download=args.skip_download)
+    except (ConfigError, NotAvailableError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CdcError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print_report(report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def print_report(report: RunReport) -> None:
+    """The per-table summary a user reads after a cycle."""
+    version = f" version {report.source_version}" if report.source_version else ""
+    print(f"run {report.run_id} · {report.source}{version} → {report.lake}")
+    width = max(len(t.table) for t in report.tables)
+    for t in report.tables:
+        counts = "  ".join(f"{op} {t.counts[op]:>6,}" for op in "IUD")
+        rows = f"{t.rows:>10,} rows" if t.rows is not None else ""
+        if t.status == "failed":
+            line = f"FAILED: {t.error}"
+        elif t.status == "full_load":
+            line = f"full load {rows}"
+        elif t.status == "changes":
+            line = f"changes   {counts}  {rows}"
+        elif t.status == "unchanged":
+            line = f"no changes{' ' * (len(counts) + 2)}{rows}"
+        else:
+            line = "skipped: the source has no new version"
+        if t.published_pending:
+            line += f"  (also published pending runs {', '.join(t.published_pending)})"
+        print(f"  {t.table:<{width}}  {line}")
+        for warning in t.warnings:
+            print(f"  {'':<{width}}  warning: {warning}")
+    failed = sum(t.status == "failed" for t in report.tables)
+    if failed:
+        print(f"{failed} of {len(report.tables)} table(s) failed; the others were captured. Fix the error(s) above "
+              "and run again: nothing was lost.")

@@ -1,0 +1,51 @@
+"""The timed loop: a cycle on every tick of the timer (ticks at start + k·interval, so no drift).
+
+An error in one cycle is logged and the loop waits for the next tick. SIGINT/SIGTERM ask the loop to stop: the
+current cycle finishes (its state is consistent at every step anyway) and the loop exits with code 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from .config import Config
+from .errors import CdcError
+from .pipeline import RunReport, run_once
+
+log = logging.getLogger("cdc_core")
+
+
+def next_tick(start: float, interval: float, now: float) -> float:
+    """The first tick `start + k·interval` strictly after `now`."""
+    return start + (math.floor((now - start) / interval) + 1) * interval
+
+
+def run_forever(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
+                on_report: Callable[[RunReport], None] | None = None, stop: threading.Event | None = None) -> int:
+    """Run cycles until SIGINT/SIGTERM (or `stop` is set); returns the exit code, 0."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: stop.set())
+    interval = config.timer.seconds
+    start = time.monotonic()
+    log.info("timed loop: a cycle every %g %s; stop with Ctrl-C or SIGTERM", config.timer.value, config.timer.unit)
+    while not stop.is_set():
+        try:
+            report = run_once(config, tables=tables, skip_download=skip_download)
+            if on_report:
+                on_report(report)
+        except CdcError as exc:
+            log.error("cycle failed: %s — the next tick tries again", exc)
+        except Exception:
+            log.exception("cycle failed unexpectedly — the next tick tries again")
+        wait = next_tick(start, interval, time.monotonic()) - time.monotonic()
+        log.info("next cycle in %.0f s", wait)
+        stop.wait(max(0.0, wait))
+    log.info("stopped")
+    return 0

@@ -1,0 +1,232 @@
+"""Local state in `data_dir`: committed snapshots, the outbox, the last fetch, and the run lock.
+
+```
+data_dir/
+  cdc.lock                           one run at a time (an OS lock: a killed process never leaves it held)
+  fetch/current/                     the last fetched CSV files + fetch.json (what --skip-download re-reads)
+  state/{table}.json                 the committed capture: run id, source version, snapshot file, rows
+  snapshots/{table}/{table}_{run}.parquet   committed snapshots ("previous" of the next diff)
+  outbox/{table}/{run}/              captured but not yet published: entry.json, snapshot.parquet, changes.parquet
+  sent/{table}/{run}/                published and committed entries
+```
+Every state file is replaced atomically (temporary file, fsync, rename), and a table's state only moves forward
+after its entry is published: a crash leaves either the old state (the cycle is redone) or a pending entry that
+the next cycle publishes first, under the same keys.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .errors import StateError
+
+RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON so that readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StateError(f"State file {path} is damaged ({exc}) — restore it from a backup or delete the "
+                         "table's state to capture it afresh") from None
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The last committed capture of a table."""
+
+    table: str
+    run_id: str
+    source_version: str | None
+    snapshot: Path
+    rows: int
+    committed_at: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One captured table run waiting in the outbox (or already sent)."""
+
+    table: str
+    run_id: str
+    dir: Path
+    meta: dict
+
+    @property
+    def changes(self) -> Path | None:
+        path = self.dir / "changes.parquet"
+        return path if self.meta.get("has_changes") else None
+
+
+class State:
+    """The local state of one data dir."""
+
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir)
+
+    # --- lock -------------------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the data dir's lock; another process holding it raises `StateError` at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "cdc.lock"
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise StateError(f"Another capture is running on {self.root} ({holder}) — wait for it to "
+                                 "finish; only one run per data dir is allowed") from None
+            f.truncate(0)
+            f.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n")
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # --- run ids ----------------------------------------------------------------------------------------
+    def new_run_id(self, now: datetime | None = None) -> str:
+        """`YYYYMMDD_HHMMSS` of `now` (UTC), moved one second past any run id this data dir already used."""
+        now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+        used = [c.run_id for c in self.all_committed()]
+        used += [e.name for e in (self.root / "outbox").glob("*/*") if not e.name.startswith(".")]
+        if used:
+            last = datetime.strptime(max(used), RUN_ID_FORMAT).replace(tzinfo=UTC)
+            now = max(now, last + timedelta(seconds=1))
+        return now.strftime(RUN_ID_FORMAT)
+
+    # --- committed ------------------------------------------------------------------------------------------
+    def committed(self, table: str) -> Committed | None:
+        data = read_json(self.root / "state" / f"{table}.json")
+        if data is None:
+            return None
+        snapshot = self.root / data["snapshot"]
+        if not snapshot.is_file():
+            raise StateError(f'Table "{table}": the committed snapshot {snapshot} is missing — restore it, or '
+                             f"delete {self.root / 'state' / (table + '.json')} to capture the table afresh")
+        return Committed(table=table, run_id=data["run_id"], source_version=data.get("source_version"),
+                         snapshot=snapshot, rows=data["rows"], committed_at=data["committed_at"])
+
+    def all_committed(self) -> list[Committed]:
+        return [c for p in sorted((self.root / "state").glob("*.json")) if (c := self.committed(p.stem))]
+
+    # --- outbox -----------------------------------------------------------------------------------------------
+    def staging(self, table: str, run_id: str) -> Path:
+        """A fresh folder to build an outbox entry in (not visible as pending until `add_entry`)."""
+        path = self.root / "outbox" / table / f".staging-{run_id}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def add_entry(self, staging: Path, meta: dict) -> Entry:
+        """Seal a staged entry: write its entry.json, then make it pending with one rename."""
+        run_id = meta["run_id"]
+        write_json_atomic(staging / "entry.json", meta)
+        final = staging.parent / run_id
+        os.replace(staging, final)
+        _fsync_dir(final.parent)
+        return Entry(table=meta["table"], run_id=run_id, dir=final, meta=meta)
+
+    def pending(self, table: str) -> list[Entry]:
+        """Sealed entries not yet committed, oldest first."""
+        entries = []
+        for path in sorted((self.root / "outbox" / table).glob("[0-9]*")):
+            meta = read_json(path / "entry.json")
+            if meta is not None:
+                entries.append(Entry(table=table, run_id=path.name, dir=path, meta=meta))
+        return entries
+
+    def snapshot_of(self, entry: Entry) -> Path:
+        """Where an entry's snapshot is: in the entry, or already moved to snapshots/ by an unfinished commit."""
+        inside = entry.dir / "snapshot.parquet"
+        return inside if inside.is_file() else self._snapshot_path(entry.table, entry.run_id)
+
+    def _snapshot_path(self, table: str, run_id: str) -> Path:
+        return self.root / "snapshots" / table / f"{table}_{run_id}.parquet"
+
+    def commit(self, entry: Entry, keep: int) -> Committed:
+        """Make a published entry the committed state; keep the newest `keep` snapshots and sent entries."""
+        target = self._snapshot_path(entry.table, entry.run_id)
+        committed = self.committed(entry.table)
+        if committed is None or committed.run_id < entry.run_id:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (entry.dir / "snapshot.parquet").is_file():
+                os.replace(entry.dir / "snapshot.parquet", target)
+            write_json_atomic(self.root / "state" / f"{entry.table}.json", {
+                "table": entry.table, "run_id": entry.run_id, "source_version": entry.meta.get("source_version"),
+                "snapshot": target.relative_to(self.root).as_posix(), "rows": entry.meta["rows"],
+                "committed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        sent = self.root / "sent" / entry.table / entry.run_id
+        shutil.rmtree(sent, ignore_errors=True)
+        sent.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(entry.dir, sent)
+        self._prune(entry.table, keep)
+        return self.committed(entry.table)
+
+    def _prune(self, table: str, keep: int) -> None:
+        """Retention: only published, committed files are ever removed; the committed snapshot always stays."""
+        committed = self.committed(table)
+        snapshots = sorted((self.root / "snapshots" / table).glob("*.parquet"))
+        for old in snapshots[:-keep] if keep else snapshots:
+            if committed is None or old != committed.snapshot:
+                old.unlink(missing_ok=True)
+        sent = sorted((self.root / "sent" / table).glob("[0-9]*"))
+        for old in sent[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # --- last fetch ------------------------------------------------------------------------------------------
+    @property
+    def fetch_dir(self) -> Path:
+        return self.root / "fetch" / "current"
+
+    def last_fetch(self) -> dict | None:
+        return read_json(self.fetch_dir / "fetch.json")
+
+    def incoming(self, run_id: str) -> Path:
+        path = self.root / "fetch" / f".incoming-{run_id}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def replace_fetch(self, incoming: Path, meta: dict) -> None:
+        """Make a complete fetch the current one (the previous fetch is removed only afterwards)."""
+        write_json_atomic(incoming / "fetch.json", meta)
+        old = self.root / "fetch" / f".old-{meta['run_id']}"
+        if self.fetch_dir.exists():
+            os.replace(self.fetch_dir, old)
+        os.replace(incoming, self.fetch_dir)
+        shutil.rmtree(old, ignore_errors=True)
