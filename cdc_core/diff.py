@@ -121,7 +121,7 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
                               f"ORDER BY {order}").to_arrow_table()
         stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
                    count(*) FILTER (WHERE op = 'U' AND {is_update}),
-                   count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped),
+                   count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped AND NOT __cdc_backwards),
                    count(*) FILTER (WHERE op = 'U' AND __cdc_backwards) FROM {work}""").fetchone()
     finally:
         con.execute(f"DROP TABLE IF EXISTS {work}")

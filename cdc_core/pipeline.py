@@ -74,6 +74,8 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
         try:
             fetched = _fetch(source, state, selected, run_id, skip_download, progress)
         except CdcError as exc:  # the whole source failed: every table fails, pending entries still go out
+            if skip_download:
+                raise
             fetched = Fetch(version=None, errors={t.name: exc for t in selected})
         report.source_version = fetched.version
         for table, table_report in zip(selected, report.tables):

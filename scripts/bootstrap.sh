@@ -1,0 +1,34 @@
+# Sourced by ./cdc and ./test: makes sure a virtual environment with the project (and extras) is ready.
+# Creates .venv (or $CDC_VENV) with Python ≥ 3.11 on first use, and reinstalls when pyproject.toml changes.
+
+cdc_find_python() {
+    local py
+    for py in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+        if [ -n "$py" ] && command -v "$py" >/dev/null 2>&1 \
+            && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$py"
+            return 0
+        fi
+    done
+    echo "Error: cdc_core needs Python 3.11 or newer — install it, or point PYTHON=/path/to/python3.11 at it" >&2
+    return 2
+}
+
+cdc_ensure_venv() {  # $1: extras to install ("" or "test")
+    local extras="${1:-}" py stamp spec
+    CDC_VENV="${CDC_VENV:-.venv}"
+    stamp="$(cksum < pyproject.toml | cut -d' ' -f1)"
+    if [ -f "$CDC_VENV/.cdc-installed" ] && grep -qx "$stamp-${extras}\|$stamp-test" "$CDC_VENV/.cdc-installed"; then
+        return 0
+    fi
+    py="$(cdc_find_python)" || exit 2
+    if [ ! -x "$CDC_VENV/bin/python" ]; then
+        echo "Setting up $CDC_VENV with $("$py" --version) (first run only; takes a minute or two)…" >&2
+        "$py" -m venv "$CDC_VENV" || exit 2
+    fi
+    spec="."
+    [ -n "$extras" ] && spec=".[$extras]"
+    echo "Installing cdc_core and its dependencies into $CDC_VENV…" >&2
+    "$CDC_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable "$spec" || exit 2
+    echo "$stamp-$extras" >> "$CDC_VENV/.cdc-installed"
+}
