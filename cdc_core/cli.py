@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except CdcError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("Interrupted: the committed state is unchanged; pending captures go out on the next run",
+              file=sys.stderr)
+        return EXIT_FAILED
     print_report(report)
     return EXIT_OK if report.ok else EXIT_FAILED
 

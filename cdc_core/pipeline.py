@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from . import engine
 from .config import Config, TableConfig
 from .diff import diff
-from .errors import CdcError, StateError
+from .errors import CdcError, SourceError, StateError
 from .lake import Lake, cdc_key, full_load_key, make_lake, manifest_key
 from .snapshot import load_snapshot
 from .sources import Fetch, make_source
@@ -73,10 +73,12 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                            started_at=started, tables=[TableReport(t.name) for t in selected])
         try:
             fetched = _fetch(source, state, selected, run_id, skip_download, progress)
-        except CdcError as exc:  # the whole source failed: every table fails, pending entries still go out
-            if skip_download:
+        except Exception as exc:  # the whole source failed: every table fails, pending entries still go out
+            if skip_download or not isinstance(exc, CdcError | OSError):
                 raise
-            fetched = Fetch(version=None, errors={t.name: exc for t in selected})
+            error = exc if isinstance(exc, CdcError) else SourceError(f"Fetching from {source.description} failed "
+                                                                      f"({exc}) — check the disk and try again")
+            fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
         for table, table_report in zip(selected, report.tables):
             _capture(config, table, table_report, fetched, state, lake, run_id, started, progress)
@@ -102,7 +104,8 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
         return fetched
     progress("", f"fetching {', '.join(t.name for t in tables)} from {source.description}")
     incoming = state.incoming(run_id)
-    fetched = source.fetch(tables, incoming, last_version=(last or {}).get("version"))
+    last_version = (last or {}).get("version") or _last_committed_version(state)
+    fetched = source.fetch(tables, incoming, last_version=last_version)
     state.replace_fetch(incoming, {"run_id": run_id, "version": fetched.version, "source": source.description,
                                    "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                    "tables": sorted(fetched.files)})
@@ -110,10 +113,16 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
     return fetched
 
 
+def _last_committed_version(state: State) -> str | None:
+    versions = [c.source_version for c in state.all_committed() if c.source_version]
+    return max(versions, key=lambda v: (len(v), v)) if versions else None
+
+
 def _capture(config: Config, table: TableConfig, report: TableReport, fetched: Fetch, state: State, lake: Lake,
              run_id: str, started: datetime, progress: Progress) -> None:
     name = table.name
     try:
+        state.clean_staging(name)
         for entry in state.pending(name):
             progress(name, f"publishing pending run {entry.run_id} first")
             report.keys += publish(entry, state, lake)

@@ -211,22 +211,37 @@ class State:
     # --- last fetch ------------------------------------------------------------------------------------------
     @property
     def fetch_dir(self) -> Path:
+        """The last complete fetch: a link `fetch/current` → `fetch/{run_id}`, swapped atomically."""
         return self.root / "fetch" / "current"
 
     def last_fetch(self) -> dict | None:
         return read_json(self.fetch_dir / "fetch.json")
 
     def incoming(self, run_id: str) -> Path:
-        path = self.root / "fetch" / f".incoming-{run_id}"
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
+        """A fresh folder for a new fetch; leftovers of fetches that never completed are removed."""
+        folder = self.root / "fetch"
+        folder.mkdir(parents=True, exist_ok=True)
+        current = self.fetch_dir.resolve() if self.fetch_dir.exists() else None
+        for old in folder.iterdir():
+            if old.name != "current" and old.resolve() != current:
+                shutil.rmtree(old, ignore_errors=True)
+        path = folder / run_id
+        path.mkdir()
         return path
 
     def replace_fetch(self, incoming: Path, meta: dict) -> None:
-        """Make a complete fetch the current one (the previous fetch is removed only afterwards)."""
+        """Make a complete fetch the current one with one atomic link swap; then drop the previous fetch."""
         write_json_atomic(incoming / "fetch.json", meta)
-        old = self.root / "fetch" / f".old-{meta['run_id']}"
-        if self.fetch_dir.exists():
-            os.replace(self.fetch_dir, old)
-        os.replace(incoming, self.fetch_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        previous = self.fetch_dir.resolve() if self.fetch_dir.exists() else None
+        link = incoming.parent / f".current-{incoming.name}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(incoming.name)
+        os.replace(link, self.fetch_dir)
+        _fsync_dir(incoming.parent)
+        if previous is not None and previous != incoming.resolve():
+            shutil.rmtree(previous, ignore_errors=True)
+
+    def clean_staging(self, table: str) -> None:
+        """Remove half-built outbox entries left by a run that was killed (never sealed, never published)."""
+        for old in (self.root / "outbox" / table).glob(".staging-*"):
+            shutil.rmtree(old, ignore_errors=True)
