@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from .config import load_config
@@ -30,6 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-download", action="store_true",
                         help="re-use the last fetched files instead of fetching again (they are kept)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    d = commands.add_parser("diff", help="compare two snapshot files by key and write the change rows",
+                            description="Compare two snapshots (CSV or Parquet) by key; print the I/U/D counts and "
+                                        "write the change rows (op + the row's columns) as Parquet.")
+    d.add_argument("previous", help="the previous snapshot (CSV or Parquet)")
+    d.add_argument("current", help="the current snapshot (CSV or Parquet)")
+    d.add_argument("--key", action="append", required=True, metavar="COL",
+                   help="key column; repeat for a composite key")
+    d.add_argument("--sep", default=",", help="CSV separator (default ',')")
+    d.add_argument("--date-field", metavar="COL", help="date column, parsed as a UTC timestamp")
+    d.add_argument("--detect", choices=("content", "date_field"), default="content",
+                   help="what makes an update: any content change (default) or a later date field")
+    d.add_argument("--output", required=True, metavar="OUT.parquet", help="where to write the change rows")
     return parser
 
 
@@ -37,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
+    if args.command == "diff":
+        return _diff_command(args)
     try:
         config = load_config(args.config)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
@@ -59,6 +75,33 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     print_report(report)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _diff_command(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from .diff import diff
+
+    if args.detect == "date_field" and not args.date_field:
+        print("Error: --detect date_field needs --date-field COL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
+                       sep=args.sep)
+        pq.write_table(changes.rows, args.output)
+    except CdcError as exc:
+        message = re.sub(r'^Table "[^"]*": ', "", str(exc))
+        for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field")):
+            message = message.replace(f'"{key}" in the config', option)
+        print(f"Error: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"Error: cannot write {args.output} ({exc.strerror or exc}) — check the folder", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"I {changes.counts['I']:,}  U {changes.counts['U']:,}  D {changes.counts['D']:,}  → {args.output}")
+    for warning in changes.warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
 
 
 def print_report(report: RunReport) -> None:

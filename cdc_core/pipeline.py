@@ -168,8 +168,7 @@ def stage(config: Config, table: TableConfig, fetched: Fetch, state: State, run_
             changes = diff(committed.snapshot, snap.path, table.pk, date_field=table.date_field,
                            detect=table.detect, con=con)
             report.counts, report.warnings = dict(changes.counts), list(changes.warnings)
-            schema_changed = changes.added_columns or changes.removed_columns or changes.type_changes
-            if not changes and not schema_changed:
+            if not changes and not changes.schema_changed:
                 _remove(folder)
                 return None
             rows = changes.rows.append_column("_cdc_run_id", pa.array([run_id] * changes.rows.num_rows, pa.string()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,25 +37,33 @@ def load_snapshot(csv_path: Path, table: TableConfig, out_path: Path, *,
     """Check and convert one table's CSV file into a typed Parquet snapshot at `out_path`."""
     con = con or connect()
     csv_path, out_path = Path(csv_path), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    target = literal(str(out_path))
+    read_csv_typed(con, csv_path, table,
+                   lambda select: f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION {compression})")
+    try:
+        rows = check_keys(con, f"read_parquet({target})", table.pk, f'Table "{table.name}": {csv_path.name}')
+    except InputError:
+        out_path.unlink(missing_ok=True)
+        raise
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({target})").fetchall()
+    return Snapshot(table=table.name, path=out_path, rows=rows, columns={row[0]: row[1] for row in described})
+
+
+def read_csv_typed(con: duckdb.DuckDBPyConnection, csv_path: Path, table: TableConfig,
+                   statement: Callable[[str], str]) -> None:
+    """Run `statement(select)`, where `select` reads the CSV typed; any read error becomes one `InputError`."""
     header = read_header(csv_path, table)
     where = f'Table "{table.name}": {csv_path.name}'
     try:
-        _copy(con, csv_path, table, out_path, compression, sample_size=20480)
+        con.execute(statement(_typed_select(con, csv_path, table, sample_size=20480)))
     except duckdb.ConversionException:
         try:  # a type guessed from the first rows failed further down: read the whole file to guess
-            _copy(con, csv_path, table, out_path, compression, sample_size=-1)
+            con.execute(statement(_typed_select(con, csv_path, table, sample_size=-1)))
         except duckdb.Error as exc:
             raise _explain(exc, con, csv_path, table, header, where) from None
     except duckdb.Error as exc:
         raise _explain(exc, con, csv_path, table, header, where) from None
-    try:
-        rows = check_keys(con, f"read_parquet({literal(str(out_path))})", table.pk, where)
-    except InputError:
-        out_path.unlink(missing_ok=True)
-        raise
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(out_path))})").fetchall()
-    columns = {row[0]: row[1] for row in described}
-    return Snapshot(table=table.name, path=out_path, rows=rows, columns=columns)
 
 
 def read_header(csv_path: Path, table: TableConfig) -> list[str]:
@@ -93,24 +102,22 @@ def _sep_hint(header: list[str], table: TableConfig) -> str:
     return ""
 
 
-def _copy(con, csv_path: Path, table: TableConfig, out_path: Path, compression: str, sample_size: int) -> None:
+def _typed_select(con, csv_path: Path, table: TableConfig, sample_size: int) -> str:
+    """SELECT over the CSV: key columns as text, the date field and other timestamps as UTC timestamps."""
     forced = {col: "VARCHAR" for col in table.pk}
     if table.date_field:
         forced[table.date_field] = "VARCHAR"
     types = "{" + ", ".join(f"{literal(k)}: 'VARCHAR'" for k in forced) + "}"
     source = (f"read_csv({literal(str(csv_path))}, delim={literal(table.sep)}, header=true, types={types}, "
               f"sample_size={sample_size}, encoding='utf-8')")
-    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     select = []
-    for name, kind, *_ in described:
+    for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall():
         col = quote(name)
         if name == table.date_field or kind.startswith("TIMESTAMP"):
             select.append(f"CAST({col} AS TIMESTAMPTZ) AS {col}")
         else:
             select.append(col)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT {', '.join(select)} FROM {source}) TO {literal(str(out_path))} "
-                f"(FORMAT parquet, COMPRESSION {compression})")
+    return f"SELECT {', '.join(select)} FROM {source}"
 
 
 def _explain(exc: duckdb.Error, con, csv_path: Path, table: TableConfig, header: list[str], where: str) -> InputError:
@@ -150,7 +157,7 @@ def check_keys(con, relation: str, pk: tuple[str, ...], where: str) -> int:
     """Count the rows of `relation`; raise `InputError` on NULL or duplicate keys (with up to 5 examples)."""
     keys = ", ".join(quote(c) for c in pk)
     null_any = " OR ".join(f"{quote(c)} IS NULL" for c in pk)
-    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {null_any}) FROM {relation}").fetchone()
+    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {null_any}) FROM {relation}").fetchall()[0]
     if nulls:
         raise InputError(f"{where}: {nulls} row(s) have an empty key ({', '.join(pk)}) — every row needs a key: "
                          'fix the file or "pk" in the config')
