@@ -23,7 +23,7 @@ COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 SOURCE_TYPES = ("demo", "directory", "kaggle")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
-            "retention"}
+            "retention", "workers"}
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "detect"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile"}
 ENGINE_KEYS = {"memory_limit", "threads"}
@@ -104,6 +104,7 @@ class Config:
     compression: str = "snappy"
     engine: EngineConfig = EngineConfig()
     retention: int = 10
+    workers: int = 2
     path: Path | None = field(default=None, compare=False)
 
     def table(self, name: str) -> TableConfig:
@@ -156,6 +157,7 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         compression=_choice(raw.get("compression", "snappy"), COMPRESSIONS, "compression"),
         engine=_engine(raw.get("engine")),
         retention=_positive_int(raw.get("retention", 10), "retention"),
+        workers=_positive_int(raw.get("workers", 2), "workers"),
         path=path,
     )
 

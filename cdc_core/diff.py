@@ -17,6 +17,7 @@ in both inputs change nothing and are not reported; the pipeline's snapshot load
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,32 @@ class _Side:
 
     relation: str
     columns: dict[str, str]
-    rows: int
+    rows: int | Future
     label: str
+    csv: TableConfig | None = None  # read lazily from this CSV file (a view): its row count is a line count
+
+    @property
+    def row_count(self) -> int:
+        return self.rows.result() if isinstance(self.rows, Future) else self.rows
+
+
+class _Temps:
+    """The relations one diff creates on the connection, dropped when it ends."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con, self.items = con, []
+
+    def name(self, kind: str, side: str) -> str:
+        name = f"__cdc_{side}_{next(_names)}"
+        self.items.append((kind, name))
+        return name
+
+    def drop(self) -> None:
+        for kind, name in reversed(self.items):
+            if kind == "arrow":
+                self.con.unregister(name)
+            else:
+                self.con.execute(f"DROP {kind} IF EXISTS {name}")
 
 
 def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...], *, date_field: str | None = None,
@@ -85,30 +110,33 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
         raise ValueError("detect='date_field' needs a date_field")
     own = con is None
     con = con or connect()
-    temps: list[str] = []
-    registered: set[str] = set()
+    temps = _Temps(con)
     try:
-        prev = _open(con, previous, "previous", key, date_field, sep, temps, registered)
-        cur = _open(con, current, "current", key, date_field, sep, temps, registered)
-        return _diff(con, prev, cur, key, date_field, detect, temps)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cdc-count") as counter:
+            prev = _open(con, previous, "previous", key, date_field, sep, temps, counter)
+            cur = _open(con, current, "current", key, date_field, sep, temps, counter)
+            try:
+                return _diff(con, prev, cur, key, date_field, detect, temps)
+            except duckdb.ConversionException as exc:
+                if not (prev.csv or cur.csv):
+                    raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]})"
+                                     " — check the date field and the column types") from None
+                for side in (prev, cur):  # a value the sampled CSV types do not fit: read whole files, say where
+                    _materialize(con, side, temps)
+                return _diff(con, prev, cur, key, date_field, detect, temps)
     finally:
-        for name in temps:
-            if name in registered:
-                con.unregister(name)
-            else:
-                con.execute(f"DROP TABLE IF EXISTS {name}")
+        temps.drop()
         if own:
             con.close()
 
 
-def _open(con, value: Input, side: str, key: tuple[str, ...], date_field: str | None, sep: str,
-          temps: list[str], registered: set[str]) -> _Side:
-    name = f"__cdc_{side}_{next(_names)}"
-    temps.append(name)
+def _open(con, value: Input, side: str, key: tuple[str, ...], date_field: str | None, sep: str, temps: _Temps,
+          counter: ThreadPoolExecutor) -> _Side:
+    table = None
     if isinstance(value, pa.Table):
-        con.register(name, value)
-        registered.add(name)
-        label, relation, rows = f"the {side} table", name, value.num_rows
+        relation = temps.name("arrow", side)
+        con.register(relation, value)
+        label, rows = f"the {side} table", value.num_rows
     else:
         path = Path(value)
         if not path.is_file():
@@ -116,11 +144,12 @@ def _open(con, value: Input, side: str, key: tuple[str, ...], date_field: str | 
         label = str(path)
         if _is_parquet(path):
             relation = f"read_parquet({literal(str(path))})"
-        else:
+            rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+        else:  # read in the join itself; the row count (for the duplicate check) comes from counting lines
             table = TableConfig(name=path.stem, pk=key, date_field=date_field, sep=sep)
-            read_csv_typed(con, path, table, lambda select: f"CREATE TEMP TABLE {name} AS {select}")
-            relation = name
-        rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+            relation = temps.name("view", side)
+            read_csv_typed(con, path, table, lambda select: f"CREATE TEMP VIEW {relation} AS {select}", utc=False)
+            rows = counter.submit(_count_records, path)
     columns = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
     for col in key:
         if col not in columns:
@@ -131,7 +160,29 @@ def _open(con, value: Input, side: str, key: tuple[str, ...], date_field: str | 
     if date_field and columns[date_field] not in TEMPORAL | {"VARCHAR", "NULL"}:
         raise InputError(f'Date field "{date_field}" of {label} is {columns[date_field]}, not a date — name a date '
                          "or timestamp column as the date field")
-    return _Side(relation=relation, columns=columns, rows=rows, label=label)
+    return _Side(relation=relation, columns=columns, rows=rows, label=label, csv=table)
+
+
+def _materialize(con, side: _Side, temps: _Temps) -> None:
+    """Read a CSV side whole into a table, with the loader's type retry and its one-line errors."""
+    if side.csv is None:
+        return
+    name = temps.name("table", "csv")
+    read_csv_typed(con, Path(side.label), side.csv, lambda select: f"CREATE TEMP TABLE {name} AS {select}",
+                   utc=False)
+    side.relation, side.csv = name, None
+    side.rows = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+    side.columns = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {name}").fetchall()}
+
+
+def _count_records(path: Path) -> int:
+    """Lines after the header: the row count when no field holds a line break (an overcount otherwise)."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n") - 1
 
 
 def _is_parquet(path: Path) -> bool:
@@ -140,7 +191,7 @@ def _is_parquet(path: Path) -> bool:
 
 
 def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | None, detect: str,
-          temps: list[str]) -> ChangeSet:
+          temps: _Temps) -> ChangeSet:
     result = ChangeSet(rows=pa.table({}), key=key)
     p_cols, c_cols = prev.columns, cur.columns
     result.added_columns = [c for c in c_cols if c not in p_cols]
@@ -181,19 +232,14 @@ def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | 
                f"COALESCE({backwards}, false) AS __cdc_backwards"]
 
     on = " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in key)
-    work = f"__cdc_diff_{next(_names)}"
-    temps.append(work)
-    try:
-        con.execute(f"""
-            CREATE TEMP TABLE {work} AS
-            SELECT * FROM (
-                SELECT {', '.join(select)}
-                FROM (SELECT {side(prev)} FROM {prev.relation}) p
-                FULL OUTER JOIN (SELECT {side(cur)} FROM {cur.relation}) c ON {on}
-            ) WHERE op <> 'U' OR __cdc_changed OR __cdc_bumped OR __cdc_backwards""")
-    except duckdb.ConversionException as exc:
-        raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]}) — check "
-                         "the date field and the column types") from None
+    work = temps.name("table", "diff")
+    con.execute(f"""
+        CREATE TEMP TABLE {work} AS
+        SELECT * FROM (
+            SELECT {', '.join(select)}
+            FROM (SELECT {side(prev)} FROM {prev.relation}) p
+            FULL OUTER JOIN (SELECT {side(cur)} FROM {cur.relation}) c ON {on}
+        ) WHERE op <> 'U' OR __cdc_changed OR __cdc_bumped OR __cdc_backwards""")
     is_update = "__cdc_changed" if detect == "content" else "__cdc_bumped"
     stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
                count(*) FILTER (WHERE op = 'U' AND {is_update}),
@@ -201,7 +247,8 @@ def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | 
                count(*) FILTER (WHERE op = 'U' AND __cdc_backwards) FROM {work}""").fetchall()[0]
     result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
     _check_keys(con, work, prev, cur, key, inserted=stats[0], deleted=stats[1])
-    out_cols = ", ".join(["op"] + [quote(c) for c in columns])
+    out_cols = ", ".join(["op"] + [  # naive timestamps are UTC by convention: say so in the output's type
+        f"CAST({quote(c)} AS {TZ}) AS {quote(c)}" if types[c] == "TIMESTAMP" else quote(c) for c in columns])
     order = ", ".join(quote(k) for k in key)
     result.rows = con.sql(f"SELECT {out_cols} FROM {work} WHERE op <> 'U' OR {is_update} "
                           f"ORDER BY {order}").to_arrow_table()
@@ -215,11 +262,12 @@ def _check_keys(con, work: str, prev: _Side, cur: _Side, key: tuple[str, ...], *
     keys = ", ".join(quote(k) for k in key)
     suspicious = con.execute(f"""SELECT count(*) FROM (SELECT {keys} FROM {work} GROUP BY ALL
                                  HAVING count(*) > 1 OR {' OR '.join(f'{quote(k)} IS NULL' for k in key)})""")
-    if suspicious.fetchall()[0][0] or prev.rows - deleted != cur.rows - inserted:
+    if suspicious.fetchall()[0][0] or prev.row_count - deleted != cur.row_count - inserted:
         for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
             check_keys(con, side.relation, key, side.label[0].upper() + side.label[1:])
-        raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
-                         "identify one row")
+        if not (prev.csv or cur.csv):  # exact counts that do not add up: duplicates, even if none was named
+            raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
+                             "identify one row")
 
 
 def _warn(result: ChangeSet, date_field: str | None, detect: str, *, unbumped: int, backwards: int) -> None:

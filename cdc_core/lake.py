@@ -1,12 +1,15 @@
 """The lake: where full loads, change sets and manifests are published.
 
-Keys (seed-compatible): `{prefix}/full-load/{table}/{table}.parquet`, `{prefix}/cdc/{table}/{table}_{run_id}.parquet`
-with `run_id` = `YYYYMMDD_HHMMSS` (UTC), and `{prefix}/manifests/{table}/{table}_{run_id}.json`, the commit marker
-written last. Keys are deterministic, so a retried upload overwrites instead of duplicating.
+Keys (seed-compatible): `{prefix}/full-load/{table}/{table}.parquet` (the latest full table) and
+`{prefix}/cdc/{table}/{table}_{run_id}.parquet` with `run_id` = `YYYYMMDD_HHMMSS` (UTC). Besides them:
+`{prefix}/base/{table}/{table}_{run_id}.parquet`, the table's first full load, kept for replay, and
+`{prefix}/manifests/{table}/{table}_{run_id}.json`, the commit marker of each capture, written last.
+Keys are deterministic, so a retried upload overwrites instead of duplicating.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -17,12 +20,25 @@ from .config import LakeConfig
 from .errors import LakeError, NotAvailableError
 
 
+def sha256(path: Path) -> str:
+    """The hex SHA-256 of a file, as manifests record it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def full_load_key(table: str) -> str:
     return f"full-load/{table}/{table}.parquet"
 
 
 def cdc_key(table: str, run_id: str) -> str:
     return f"cdc/{table}/{table}_{run_id}.parquet"
+
+
+def base_key(table: str, run_id: str) -> str:
+    return f"base/{table}/{table}_{run_id}.parquet"
 
 
 def manifest_key(table: str, run_id: str) -> str:
@@ -39,6 +55,8 @@ class Lake(Protocol):
     def get(self, key: str, local: Path) -> Path: ...
 
     def list(self, prefix: str) -> list[str]: ...
+
+    def local(self, key: str, folder: Path) -> Path: ...
 
 
 class LocalLake:
@@ -69,6 +87,13 @@ class LocalLake:
             raise LakeError(f"The lake {self.url} has no {key} — was it captured into another lake?")
         shutil.copyfile(source, local)
         return Path(local)
+
+    def local(self, key: str, folder: Path) -> Path:
+        """A local path to read `key` from: the lake's own file (no copy)."""
+        path = self._path(key)
+        if not path.is_file():
+            raise LakeError(f"The lake {self.url} has no {key} — was it captured into another lake?")
+        return path
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root

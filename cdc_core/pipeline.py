@@ -6,9 +6,9 @@ cycle publishes what is pending in the outbox first, then diffs against the comm
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +16,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import engine
+from . import engine, faults
 from .config import Config, TableConfig
 from .diff import diff
 from .errors import CdcError, SourceError, StateError
-from .lake import Lake, cdc_key, full_load_key, make_lake, manifest_key
+from .lake import Lake, base_key, cdc_key, full_load_key, make_lake, manifest_key, sha256
 from .snapshot import load_snapshot
 from .sources import Fetch, make_source
 from .state import Entry, State, write_json_atomic
@@ -80,8 +80,11 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                                                                       f"({exc}) — check the disk and try again")
             fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
-        for table, table_report in zip(selected, report.tables):
-            _capture(config, table, table_report, fetched, state, lake, run_id, started, progress)
+        with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
+                                thread_name_prefix="cdc-table") as pool:
+            for _ in pool.map(lambda pair: _capture(config, *pair, fetched, state, lake, run_id, started, progress),
+                              zip(selected, report.tables)):
+                pass
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
     return report
 
@@ -106,9 +109,11 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
     incoming = state.incoming(run_id)
     last_version = (last or {}).get("version") or _last_committed_version(state)
     fetched = source.fetch(tables, incoming, last_version=last_version)
+    faults.point("after_fetch")
     state.replace_fetch(incoming, {"run_id": run_id, "version": fetched.version, "source": source.description,
                                    "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                    "tables": sorted(fetched.files)})
+    faults.point("after_fetch_swap")
     fetched.files = {name: state.fetch_dir / path.name for name, path in fetched.files.items()}
     return fetched
 
@@ -160,13 +165,15 @@ def stage(config: Config, table: TableConfig, fetched: Fetch, state: State, run_
         snap = load_snapshot(fetched.files[name], table, folder / "snapshot.parquet", con=con,
                              compression=_duckdb_codec(config.compression))
         report.rows = snap.rows
+        faults.point("after_snapshot", name)
         meta = {"table": name, "run_id": run_id, "source_version": fetched.version, "rows": snap.rows,
                 "captured_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "kind": "full_load", "has_changes": False,
-                "counts": {"I": 0, "U": 0, "D": 0}, "warnings": []}
+                "counts": {"I": 0, "U": 0, "D": 0}, "warnings": [], "pk": list(table.pk), "columns": snap.columns}
         committed = state.committed(name)
         if committed is not None:
             changes = diff(committed.snapshot, snap.path, table.pk, date_field=table.date_field,
                            detect=table.detect, con=con)
+            faults.point("after_diff", name)
             report.counts, report.warnings = dict(changes.counts), list(changes.warnings)
             if not changes and not changes.schema_changed:
                 _remove(folder)
@@ -178,34 +185,31 @@ def stage(config: Config, table: TableConfig, fetched: Fetch, state: State, run_
                 pq.write_table(rows, folder / "changes.parquet", compression=config.compression)
             meta.update(kind="changes", has_changes=rows.num_rows > 0, counts=dict(changes.counts),
                         warnings=list(changes.warnings))
-        return state.add_entry(folder, meta)
+        entry = state.add_entry(folder, meta)
+        faults.point("after_stage", name)
+        return entry
     finally:
         con.close()
 
 
 def publish(entry: Entry, state: State, lake: Lake) -> list[str]:
     """Upload an entry's change set and full load, then its manifest (the commit marker); returns the keys."""
-    files = []
-    if entry.changes:
-        files.append((entry.changes, cdc_key(entry.table, entry.run_id)))
-    files.append((state.snapshot_of(entry), full_load_key(entry.table)))
+    snapshot, table, run_id = state.snapshot_of(entry), entry.table, entry.run_id
+    files = [(entry.changes, cdc_key(table, run_id), "after_put_cdc")] if entry.changes else []
+    files.append((snapshot, full_load_key(table), "after_put_full"))
+    if entry.meta["kind"] == "full_load":  # the first full load stays, as the base replay starts from
+        files.append((snapshot, base_key(table, run_id), "after_put_base"))
     manifest = {**entry.meta, "files": []}
-    for local, key in files:
+    for local, key, fault in files:
         lake.put(local, key)
-        manifest["files"].append({"key": key, "bytes": local.stat().st_size, "sha256": _sha256(local),
+        faults.point(fault, table)
+        manifest["files"].append({"key": key, "bytes": local.stat().st_size, "sha256": sha256(local),
                                   "rows": pq.ParquetFile(local).metadata.num_rows})
     write_json_atomic(entry.dir / "manifest.json", manifest)
-    key = manifest_key(entry.table, entry.run_id)
+    key = manifest_key(table, run_id)
     lake.put(entry.dir / "manifest.json", key)
-    return [k for _, k in files] + [key]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    faults.point("after_put_manifest", table)
+    return [k for _, k, _ in files] + [key]
 
 
 def _duckdb_codec(compression: str) -> str:

@@ -51,15 +51,19 @@ def load_snapshot(csv_path: Path, table: TableConfig, out_path: Path, *,
 
 
 def read_csv_typed(con: duckdb.DuckDBPyConnection, csv_path: Path, table: TableConfig,
-                   statement: Callable[[str], str]) -> None:
-    """Run `statement(select)`, where `select` reads the CSV typed; any read error becomes one `InputError`."""
+                   statement: Callable[[str], str], *, utc: bool = True) -> None:
+    """Run `statement(select)`, where `select` reads the CSV typed; any read error becomes one `InputError`.
+
+    With `utc`, every timestamp column becomes a UTC timestamp (for snapshots); without, only a date field that
+    is not already a date or timestamp is parsed (enough to compare, and cheaper).
+    """
     header = read_header(csv_path, table)
     where = f'Table "{table.name}": {csv_path.name}'
     try:
-        con.execute(statement(_typed_select(con, csv_path, table, sample_size=20480)))
+        con.execute(statement(_typed_select(con, csv_path, table, sample_size=20480, utc=utc)))
     except duckdb.ConversionException:
         try:  # a type guessed from the first rows failed further down: read the whole file to guess
-            con.execute(statement(_typed_select(con, csv_path, table, sample_size=-1)))
+            con.execute(statement(_typed_select(con, csv_path, table, sample_size=-1, utc=utc)))
         except duckdb.Error as exc:
             raise _explain(exc, con, csv_path, table, header, where) from None
     except duckdb.Error as exc:
@@ -102,18 +106,17 @@ def _sep_hint(header: list[str], table: TableConfig) -> str:
     return ""
 
 
-def _typed_select(con, csv_path: Path, table: TableConfig, sample_size: int) -> str:
-    """SELECT over the CSV: key columns as text, the date field and other timestamps as UTC timestamps."""
-    forced = {col: "VARCHAR" for col in table.pk}
-    if table.date_field:
-        forced[table.date_field] = "VARCHAR"
-    types = "{" + ", ".join(f"{literal(k)}: 'VARCHAR'" for k in forced) + "}"
+def _typed_select(con, csv_path: Path, table: TableConfig, sample_size: int, utc: bool = True) -> str:
+    """SELECT over the CSV: key columns as text, the date field (and with `utc` every timestamp) as UTC."""
+    types = "{" + ", ".join(f"{literal(k)}: 'VARCHAR'" for k in table.pk) + "}"
     source = (f"read_csv({literal(str(csv_path))}, delim={literal(table.sep)}, header=true, types={types}, "
               f"sample_size={sample_size}, encoding='utf-8')")
     select = []
     for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall():
         col = quote(name)
-        if name == table.date_field or kind.startswith("TIMESTAMP"):
+        is_date = name == table.date_field
+        if (utc and (is_date or kind.startswith("TIMESTAMP")) and kind != "TIMESTAMP WITH TIME ZONE") \
+                or (is_date and kind not in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE")):
             select.append(f"CAST({col} AS TIMESTAMPTZ) AS {col}")
         else:
             select.append(col)
@@ -123,15 +126,19 @@ def _typed_select(con, csv_path: Path, table: TableConfig, sample_size: int) -> 
 def _explain(exc: duckdb.Error, con, csv_path: Path, table: TableConfig, header: list[str], where: str) -> InputError:
     """Turn a DuckDB read error into one line that says what, where and how to fix."""
     text = str(exc)
-    if table.date_field and f'column "{table.date_field}"' in text:
-        bad = con.execute(
-            f"SELECT DISTINCT {quote(table.date_field)} FROM read_csv({literal(str(csv_path))}, "
-            f"delim={literal(table.sep)}, header=true, all_varchar=true) "
-            f"WHERE {quote(table.date_field)} IS NOT NULL AND TRY_CAST({quote(table.date_field)} AS TIMESTAMPTZ) "
-            f"IS NULL LIMIT {EXAMPLES}").fetchall()
-        examples = ", ".join(repr(r[0]) for r in bad)
-        return InputError(f'{where}: date field "{table.date_field}" has values that are not dates '
-                          f"(e.g. {examples}) — use YYYY-MM-DD[ HH:MM:SS[.fff]] or fix \"date_field\" in the config")
+    if table.date_field and ("TIMESTAMP" in text or "DATE" in text or f'"{table.date_field}"' in text):
+        date = quote(table.date_field)
+        try:
+            bad = con.execute(
+                f"SELECT DISTINCT {date} FROM read_csv({literal(str(csv_path))}, delim={literal(table.sep)}, "
+                f"header=true, all_varchar=true) WHERE {date} IS NOT NULL AND TRY_CAST({date} AS TIMESTAMPTZ) "
+                f"IS NULL LIMIT {EXAMPLES}").fetchall()
+        except duckdb.Error:
+            bad = []
+        if bad:
+            examples = ", ".join(repr(r[0]) for r in bad)
+            return InputError(f'{where}: date field "{table.date_field}" has values that are not dates '
+                              f'(e.g. {examples}) — use YYYY-MM-DD[ HH:MM:SS[.fff]] or fix "date_field" in the config')
     if "not utf-8" in text.lower() or "unicode" in text.lower():
         return InputError(f"{where} is not UTF-8 text — re-save it as UTF-8")
     line = _ragged_line(csv_path, table.sep, len(header))

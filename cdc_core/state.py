@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import faults
 from .errors import StateError
 
 RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
@@ -124,6 +125,7 @@ class State:
         now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
         used = [c.run_id for c in self.all_committed()]
         used += [e.name for e in (self.root / "outbox").glob("*/*") if not e.name.startswith(".")]
+        used += [f.name for f in (self.root / "fetch").glob("[0-9]*")]
         if used:
             last = datetime.strptime(max(used), RUN_ID_FORMAT).replace(tzinfo=UTC)
             now = max(now, last + timedelta(seconds=1))
@@ -186,14 +188,17 @@ class State:
             target.parent.mkdir(parents=True, exist_ok=True)
             if (entry.dir / "snapshot.parquet").is_file():
                 os.replace(entry.dir / "snapshot.parquet", target)
+                faults.point("commit_after_snapshot_move", entry.table)
             write_json_atomic(self.root / "state" / f"{entry.table}.json", {
                 "table": entry.table, "run_id": entry.run_id, "source_version": entry.meta.get("source_version"),
                 "snapshot": target.relative_to(self.root).as_posix(), "rows": entry.meta["rows"],
                 "committed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            faults.point("commit_after_state", entry.table)
         sent = self.root / "sent" / entry.table / entry.run_id
         shutil.rmtree(sent, ignore_errors=True)
         sent.parent.mkdir(parents=True, exist_ok=True)
         os.replace(entry.dir, sent)
+        faults.point("commit_after_sent", entry.table)
         self._prune(entry.table, keep)
         return self.committed(entry.table)
 

@@ -117,3 +117,26 @@ def test_cli_diff_errors_speak_in_options(tmp_path: Path):
                                   "looks separated by ';', not ',': set --sep")
     result = run_cli("diff", "a.csv", "b.csv", "--output", "o.parquet")
     assert result.code == 2 and "--key" in result.err
+
+
+def test_csv_values_the_sampled_types_do_not_fit_are_read_whole(tmp_path: Path):
+    rows = "".join(f"{i};{i}\n" for i in range(30000))
+    a = write(tmp_path, "a.csv", "id;v\n" + rows + "30000;1\n")
+    b = write(tmp_path, "b.csv", "id;v\n" + rows + "30000;one\n")  # `v` looks numeric for 30,000 rows
+    cs = diff(a, b, "id", sep=";")
+    assert cs.counts == {"I": 0, "U": 1, "D": 0} and cs.type_changes == {"v": ("BIGINT", "VARCHAR")}
+
+
+def test_a_bad_date_deep_in_a_csv_is_named(tmp_path: Path):
+    rows = "".join(f"{i};2025-01-01 00:00:00\n" for i in range(30000))
+    a = write(tmp_path, "a.csv", "id;d\n" + rows)
+    b = write(tmp_path, "b.csv", "id;d\n" + rows + "30000;2025-13-45\n")
+    with pytest.raises(InputError, match=r"b.csv: date field \"d\" has values that are not dates \(e.g. '2025-13-45'\)"):
+        diff(a, b, "id", date_field="d", sep=";")
+
+
+def test_line_breaks_inside_quoted_fields_are_not_mistaken_for_duplicates(tmp_path: Path):
+    a = write(tmp_path, "a.csv", 'id;note\n1;"two\nlines"\n2;x\n')
+    b = write(tmp_path, "b.csv", 'id;note\n1;"two\nlines"\n2;y\n')
+    cs = diff(a, b, "id", sep=";")
+    assert cs.counts == {"I": 0, "U": 1, "D": 0}

@@ -1,0 +1,53 @@
+"""Logging for the faces: plain lines on the console, a rotating log file in `data_dir/logs/`, never a secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks the value of any credential variable that would end up in a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [v for name in SECRET_VARIABLES if len(v := os.environ.get(name, "")) >= 6]
+        if secrets:
+            message = record.getMessage()
+            for secret in secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console: bool = True) -> Path | None:
+    """Console at INFO (WARNING when quiet) plus `data_dir/logs/cdc.log` (5 MB × 5) at INFO; returns the log path."""
+    logger = logging.getLogger("cdc_core")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    redact = _RedactSecrets()
+    if console:
+        out = logging.StreamHandler(sys.stderr)
+        out.setLevel(logging.WARNING if quiet else logging.INFO)
+        out.setFormatter(logging.Formatter("%(message)s"))
+        out.addFilter(redact)
+        logger.addHandler(out)
+    if data_dir is None:
+        return None
+    path = Path(data_dir) / "logs" / "cdc.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5, encoding="utf-8")
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s [%(threadName)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    formatter.converter = time.gmtime
+    file.setFormatter(formatter)
+    file.addFilter(redact)
+    logger.addHandler(file)
+    return path
