@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from .config import load_config
 from .errors import CdcError, ConfigError, NotAvailableError
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tables", metavar="A,B", help="capture only these tables (comma-separated)")
     parser.add_argument("--skip-download", action="store_true",
                         help="re-use the last fetched files instead of fetching again (they are kept)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="fetch and diff, then list what would be uploaded; upload and commit nothing")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     d = commands.add_parser("diff", help="compare two snapshot files by key and write the change rows",
@@ -78,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             return _replay_command(config, args)
         if args.command == "verify":
             return _verify_command(config, tables)
-        if not args.once:
+        if not args.once and not args.dry_run:
             from .schedule import run_forever
 
             return run_forever(config, tables=tables, skip_download=args.skip_download, on_report=print_report)
-        report = run_once(config, tables=tables, skip_download=args.skip_download)
+        with _transfer_bars(enabled=not args.quiet) as on_transfer:
+            report = run_once(config, tables=tables, skip_download=args.skip_download, dry_run=args.dry_run,
+                              on_transfer=on_transfer)
     except (ConfigError, NotAvailableError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -152,10 +158,31 @@ def _diff_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _transfer_bars(enabled: bool) -> Iterator[Callable[[str, str, int, int], None] | None]:
+    """Progress bars for uploads when stderr is a terminal; nothing otherwise (log lines say what happens)."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bars: dict[str, int] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        def update(table: str, key: str, done: int, total: int) -> None:
+            if key not in bars:
+                bars[key] = progress.add_task(f"upload {key}", total=total)
+            progress.update(bars[key], completed=done)
+
+        yield update
+
+
 def print_report(report: RunReport) -> None:
     """The per-table summary a user reads after a cycle."""
     version = f" version {report.source_version}" if report.source_version else ""
-    print(f"run {report.run_id} · {report.source}{version} → {report.lake}")
+    dry = " (dry run: nothing uploaded or committed)" if report.dry_run else ""
+    print(f"run {report.run_id}{dry} · {report.source}{version} → {report.lake}")
     width = max(len(t.table) for t in report.tables)
     for t in report.tables:
         counts = "  ".join(f"{op} {t.counts[op]:>6,}" for op in "IUD")
@@ -175,6 +202,10 @@ def print_report(report: RunReport) -> None:
         print(f"  {t.table:<{width}}  {line}")
         for warning in t.warnings:
             print(f"  {'':<{width}}  warning: {warning}")
+        for upload in t.uploads if report.dry_run else []:
+            rows = f"{upload.rows:>10,} rows" if upload.rows is not None else " " * 15
+            size = f"{upload.bytes:>12,} bytes" if upload.bytes else ""
+            print(f"  {'':<{width}}  would upload {upload.key:<60} {rows} {size}".rstrip())
     failed = sum(t.status == "failed" for t in report.tables)
     if failed:
         others = "; the others were captured" if failed < len(report.tables) else ""

@@ -25,7 +25,8 @@ SOURCE_TYPES = ("demo", "directory", "kaggle")
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
             "retention", "workers"}
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "detect"}
-AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile"}
+AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
+            "multipart_threshold_mb"}
 ENGINE_KEYS = {"memory_limit", "threads"}
 SOURCE_KEYS = {"demo": {"type", "seed", "scale"}, "directory": {"type", "path"}, "kaggle": {"type", "dataset"}}
 
@@ -66,6 +67,7 @@ class LakeConfig:
     kms_key_id: str | None = None
     max_attempts: int = 5
     profile: str | None = None
+    multipart_threshold_mb: int = 64
 
     @property
     def is_s3(self) -> bool:
@@ -338,4 +340,6 @@ def _s3_lake(bucket: str, prefix: str, aws: dict) -> LakeConfig:
     return LakeConfig(url=url, bucket=bucket, prefix=prefix, region=aws.get("region"),
                       endpoint_url=aws.get("endpoint_url"), sse=sse, kms_key_id=aws.get("kms_key_id"),
                       max_attempts=_positive_int(aws.get("max_attempts", 5), "aws.max_attempts"),
-                      profile=aws.get("profile"))
+                      profile=aws.get("profile"),
+                      multipart_threshold_mb=_positive_int(aws.get("multipart_threshold_mb", 64),
+                                                           "aws.multipart_threshold_mb"))

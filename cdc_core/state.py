@@ -120,11 +120,16 @@ class State:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     # --- run ids ----------------------------------------------------------------------------------------
+    def latest_run_id(self) -> str | None:
+        """The newest run id committed or waiting in the outbox."""
+        used = [c.run_id for c in self.all_committed()]
+        used += [e.name for e in (self.root / "outbox").glob("*/*") if not e.name.startswith(".")]
+        return max(used, default=None)
+
     def new_run_id(self, now: datetime | None = None) -> str:
         """`YYYYMMDD_HHMMSS` of `now` (UTC), moved one second past any run id this data dir already used."""
         now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-        used = [c.run_id for c in self.all_committed()]
-        used += [e.name for e in (self.root / "outbox").glob("*/*") if not e.name.startswith(".")]
+        used = [run for run in [self.latest_run_id()] if run]
         used += [f.name for f in (self.root / "fetch").glob("[0-9]*")]
         if used:
             last = datetime.strptime(max(used), RUN_ID_FORMAT).replace(tzinfo=UTC)
@@ -142,6 +147,13 @@ class State:
                              f"delete {self.root / 'state' / (table + '.json')} to capture the table afresh")
         return Committed(table=table, run_id=data["run_id"], source_version=data.get("source_version"),
                          snapshot=snapshot, rows=data["rows"], committed_at=data["committed_at"])
+
+    def record_version(self, table: str, source_version: str | None) -> None:
+        """Note that the committed snapshot is also the table at `source_version` (a capture found no change)."""
+        path = self.root / "state" / f"{table}.json"
+        data = read_json(path)
+        if data is not None and source_version and data.get("source_version") != source_version:
+            write_json_atomic(path, {**data, "source_version": source_version})
 
     def all_committed(self) -> list[Committed]:
         return [c for p in sorted((self.root / "state").glob("*.json")) if (c := self.committed(p.stem))]

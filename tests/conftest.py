@@ -9,10 +9,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pandas as pd
 import pytest
+from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
+BUCKET = "lake-bucket"
 DEMO_TABLES = [
     {"name": "clientes", "pk": "idCliente", "date_field": "DtAtualizacao", "sep": ";"},
     {"name": "produtos", "pk": "IdProduto", "sep": ";"},
@@ -35,6 +38,25 @@ def write_config(folder: Path, **overrides) -> Path:
     path = folder / "config.json"
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+@pytest.fixture
+def s3(monkeypatch, tmp_path: Path):
+    """A moto S3 server on 127.0.0.1 with an empty bucket; the environment points boto3 at it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint,
+                        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials")}.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    client.create_bucket(Bucket="my-data-lake")  # the README's bucket
+    yield client
+    server.stop()
 
 
 @pytest.fixture

@@ -121,12 +121,17 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path: Path):
     assert not (tmp_path / "lake").exists()
 
 
-def test_cli_seed_config_says_kaggle_is_not_available_yet(tmp_path: Path):
+def test_cli_seed_config_without_kaggle_credentials_says_how_to_set_them(tmp_path: Path, monkeypatch):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(SEED_CONFIG))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kaggle/kaggle.json of this machine
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / ".kaggle"))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     result = run_cli("--once", "--config", str(path))
-    assert result.code == 2
-    assert "not available yet" in result.err and "Traceback" not in result.err
+    assert result.code == 1
+    assert result.out.count("FAILED: No Kaggle credentials found — set KAGGLE_API_TOKEN") == 2
+    assert "Traceback" not in result.err and "kaggle.json" not in result.out.split("FAILED")[0]
 
 
 def test_cli_unknown_table_and_missing_config(tmp_path: Path, demo_config: Path):

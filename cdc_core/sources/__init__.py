@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import SourceConfig, TableConfig
-from ..errors import CdcError, NotAvailableError
+from ..errors import CdcError
 
 
 @dataclass
@@ -43,5 +43,6 @@ def make_source(config: SourceConfig) -> Source:
         from .directory import DirectorySource
 
         return DirectorySource(config.path)
-    raise NotAvailableError('The "kaggle" source is not available yet in this version — use '
-                            '"source": {"type": "demo"} or {"type": "directory", "path": "…"} for now')
+    from .kaggle import KaggleSource
+
+    return KaggleSource(config.dataset)
