@@ -7,6 +7,9 @@ from .config import Config, TableConfig, load_config
 from .diff import ChangeSet, diff
 from .errors import CdcError, ConfigError, InputError, LakeError, SourceError, StateError
 from .pipeline import RunReport, TableReport, run_once
+from .replay import replay, verify
+from .schedule import run_forever
 
 __all__ = ["CdcError", "ChangeSet", "Config", "ConfigError", "InputError", "LakeError", "RunReport",
-           "SourceError", "StateError", "TableConfig", "TableReport", "diff", "load_config", "run_once"]
+           "SourceError", "StateError", "TableConfig", "TableReport", "diff", "load_config", "replay",
+           "run_forever", "run_once", "verify"]

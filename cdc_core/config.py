@@ -24,7 +24,7 @@ SOURCE_TYPES = ("demo", "directory", "kaggle")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
             "retention", "workers"}
-TABLE_KEYS = {"name", "pk", "date_field", "sep", "detect"}
+TABLE_KEYS = {"name", "pk", "date_field", "sep", "detect", "allow_empty"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
             "multipart_threshold_mb"}
 ENGINE_KEYS = {"memory_limit", "threads"}
@@ -40,6 +40,7 @@ class TableConfig:
     date_field: str | None = None
     sep: str = ","
     detect: str = "content"
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def _tables(raw: Any) -> tuple[TableConfig, ...]:
             date_field=_optional_str(item.get("date_field"), f"{where}.date_field"),
             sep=_sep(item.get("sep", ","), f"{where}.sep"),
             detect=_choice(item.get("detect", "content"), DETECT_MODES, f"{where}.detect"),
+            allow_empty=_bool(item.get("allow_empty", False), f"{where}.allow_empty"),
         ))
         if tables[-1].detect == "date_field" and tables[-1].date_field is None:
             raise ConfigError(f'Config key "{where}.detect" is "date_field" but "{where}.date_field" is not set '
@@ -229,6 +231,12 @@ def _sep(raw: Any, where: str) -> str:
 def _choice(raw: Any, allowed: tuple[str, ...], where: str) -> str:
     if raw not in allowed:
         raise ConfigError(f'Config key "{where}" is {raw!r} — use one of: {", ".join(allowed)}')
+    return raw
+
+
+def _bool(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use true or false')
     return raw
 
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from . import engine, faults
 from .config import Config, TableConfig
 from .diff import diff
-from .errors import CdcError, SourceError, StateError
+from .errors import CdcError, InputError, SourceError, StateError
 from .lake import Lake, base_key, cdc_key, full_load_key, make_lake, manifest_key, sha256
 from .snapshot import load_snapshot
 from .sources import Fetch, make_source
@@ -235,6 +235,10 @@ def stage(cycle: _Cycle, table: TableConfig, report: TableReport) -> Entry | Non
                 "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0}, "warnings": [], "pk": list(table.pk),
                 "columns": snap.columns}
         committed = state.committed(name)
+        if committed is not None and snap.rows == 0 < committed.rows and not table.allow_empty:
+            raise InputError(f'Table "{name}": {cycle.fetched.files[name].name} has a header but no rows, while '
+                             f"the last capture had {committed.rows:,} — a cut download? If the table really was "
+                             'emptied, set "allow_empty": true on the table in the config')
         if committed is not None:
             changes = diff(committed.snapshot, snap.path, table.pk, date_field=table.date_field,
                            detect=table.detect, con=con)

@@ -113,3 +113,22 @@ def test_skip_download_before_any_fetch_is_a_clear_error(demo_config: Path):
     result = run_cli("--once", "--config", str(demo_config), "--skip-download")
     assert result.code == 1
     assert "Nothing was fetched into" in result.err and "run once without --skip-download" in result.err
+
+
+def test_an_emptied_file_is_refused_unless_the_table_allows_it(tmp_path: Path):
+    source = tmp_path / "source"
+    source.mkdir()
+    DemoSource(seed=1, scale=0.2).write("produtos", 1, source / "produtos.csv")
+    tables = [{"name": "produtos", "pk": "IdProduto", "sep": ";"}]
+    config = write_config(tmp_path, source={"type": "directory", "path": "source"}, tables=tables)
+    assert run_cli("--once", "--config", str(config)).code == 0
+    header = (source / "produtos.csv").read_text().splitlines()[0]
+    (source / "produtos.csv").write_text(header + "\n")  # a cut download: the header and nothing else
+    refused = run_cli("--once", "--config", str(config))
+    assert refused.code == 1
+    assert "produtos.csv has a header but no rows, while the last capture had 41 — a cut download?" in refused.out
+    assert not (tmp_path / "lake" / "cdc").exists()
+    write_config(tmp_path, source={"type": "directory", "path": "source"},
+                 tables=[{**tables[0], "allow_empty": True}])
+    emptied = run_cli("--once", "--config", str(config))
+    assert emptied.code == 0 and re.search(r"produtos\s+changes\s+I\s+0\s+U\s+0\s+D\s+41", emptied.out)
