@@ -25,17 +25,28 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record (tests and TUIs swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console: bool = True) -> Path | None:
     """Console at INFO (WARNING when quiet) plus `data_dir/logs/cdc.log` (5 MB × 5) at INFO; returns the log path."""
     logger = logging.getLogger("cdc_core")
     logger.setLevel(logging.INFO)
-    logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
     redact = _RedactSecrets()
     if console:
-        out = logging.StreamHandler(sys.stderr)
+        out = _Stderr()
         out.setLevel(logging.WARNING if quiet else logging.INFO)
         out.setFormatter(logging.Formatter("%(message)s"))
         out.addFilter(redact)
