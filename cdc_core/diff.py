@@ -61,6 +61,18 @@ class ChangeSet:
     def __bool__(self) -> bool:
         return self.total > 0
 
+    def _repr_html_(self) -> str:
+        """The counts, warnings and first 20 change rows as an HTML table (Jupyter, marimo)."""
+        import html
+
+        shown = self.rows.slice(0, 20).to_pandas()
+        counts = " · ".join(f"<b>{op}</b> {self.counts.get(op, 0):,}" for op in OPS)
+        notes = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
+        more = self.rows.num_rows - len(shown)
+        return (f"<div><p>Change set by {html.escape(', '.join(self.key))}: {counts}</p>"
+                + (f"<ul>{notes}</ul>" if notes else "") + shown.to_html(index=False, border=0)
+                + (f"<p>… and {more:,} more row(s)</p>" if more > 0 else "") + "</div>")
+
 
 @dataclass
 class _Side:

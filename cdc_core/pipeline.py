@@ -76,6 +76,23 @@ class RunReport:
     def ok(self) -> bool:
         return all(t.status != "failed" for t in self.tables)
 
+    def _repr_html_(self) -> str:
+        """The run and one row per table (status, I/U/D counts, rows, warnings or error) as an HTML table."""
+        import html
+
+        def cells(values: list, tag: str = "td") -> str:
+            align = ("left", "left", "right", "right", "right", "right", "left")
+            return "<tr>" + "".join(f'<{tag} style="padding:2px 8px;text-align:{a}">{html.escape(str(v))}</{tag}>'
+                                    for a, v in zip(align, values, strict=True)) + "</tr>"
+
+        head = cells(["table", "status", "I", "U", "D", "rows", "warnings / error"], "th")
+        body = "".join(cells([t.table, t.status, *(f"{t.counts.get(op, 0):,}" for op in "IUD"),
+                              "" if t.rows is None else f"{t.rows:,}", t.error or "; ".join(t.warnings)])
+                       for t in self.tables)
+        title = (f"Run {self.run_id}{' (dry run: nothing uploaded or committed)' if self.dry_run else ''} · "
+                 f"{self.source} · version {self.source_version or '?'} → {self.lake}")
+        return f"<div><p>{html.escape(title)}</p><table>{head}{body}</table></div>"
+
 
 @dataclass
 class _Cycle:
