@@ -20,7 +20,7 @@ USER, KEY = "your-kaggle-user", "0123456789abcdef0123456789abcdef"  # the README
 
 def block(language: str) -> str:
     """The first fenced block of `language` in the section."""
-    found = re.search(rf"```{language}\n(.*?)```", SECTION, re.S)
+    found = re.search(rf"```{language}\n(.*?)```", SECTION, re.DOTALL)
     assert found, f"the README's Kaggle and S3 section has no {language} block"
     return "\n".join(line.strip() for line in found.group(1).splitlines())
 
@@ -36,8 +36,8 @@ def test_the_readme_walkthrough_captures_the_dataset_into_the_bucket(s3, tmp_pat
     demo = DemoSource(seed=5, scale=0.05)
     files = {v: {f"{n}.csv": demo.write(n, v, tmp_path / f"{n}_{v}.csv").read_bytes() for n in TABLES}
              for v in (1, 2)}
-    for v in files:
-        files[v]["database.db"] = b"SQLite format 3\x00" + bytes(4096)
+    for version_files in files.values():
+        version_files["database.db"] = b"SQLite format 3\x00" + bytes(4096)
 
     # Step 1: credentials in .env next to config.json, not in the environment.
     env_lines = [line for line in block("bash").splitlines() if "=" in line and not line.startswith("#")]
