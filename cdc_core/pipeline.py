@@ -251,13 +251,17 @@ def stage(cycle: _Cycle, table: TableConfig, report: TableReport) -> Entry | Non
                 "captured_at": cycle.started.strftime("%Y-%m-%dT%H:%M:%SZ"), "kind": "full_load",
                 "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0}, "warnings": [], "pk": list(table.pk),
                 "columns": snap.columns}
-        committed = state.committed(name)
-        if committed is not None and snap.rows == 0 < committed.rows and not table.allow_empty:
+        # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
+        # it first), else the committed one
+        pending, committed = state.pending(name), state.committed(name)
+        previous = ((state.snapshot_of(pending[-1]), pending[-1].meta["rows"]) if pending
+                    else (committed.snapshot, committed.rows) if committed else None)
+        if previous is not None and snap.rows == 0 < previous[1] and not table.allow_empty:
             raise InputError(f'Table "{name}": {cycle.fetched.files[name].name} has a header but no rows, while '
-                             f"the last capture had {committed.rows:,} — a cut download? If the table really was "
+                             f"the last capture had {previous[1]:,} — a cut download? If the table really was "
                              'emptied, set "allow_empty": true on the table in the config')
-        if committed is not None:
-            changes = diff(committed.snapshot, snap.path, table.pk, date_field=table.date_field,
+        if previous is not None:
+            changes = diff(previous[0], snap.path, table.pk, date_field=table.date_field,
                            detect=table.detect, con=con)
             faults.point("after_diff", name)
             report.counts, report.warnings = dict(changes.counts), list(changes.warnings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,3 +198,23 @@ def test_retention_keeps_the_committed_snapshot_and_never_unpublished_files(tmp_
     assert (data / committed["snapshot"]) == snapshots[-1]
     assert len(list((data / "sent" / "clientes").iterdir())) == keep
     assert len(list((tmp_path / "lake" / "cdc" / "clientes").glob("*.parquet"))) == 4  # the lake keeps all
+
+
+def test_a_dry_run_with_a_pending_run_previews_what_the_real_run_then_writes(tmp_path: Path):
+    config = write_config(tmp_path, source={"type": "demo", "seed": SEED, "scale": SCALE})
+    lake = tmp_path / "lake"
+    assert run_cli("--once", "-q", "--config", str(config)).code == 0
+    (lake / "cdc").write_text("the lake is down")
+    assert run_cli("--once", "-q", "--config", str(config)).code == 1  # run 2 waits in the outbox
+    (lake / "cdc").unlink()
+    preview = run_cli("--dry-run", "--config", str(config))
+    real = run_cli("--once", "--config", str(config))
+    assert preview.code == real.code == 0
+
+    def counts(out: str) -> list[tuple[str, ...]]:
+        return re.findall(r"(clientes)\s+changes\s+I\s+(\d+)\s+U\s+(\d+)\s+D\s+(\d+)", out)
+
+    assert counts(preview.out) == counts(real.out) != []
+    planned = re.findall(r"would upload (cdc/clientes/\S+)", preview.out)
+    written = sorted(p.relative_to(lake).as_posix() for p in (lake / "cdc" / "clientes").glob("*.parquet"))
+    assert len(planned) == len(written) == 2 and planned[0] == written[0]  # the pending run, then the new one

@@ -1,0 +1,258 @@
+"""cdc-tui: pilot tests of what a user sees and what lands in the lake, and snapshots of the main screens."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import ProgressBar, Static
+
+import cdc_core.pipeline
+import cdc_core.state
+import tui.app
+import tui.data
+from cdc_core.config import Config, load_config
+from cdc_core.lake import make_lake
+from cdc_core.pipeline import run_once
+from cdc_core.replay import manifests
+from cdc_core.state import State
+from tui.app import CdcApp
+from tui.confirm import ConfirmScreen
+from tui.loop import LoopScreen
+from tui.preview import PreviewScreen
+from tui.tables import TablesScreen
+from tui.widgets import ChangeTable
+
+from .conftest import DEMO_TABLES, write_config
+
+SMALL_DEMO = {"type": "demo", "seed": 7, "scale": 0.05}
+FROZEN = datetime(2025, 6, 1, 6, 0, 0, tzinfo=UTC)
+
+
+def make_config(folder: Path, *, captures: int = 1, **overrides) -> Config:
+    """A small demo config in `folder` (one table at a time: a deterministic log), captured `captures` times."""
+    config = load_config(write_config(folder, source=SMALL_DEMO, workers=1, **overrides))
+    for _ in range(captures):
+        run_once(config)
+    return config
+
+
+def lake_listing(config: Config) -> dict[str, int]:
+    root = Path(config.lake.url)
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def text_of(widget: Static) -> str:
+    return str(widget.content)
+
+
+def rendered(widget: Static) -> str:
+    """A Static's content as plain text, as a 200-column terminal shows it."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Let the app run until `condition` holds (workers run in threads; their results arrive as callbacks)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the app did not get there in time"
+        await pilot.pause(0.05)
+
+
+async def open_preview(pilot: Pilot) -> PreviewScreen:
+    await pilot.pause()
+    await pilot.press("p")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, PreviewScreen)
+                   and pilot.app.screen.phase != "previewing")
+    await pilot.pause()
+    return pilot.app.screen
+
+
+@pytest.fixture
+def captured(tmp_path: Path, monkeypatch) -> Config:
+    monkeypatch.chdir(tmp_path)
+    return make_config(tmp_path)
+
+
+async def test_preview_shows_the_core_dry_run_counts_and_rows(captured: Config):
+    async with CdcApp(captured).run_test(size=(100, 30)) as pilot:
+        screen = await open_preview(pilot)
+        assert screen.phase == "ready"
+        # the core's own dry run on the same fetch and the same committed state (in a thread, as the app does)
+        core = await asyncio.to_thread(run_once, captured, skip_download=True, dry_run=True)
+        changed = [t for t in core.tables if t.status == "changes"]
+        assert changed, "the demo source moves every table one version: some table must have changes"
+        for table in core.tables:
+            diff = screen.diff(table.table)
+            assert diff.report.status == table.status and diff.report.counts == table.counts
+            headline = text_of(diff.query_one(".counts", Static))
+            if table.status == "changes":
+                c = table.counts
+                assert f"I {c['I']:,}  U {c['U']:,}  D {c['D']:,}" in headline
+                assert diff.query_one(ChangeTable).row_count == sum(c.values())
+                staged = pq.read_table(table.preview / "changes.parquet")  # the change set the core staged
+                assert diff.rows.equals(staged.drop_columns(["_cdc_run_id", "_cdc_captured_at"]))
+        table = max(changed, key=lambda t: t.counts["U"] + t.counts["D"])
+        diff = screen.diff(table.table)
+        screen.query_one("#tabs").active = f"t-{table.table}"
+        await pilot.pause()
+        for op in ("I", "U", "D"):
+            await pilot.press("f")
+            await pilot.pause()
+            assert diff.op == op and diff.query_one(ChangeTable).row_count == table.counts[op]
+        await pilot.press("f")  # back to all ops
+        pk = diff.table.pk[0]
+        key = diff.rows[pk][diff.rows.num_rows - 1].as_py()
+        await pilot.press("slash", *key[:12])  # search by (part of) a key
+        await pilot.pause()
+        grid = diff.query_one(ChangeTable)
+        assert diff.search == key[:12] and grid.row_count == 1
+        assert grid.get_row_at(0)[diff.rows.column_names.index(pk)] == key
+
+
+async def test_confirm_yes_publishes_the_preview_and_commits(captured: Config):
+    state = State(captured.data_dir)
+    before = {name: state.committed(name).run_id for name in captured.table_names}
+    app = CdcApp(captured)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_preview(pilot)
+        preview = screen.report
+        planned = {u.key for t in preview.tables for u in t.uploads}
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")  # with the mouse
+        await wait_for(pilot, lambda: screen.phase == "published")
+        assert screen.query_one("#publish-bar", ProgressBar).percentage == 1
+        assert any("published" in n.message for n in app._notifications)
+    files = lake_listing(captured)
+    assert planned and planned <= set(files)
+    for table in preview.tables:
+        name = table.table
+        if table.status == "changes":
+            assert f"cdc/{name}/{name}_{preview.run_id}.parquet" in files
+            assert state.committed(name).run_id == preview.run_id > before[name]
+        else:
+            assert state.committed(name).run_id == before[name]
+        assert state.pending(name) == []
+
+
+async def test_confirm_no_discards_the_preview_and_writes_nothing(captured: Config):
+    state = State(captured.data_dir)
+    before_lake = lake_listing(captured)
+    before_state = {name: state.committed(name) for name in captured.table_names}
+    app = CdcApp(captured)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "space")  # uncheck produtos: only the checked tables are previewed
+        screen = await open_preview(pilot)
+        assert [t.table for t in screen.report.tables] == ["clientes", "transacoes", "transacao_produto"]
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, TablesScreen))
+        assert any("nothing was written" in n.message for n in app._notifications)
+    assert lake_listing(captured) == before_lake
+    assert {name: state.committed(name) for name in captured.table_names} == before_state
+    assert all(state.pending(name) == [] for name in captured.table_names)
+
+
+async def test_the_timed_loop_runs_cycles_and_stops_on_request(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = make_config(tmp_path, captures=0, timer={"unit": "seconds", "value": 1})
+    app = CdcApp(config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoopScreen))
+        loop = app.screen
+        await pilot.press("s")
+        await wait_for(pilot, lambda: loop.cycles >= 2, timeout=40)
+        assert "next tick in" in text_of(loop.query_one("#countdown", Static))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not loop.running, timeout=20)
+        cycles = loop.cycles
+        assert "Stopped" in text_of(loop.query_one("#countdown", Static))
+        assert loop.last.run_id in text_of(loop.query_one("#summary", Static))
+        await pilot.pause(1.5)  # a stopped loop starts no more cycles
+        assert loop.cycles == cycles
+    with_changes = manifests(make_lake(config.lake), "clientes", tmp_path)
+    assert len(with_changes) >= 2 and State(config.data_dir).committed("clientes").run_id == loop.last.run_id
+
+
+async def test_a_failing_table_is_notified_and_the_others_still_preview(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tables = [{**DEMO_TABLES[0], "pk": "nope"}, *DEMO_TABLES[1:]]
+    config = make_config(tmp_path, tables=tables)
+    app = CdcApp(config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_preview(pilot)
+        failed = screen.diff("clientes")
+        assert failed.report.status == "failed" and '"nope"' in failed.report.error
+        assert "FAILED" in text_of(failed.query_one(".counts", Static)) and not failed.query(ChangeTable)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert any('"nope"' in n.message for n in errors)
+        for name in ("transacoes", "transacao_produto"):
+            diff = screen.diff(name)
+            assert diff.report.status == "changes"
+            assert diff.query_one(ChangeTable).row_count == sum(diff.report.counts.values()) > 0
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "clientes: failed in the preview — not published" in rendered(app.screen.query_one("#uploads"))
+
+
+# --- snapshots: a frozen clock, so run ids, ages and log times are the same on every run -----------------
+class FrozenDatetime(datetime):
+    """`datetime` whose now() is FROZEN."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return FROZEN if tz else FROZEN.replace(tzinfo=None)
+
+
+@pytest.fixture
+def frozen(tmp_path: Path, monkeypatch) -> Config:
+    """Three captures at a frozen time (a full load and two change sets), shown two hours later."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cdc_core.pipeline, "datetime", FrozenDatetime)
+    monkeypatch.setattr(cdc_core.state, "datetime", FrozenDatetime)
+    monkeypatch.setattr(tui.data, "utcnow", lambda: FROZEN + timedelta(hours=2))
+    monkeypatch.setattr(tui.app, "stamp", lambda created: "08:00:00")
+    return make_config(tmp_path, captures=3)
+
+
+def test_snapshot_tables_screen(frozen: Config, snap_compare):
+    async def loaded(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.items))
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(100, 30), run_before=loaded)
+
+
+def test_snapshot_preview_screen(frozen: Config, snap_compare):
+    async def previewed(pilot: Pilot) -> None:
+        await open_preview(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(100, 30), run_before=previewed)
+
+
+def test_snapshot_confirm_upload(frozen: Config, snap_compare):
+    async def confirming(pilot: Pilot) -> None:
+        await open_preview(pilot)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(100, 30), run_before=confirming)

@@ -1,0 +1,162 @@
+"""The Timed loop screen: cdc_core's `run_forever` in a thread, a countdown to the next tick, a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from cdc_core.pipeline import RunReport
+from cdc_core.schedule import next_tick, run_forever
+
+from .render import report_line, short_path
+from .widgets import LogPane
+
+log = logging.getLogger("cdc_core.tui")
+
+
+def clock(seconds: float) -> str:
+    """3725 → '1:02:05'; 65 → '01:05'."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+class LoopScreen(Screen[None]):
+    """Start and stop the timed loop over the checked tables; every cycle captures and publishes."""
+
+    SUB_TITLE = "Timed loop"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "toggle", "Start/stop"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    running: reactive[bool] = reactive(False, bindings=True)
+    stopping: reactive[bool] = reactive(False)
+    capturing: reactive[bool] = reactive(False)
+    remaining: reactive[float] = reactive(0.0)
+    cycles: reactive[int] = reactive(0)
+
+    def __init__(self, tables: list[str], skip_download: bool = False) -> None:
+        super().__init__()
+        self.tables, self.skip_download = tables, skip_download
+        self.stop_event: threading.Event | None = None
+        self.started = 0.0
+        self.last: RunReport | None = None
+
+    def compose(self) -> ComposeResult:
+        timer, lake = self.app.config.timer, short_path(self.app.config.lake.url)
+        yield Header()
+        yield Static(Text.assemble(("every ", "dim"), (f"{timer.value:g} {timer.unit}", "bold"),
+                                   ("  tables ", "dim"), ", ".join(self.tables), ("  →  ", "dim"), lake),
+                     id="loop-info")
+        yield Static("", id="countdown")
+        yield Static(Text("No cycle yet.", "dim"), id="summary")
+        yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self._tick)
+        self._render_countdown()
+
+    # --- start / stop -------------------------------------------------------------------------------------
+    def action_toggle(self) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def start(self) -> None:
+        self.stop_event, self.started = threading.Event(), time.monotonic()
+        self.cycles, self.capturing, self.running = 0, True, True
+        log.info("timed loop started: %s", ", ".join(self.tables))
+        self.run_loop(self.stop_event)
+
+    def stop(self) -> None:
+        """Ask the loop to stop: a running cycle completes first, a wait ends at once."""
+        if self.stop_event is not None and self.running and not self.stopping:
+            self.stop_event.set()
+            self.stopping = True
+            log.info("stopping the timed loop%s", " after the current cycle" if self.capturing else "")
+
+    @work(thread=True, exclusive=True, group="loop")
+    def run_loop(self, stop: threading.Event) -> None:
+        """`run_forever` until `stop` is set; each report goes to the UI thread."""
+        try:
+            run_forever(self.app.config, tables=self.tables, skip_download=self.skip_download, stop=stop,
+                        on_report=lambda report: self.app.from_worker(self._reported, report))
+        except Exception:  # run_forever logs cycle errors itself; this is a bug in the loop
+            log.exception("the timed loop stopped unexpectedly")
+        finally:
+            self.app.from_worker(self._stopped)
+
+    def _reported(self, report: RunReport) -> None:
+        self.last, self.capturing = report, False
+        self.cycles += 1
+        seconds = (report.finished_at - report.started_at).total_seconds() if report.finished_at else 0
+        text = Text.assemble(("Last cycle ", "bold"), f"run {report.run_id}",
+                             f" · source version {report.source_version}" if report.source_version else "",
+                             f" · {seconds:.0f} s\n")
+        for table in report.tables:
+            text.append_text(report_line(table)).append("\n")
+        text.rstrip()
+        self.query_one("#summary", Static).update(text)
+
+    def _stopped(self) -> None:
+        self.running = self.stopping = self.capturing = False
+        self.notify(f"Timed loop stopped after {self.cycles} cycle(s).", title="Loop")
+        if getattr(self.app, "quitting", False):
+            self.app.exit()
+
+    # --- countdown ----------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if not self.running:
+            return
+        now = time.monotonic()
+        remaining = next_tick(self.started, self.app.config.timer.seconds, now) - now
+        if remaining > self.remaining + 0.5 and not self.stopping:  # a tick passed: the loop starts a cycle
+            self.capturing = True
+        self.remaining = remaining
+
+    def watch_running(self) -> None:
+        self._render_countdown()
+
+    def watch_stopping(self) -> None:
+        self._render_countdown()
+
+    def watch_capturing(self) -> None:
+        self._render_countdown()
+
+    def watch_remaining(self) -> None:
+        self._render_countdown()
+
+    def watch_cycles(self) -> None:
+        self._render_countdown()
+
+    def _render_countdown(self) -> None:
+        if not self.is_mounted:
+            return
+        if not self.running:
+            text = Text.assemble(("Stopped", "bold"), f" · {self.cycles} cycle(s) run · press s to start")
+        elif self.stopping:
+            text = Text("Stopping: the current cycle completes, then the loop ends…", "bold yellow")
+        else:
+            state = ("● capturing", "bold green") if self.capturing else ("○ waiting", "bold")
+            text = Text.assemble(state, "   next tick in ", (clock(self.remaining), "bold"),
+                                 f"   cycles completed {self.cycles}   s: stop")
+        self.query_one("#countdown", Static).update(text)
+
+    def action_back(self) -> None:
+        if self.running:
+            self.notify("The loop is running: press s to stop it first.", severity="warning")
+            return
+        self.app.pop_screen()

@@ -1,0 +1,147 @@
+"""Rich text for the screens: counts coloured by op, sizes, ages, sparklines of recent captures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.text import Text
+
+from cdc_core.pipeline import TableReport
+
+from .data import OPS, TableOverview
+
+OP_STYLES = {"I": "bold green", "U": "bold yellow", "D": "bold red"}
+OP_NAMES = {"I": "inserts", "U": "updates", "D": "deletes"}
+BLOCKS = "▁▂▃▄▅▆▇█"
+NAME_WIDTH = 18
+STATUS = {"full_load": "first capture", "changes": "changes", "unchanged": "no changes",
+          "skipped": "skipped", "failed": "FAILED", "pending": "…"}
+
+
+def human_bytes(size: int) -> str:
+    """1536 → '1.5 KB'."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GB"
+
+
+def ago(stamp: str, now: datetime) -> str:
+    """'2026-11-26T08:07:02Z' → '3 h ago' relative to `now`."""
+    try:
+        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return stamp
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return "just now"
+
+
+def short_path(url: str) -> str:
+    """A lake or folder for display: s3 URLs as they are, local folders relative to the working dir when inside it."""
+    if url.startswith("s3://"):
+        return url
+    path = Path(url)
+    try:
+        return f"{path.relative_to(Path.cwd()).as_posix()}/"
+    except ValueError:
+        return str(path)
+
+
+def counts(values: dict[str, int], width: int = 0) -> Text:
+    """'I 30  U 163  D 10', each op in its colour; `width` right-aligns the numbers."""
+    text = Text()
+    for op in OPS:
+        if op != "I":
+            text.append("  ")
+        text.append(op, OP_STYLES[op])
+        text.append(f" {values.get(op, 0):>{width},}")
+    return text
+
+
+def spark(values: Sequence[int], top: int) -> str:
+    """One block per value, scaled to `top`; a zero is a space so that 'nothing' reads as nothing."""
+    if top <= 0:
+        return " " * len(values)
+    return "".join(" " if v <= 0 else BLOCKS[min(len(BLOCKS) - 1, (v * len(BLOCKS) - 1) // top)] for v in values)
+
+
+def overview_header() -> Text:
+    """The column titles above the Tables list, aligned with `overview_line`."""
+    return Text(f"{'table':<{NAME_WIDTH}}{'last run':<15}  {'captured':>10}  last change set", "bold dim")
+
+
+def overview_line(item: TableOverview, now: datetime) -> Text:
+    """One line of the Tables list: name, last run, its age, its I/U/D counts, pending outbox runs."""
+    line = Text(f"{item.name:<{NAME_WIDTH}}", "bold")
+    if item.error:
+        return line.append(item.error, "red")
+    if item.committed is None:
+        line.append("never captured", "dim")
+    else:
+        line.append(f"{item.committed.run_id}  {ago(item.committed.committed_at, now):>10}  ")
+        last = item.last
+        if last is None:
+            line.append("counts not in the lake", "dim")
+        elif last.get("kind") == "full_load":
+            line.append(f"{'first capture':<22}", "cyan")
+        else:
+            line.append_text(counts(last.get("counts", {}), width=4))
+    if item.pending:
+        line.append(f" ⧗{len(item.pending)}", "bold magenta")
+    return line
+
+
+def overview_detail(item: TableOverview, now: datetime) -> Text:
+    """The highlighted table: key, last capture in full, pending runs and the I/U/D history of recent captures."""
+    table = item.table
+    text = Text.assemble((table.name, "bold"), f"  key {', '.join(table.pk)}",
+                         f"  date {table.date_field}" if table.date_field else "", f"  sep {table.sep!r}\n")
+    if item.error:
+        return text.append(item.error, "red")
+    if item.committed is None:
+        text.append("not captured yet: the first capture writes a full load\n", "dim")
+    else:
+        c = item.committed
+        version = f" · source version {c.source_version}" if c.source_version else ""
+        text.append(f"last capture run {c.run_id} ({ago(c.committed_at, now)}){version} · {c.rows:,} rows\n")
+    if item.pending:
+        text.append(f"outbox: {len(item.pending)} run(s) waiting to be published: {', '.join(item.pending)}\n",
+                    "magenta")
+    return text.append_text(history(item.history))
+
+
+def history(manifests: Sequence[dict]) -> Text:
+    """Three sparklines (I, U, D) over the recent captures with changes, scaled to the largest count."""
+    runs = [m for m in manifests if m.get("kind") == "changes"]
+    if not runs:
+        return Text("history: no change sets yet", "dim")
+    series = {op: [int(m.get("counts", {}).get(op, 0)) for m in runs] for op in OPS}
+    top = max(max(values) for values in series.values())
+    text = Text(f"history of the last {len(runs)} change set(s), oldest → newest\n", "dim")
+    for op in OPS:
+        text.append(f"{op} ", OP_STYLES[op])
+        text.append(f"{spark(series[op], top):<24}", OP_STYLES[op].replace("bold ", ""))
+        text.append(f" last {series[op][-1]:,} · max {max(series[op]):,}\n")
+    text.rstrip()
+    return text
+
+
+def report_line(report: TableReport) -> Text:
+    """One table of a cycle's report: status, counts, rows, or its one-line error."""
+    line = Text(f"{report.table:<{NAME_WIDTH}}", "bold")
+    status = STATUS.get(report.status, report.status)
+    if report.status == "failed":
+        return line.append(f"FAILED: {report.error}", "red")
+    line.append(f"{status:<14}", "cyan" if report.status == "full_load" else "")
+    if report.status == "changes":
+        line.append_text(counts(report.counts, width=4))
+    if report.rows is not None:
+        line.append(f"  {report.rows:>8,} rows", "dim")
+    return line
