@@ -29,7 +29,7 @@ from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
 from .lake import Lake, LocalLake, full_load_key, make_lake
 from .pipeline import RunReport
-from .replay import replay
+from .replay import manifest_file, replay
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
 _CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at")
@@ -130,7 +130,7 @@ def changes(lake: Lake, table: str, run_ids: Iterable[str] | None = None, *, ops
     """The change rows of the chosen runs (default: all), optionally only `ops` and keys containing `key`."""
     chosen = None if run_ids is None else set(run_ids)
     found = manifests(lake, table)
-    files = [_local(lake, _file(m, "cdc/")) for m in found if m.get("has_changes") and
+    files = [_local(lake, manifest_file(m, "cdc/")) for m in found if m.get("has_changes") and
              (chosen is None or m["run_id"] in chosen)]
     pk = found[-1]["pk"] if found else []
     return _read_changes(files, pk, ops, key)
@@ -160,7 +160,7 @@ def report_counts(report: RunReport) -> pd.DataFrame:
 def busiest_keys(lake: Lake, table: str, limit: int = 500) -> list[str]:
     """Keys of `table` with the most change rows first (composite keys joined by "/")."""
     found = manifests(lake, table)
-    files = [_local(lake, _file(m, "cdc/")) for m in found if m.get("has_changes")]
+    files = [_local(lake, manifest_file(m, "cdc/")) for m in found if m.get("has_changes")]
     return _busiest(files, found[-1]["pk"], limit) if files else []
 
 
@@ -189,10 +189,10 @@ def key_history(lake: Lake, table: str, key: str | Mapping[str, str], *, pending
     with closing(connect()) as con:
         for m in found:
             if m["kind"] == "full_load":
-                base = con.sql(f"SELECT * FROM {_parquet([_local(lake, _file(m, 'base/'))])} WHERE {where}")
+                base = con.sql(f"SELECT * FROM {_parquet([_local(lake, manifest_file(m, 'base/'))])} WHERE {where}")
                 rows = base.to_arrow_table().to_pylist()
                 events.append((m["run_id"], pd.Timestamp(m["captured_at"]), "full load", rows[0] if rows else {}))
-        files = [_local(lake, _file(m, "cdc/")) for m in found if m.get("has_changes")]
+        files = [_local(lake, manifest_file(m, "cdc/")) for m in found if m.get("has_changes")]
         files += [pending] if pending is not None and pending.is_file() else []
         holding = con.execute(f"SELECT DISTINCT filename FROM {_parquet(files, filename=True)} WHERE {where}"
                               ).fetchall() if files else []
@@ -291,14 +291,6 @@ def _key_values(key: str | Mapping[str, str], pk: list[str]) -> dict[str, str]:
 
 def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-
-
-def _file(manifest: dict, prefix: str) -> str:
-    for item in manifest["files"]:
-        if item["key"].startswith(prefix):
-            return item["key"]
-    raise LakeError(f'Manifest of run {manifest["run_id"]} ({manifest["table"]}) lists no {prefix} file — the '
-                    "lake is damaged")
 
 
 def _parquet(files: list[Path], *, filename: bool = False) -> str:

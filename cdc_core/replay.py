@@ -77,8 +77,8 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
             raise LakeError(f'The lake {lake.url} has no base (first full load) of table "{table}" — it cannot '
                             "be replayed")
         base = bases[-1]
-        base_file = lake.local(_file(base, "base/"), folder)
-        cdc_files = [lake.local(_file(m, "cdc/"), folder) for m in runs
+        base_file = lake.local(manifest_file(base, "base/"), folder)
+        cdc_files = [lake.local(manifest_file(m, "cdc/"), folder) for m in runs
                      if m["run_id"] > base["run_id"] and m.get("has_changes")]
         columns, key = target["columns"], target["pk"]
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,8 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
 
 
-def _file(manifest: dict, prefix: str) -> str:
+def manifest_file(manifest: dict, prefix: str) -> str:
+    """The key of the file under `prefix` ("cdc/", "base/", …) that a manifest lists."""
     for item in manifest["files"]:
         if item["key"].startswith(prefix):
             return item["key"]
