@@ -12,16 +12,23 @@ from pathlib import Path
 SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
+def redact(text: str) -> str:
+    """`text` with the value of every credential variable in the environment masked as `***`."""
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name, "")
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
 class _RedactSecrets(logging.Filter):
     """Masks the value of any credential variable that would end up in a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [v for name in SECRET_VARIABLES if len(v := os.environ.get(name, "")) >= 6]
-        if secrets:
-            message = record.getMessage()
-            for secret in secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 

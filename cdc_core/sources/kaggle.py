@@ -25,12 +25,12 @@ from typing import Any, TypeVar
 
 from ..config import TableConfig
 from ..errors import SourceError
+from ..logs import redact
 from . import Fetch
 
 log = logging.getLogger("cdc_core")
 T = TypeVar("T")
 MAX_WAIT = 60.0  # seconds: the cap of one backoff wait
-SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
 NO_CREDENTIALS = ("No Kaggle credentials found — set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, in the "
                   "environment or in .env next to config.json, or put kaggle.json in ~/.kaggle/")
 
@@ -79,7 +79,7 @@ class KaggleSource:
             except (OSError, ValueError, RuntimeError) as exc:  # the client's own download checks (size, disk)
                 result.errors[table.name] = SourceError(
                     f'Table "{table.name}": downloading {file_name} from Kaggle failed '
-                    f"({type(exc).__name__}: {_scrub(str(exc))}) — check the disk space; the next cycle tries again")
+                    f"({type(exc).__name__}: {redact(str(exc))}) — check the disk space; the next cycle tries again")
         return result
 
     # --- the steps ------------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ class KaggleSource:
         except SystemExit:  # older kaggle versions exit at import when no credentials are found
             raise SourceError(NO_CREDENTIALS) from None
         except OSError as exc:
-            raise SourceError(f"The kaggle client could not start ({_scrub(str(exc))}) — check that ~/.kaggle "
+            raise SourceError(f"The kaggle client could not start ({redact(str(exc))}) — check that ~/.kaggle "
                               "(or KAGGLE_CONFIG_DIR) is readable and writable") from None
         api = api_class()
 
@@ -265,7 +265,7 @@ def _describe(exc: BaseException | None) -> str:
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"
-    return _scrub(f"{type(exc).__name__}: {exc}")
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 def _credentials_in_use() -> str:
@@ -277,15 +277,6 @@ def _credentials_in_use() -> str:
     return "kaggle.json or the token in ~/.kaggle"
 
 
-def _scrub(text: str) -> str:
-    """`text` with the value of every Kaggle secret in the environment masked."""
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Capture what the kaggle client prints (help text, "Dataset URL: …") and log it at debug level."""
@@ -295,4 +286,4 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         if out.getvalue().strip():
-            log.debug("kaggle client: %s", _scrub(out.getvalue().strip()))
+            log.debug("kaggle client: %s", redact(out.getvalue().strip()))
