@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .types import TEXT, TZ, Column, normalize
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -24,7 +25,7 @@ SOURCE_TYPES = ("demo", "directory", "kaggle")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
             "retention", "workers"}
-TABLE_KEYS = {"name", "pk", "date_field", "sep", "detect", "allow_empty"}
+TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
             "multipart_threshold_mb"}
 ENGINE_KEYS = {"memory_limit", "threads"}
@@ -41,6 +42,12 @@ class TableConfig:
     sep: str = ","
     detect: str = "content"
     allow_empty: bool = False
+    quote: str = '"'
+    escape: str = '"'
+    columns: tuple[Column, ...] = ()  # pinned types (and date layouts) that win over what a file looks like
+
+    def pinned(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -195,9 +202,13 @@ def _tables(raw: Any) -> tuple[TableConfig, ...]:
             pk=_pk(item.get("pk"), f"{where}.pk"),
             date_field=_optional_str(item.get("date_field"), f"{where}.date_field"),
             sep=_sep(item.get("sep", ","), f"{where}.sep"),
+            quote=_quote(item.get("quote", '"'), f"{where}.quote"),
+            escape=_quote(item.get("escape", item.get("quote", '"')), f"{where}.escape"),
+            columns=_columns(item.get("columns", {}), f"{where}.columns"),
             detect=_choice(item.get("detect", "content"), DETECT_MODES, f"{where}.detect"),
             allow_empty=_bool(item.get("allow_empty", False), f"{where}.allow_empty"),
         ))
+        _check_pins(tables[-1], where)
         if tables[-1].detect == "date_field" and tables[-1].date_field is None:
             raise ConfigError(f'Config key "{where}.detect" is "date_field" but "{where}.date_field" is not set '
                               '— name the date column or use "detect": "content"')
@@ -226,6 +237,45 @@ def _sep(raw: Any, where: str) -> str:
     if not isinstance(raw, str) or len(raw) != 1:
         raise ConfigError(f'Config key "{where}" is {raw!r} — use one character, e.g. ";" or ","')
     return raw
+
+
+def _quote(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or len(raw) > 1:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use one character (default \'"\'), or "" for none')
+    return raw
+
+
+def _columns(raw: Any, where: str) -> tuple[Column, ...]:
+    """Pinned column types: {"cep": "VARCHAR", "nascimento": {"type": "DATE", "format": "%d/%m/%Y"}}."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f'Config key "{where}" must be an object like {{"cep": "VARCHAR"}}')
+    pins = []
+    for name, spec in raw.items():
+        at = f"{where}.{name}"
+        if isinstance(spec, dict):
+            _check_keys(spec, {"type", "format"}, f"{at}.")
+            kind, layout = spec.get("type"), spec.get("format")
+        else:
+            kind, layout = spec, None
+        lake = normalize(kind) if isinstance(kind, str) else None
+        if lake is None or lake == "BLOB":
+            raise ConfigError(f'Config key "{at}" is {kind!r} — use VARCHAR, BIGINT, DOUBLE, DECIMAL(p,s), '
+                              "BOOLEAN, DATE or TIMESTAMP")
+        if layout is not None and (lake not in ("DATE", TZ) or not isinstance(layout, str) or "%" not in layout):
+            raise ConfigError(f'Config key "{at}.format" is {layout!r} — a format (like "%d/%m/%Y") only goes '
+                              "with DATE or TIMESTAMP")
+        pins.append(Column(name, lake, layout))
+    return tuple(pins)
+
+
+def _check_pins(table: TableConfig, where: str) -> None:
+    for pin in table.columns:
+        if pin.name in table.pk and pin.type != TEXT:
+            raise ConfigError(f'Config key "{where}.columns.{pin.name}" pins a key column to {pin.type} — key '
+                              "columns are always text: remove the pin")
+        if pin.name == table.date_field and pin.type != TZ:
+            raise ConfigError(f'Config key "{where}.columns.{pin.name}" pins the date field to {pin.type} — the '
+                              'date field is always a TIMESTAMP: use {"type": "TIMESTAMP", "format": "…"}')
 
 
 def _choice(raw: Any, allowed: tuple[str, ...], where: str) -> str:

@@ -7,6 +7,9 @@ from pathlib import Path
 import duckdb
 
 from .config import EngineConfig
+from .sql import literal, quote
+
+__all__ = ["connect", "literal", "quote"]
 
 
 def connect(engine: EngineConfig | None = None, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -23,13 +26,3 @@ def connect(engine: EngineConfig | None = None, spill_dir: Path | None = None) -
         con.execute("SET temp_directory = ?", [str(spill_dir)])
     con.execute("SET preserve_insertion_order = false")
     return con
-
-
-def quote(name: str) -> str:
-    """A column name as a DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A string as a DuckDB literal."""
-    return "'" + text.replace("'", "''") + "'"

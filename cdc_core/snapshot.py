@@ -1,25 +1,43 @@
-"""CSV → typed Parquet snapshot, with the checks that keep bad input out of the lake.
+"""A table's file (CSV or Parquet) → its typed Parquet snapshot, with the checks that keep bad input out.
 
-Key columns are read as strings, the date field is parsed as a UTC timestamp, other columns keep the types DuckDB
-detects (timestamps as UTC). A header without the key or date column, a file that is not CSV with the table's
-separator, a bad date, and NULL or duplicate keys each raise one `InputError` that says what, where and how to fix.
+Key columns are text, the date field is a UTC timestamp, and every other CSV column gets the narrowest lake type
+that every value of the *whole file* round-trips through (see `types`); Parquet inputs keep their types, mapped to
+the lake's. Types are stable per table: given the previous snapshot's columns, a column keeps its type while the
+new file fits it, and widens once to text when it does not (reported; the widening alone changes no row).
+Pinned types (`"columns"` in the table config) win and must fit. A bad header, a bad date, a value that does not
+fit a pinned type, and NULL or duplicate keys each raise one `InputError` that says what, where and how to fix.
 """
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
+from . import csvfile
 from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
+from .types import (
+    BOOL,
+    DATE,
+    INT,
+    TEXT,
+    TZ,
+    Column,
+    file_columns,
+    kv_metadata,
+    lake_type_of,
+    layout_of,
+    parse,
+    read_layouts,
+    text_of,
+)
 
 EXAMPLES = 5
+CHECK = "cdc-check column "
 
 
 @dataclass(frozen=True)
@@ -30,134 +48,218 @@ class Snapshot:
     path: Path
     rows: int
     columns: dict[str, str]
+    layouts: dict[str, str] = field(default_factory=dict)
+    widened: dict[str, tuple[str, str]] = field(default_factory=dict)  # column → (type it had, a value that broke it)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f'column "{name}" widened {old} → VARCHAR ({example!r} is not a {old}); it stays text from now on'
+                for name, (old, example) in self.widened.items()]
 
 
-def load_snapshot(csv_path: Path, table: TableConfig, out_path: Path, *,
-                  con: duckdb.DuckDBPyConnection | None = None, compression: str = "zstd") -> Snapshot:
-    """Check and convert one table's CSV file into a typed Parquet snapshot at `out_path`."""
-    con = con or connect()
-    csv_path, out_path = Path(csv_path), Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    target = literal(str(out_path))
-    read_csv_typed(con, csv_path, table,
-                   lambda select: f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION {compression})")
+@dataclass
+class _Plan:
+    """How one output column is made from the input: its SQL, its type, and the check its values must pass."""
+
+    name: str
+    src: str  # the input column, as SQL
+    type: str
+    layout: str | None = None
+    mode: str = "cast"  # cast: no check (typed input or text); verify: round-trip, else widen; strict: must parse
+    was: str | None = None  # the type the previous snapshot had, when this plan keeps it
+
+    def ok(self) -> str:
+        parsed = parse(self.src, self.type, self.layout)
+        if self.mode == "verify":
+            return f"({self.src} IS NULL OR COALESCE({text_of(parsed, self.type, self.layout)} = {self.src}, false))"
+        return f"({self.src} IS NULL OR {parsed} IS NOT NULL)"
+
+    def value(self, index: int) -> str:
+        if self.mode == "cast":
+            return f"{self.src} AS {quote(self.name)}"
+        parsed = parse(self.src, self.type, self.layout)
+        return f"CASE WHEN {self.ok()} THEN {parsed} ELSE error('{CHECK}{index}') END AS {quote(self.name)}"
+
+
+def schema_of(path: Path) -> dict[str, Column]:
+    """The columns (exact names, lake types, timestamp layouts) of a snapshot written by `load_snapshot`."""
+    con = connect()
     try:
-        rows = check_keys(con, f"read_parquet({target})", table.pk, f'Table "{table.name}": {csv_path.name}')
+        found = file_columns(con, path)
+    finally:
+        con.close()
+    layouts = read_layouts(path)
+    return {name: Column(name, lake_type_of(kind), layouts.get(name)) for name, (_, kind) in found.items()}
+
+
+def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.DuckDBPyConnection | None = None,
+                  compression: str = "zstd", previous: dict[str, Column] | None = None) -> Snapshot:
+    """Check and convert one table's file (CSV, gzipped CSV or Parquet) into a typed Parquet snapshot."""
+    con = con or connect()
+    src, out_path = Path(src), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    at = csvfile.where(src, table)
+    header = None if _is_parquet(src) else csvfile.read_header(src, table)
+    try:
+        plans, rows, widened = _write(con, src, table, header, out_path, compression, previous or {})
+    except duckdb.Error as exc:
+        out_path.unlink(missing_ok=True)
+        if header is None:
+            raise InputError(f"{at} cannot be read as Parquet ({str(exc).splitlines()[0]}) — fix the file") from None
+        raise csvfile.explain(exc, src, table, header) from None
+    try:
+        check_keys(con, f"read_parquet({literal(str(out_path))})", table.pk, at)
     except InputError:
         out_path.unlink(missing_ok=True)
         raise
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({target})").fetchall()
-    return Snapshot(table=table.name, path=out_path, rows=rows, columns={row[0]: row[1] for row in described})
+    return Snapshot(table=table.name, path=out_path, rows=rows, columns={p.name: p.type for p in plans},
+                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened)
 
 
-def read_csv_typed(con: duckdb.DuckDBPyConnection, csv_path: Path, table: TableConfig,
-                   statement: Callable[[str], str], *, utc: bool = True) -> None:
-    """Run `statement(select)`, where `select` reads the CSV typed; any read error becomes one `InputError`.
-
-    With `utc`, every timestamp column becomes a UTC timestamp (for snapshots); without, only a date field that
-    is not already a date or timestamp is parsed (enough to compare, and cheaper).
-    """
-    header = read_header(csv_path, table)
-    where = f'Table "{table.name}": {csv_path.name}'
-    try:
-        con.execute(statement(_typed_select(con, csv_path, table, sample_size=20480, utc=utc)))
-    except duckdb.ConversionException:
-        try:  # a type guessed from the first rows failed further down: read the whole file to guess
-            con.execute(statement(_typed_select(con, csv_path, table, sample_size=-1, utc=utc)))
-        except duckdb.Error as exc:
-            raise _explain(exc, con, csv_path, table, header, where) from None
-    except duckdb.Error as exc:
-        raise _explain(exc, con, csv_path, table, header, where) from None
-
-
-def read_header(csv_path: Path, table: TableConfig) -> list[str]:
-    """The header's column names; the key columns and the date field must be among them."""
-    where = f'Table "{table.name}": {csv_path.name}'
-    try:
-        with open(csv_path, encoding="utf-8-sig", newline="") as f:
-            line = f.readline()
-    except UnicodeDecodeError:
-        raise InputError(f"{where} is not UTF-8 text — re-save it as UTF-8") from None
-    if not line.strip():
-        raise InputError(f"{where} is empty (no header line) — the source delivered an empty file; check it")
-    header = next(csv.reader([line.rstrip("\r\n")], delimiter=table.sep))
-    shown = table.sep.join(header)
-    if len(shown) > 120:
-        shown = shown[:117] + "…"
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        raise InputError(f'{where}: column "{dupes[0]}" appears twice in the header ({shown}) — '
-                         "rename one of them")
-    for col in table.pk:
-        if col not in header:
-            fix = _sep_hint(header, table) or 'fix "pk" in the config or the file'
-            raise InputError(f'{where}: key column "{col}" is missing (header: {shown}) — {fix}')
-    if table.date_field and table.date_field not in header:
-        fix = _sep_hint(header, table) or 'fix "date_field" in the config or the file'
-        raise InputError(f'{where}: date field "{table.date_field}" is missing (header: {shown}) — {fix}')
-    return header
-
-
-def _sep_hint(header: list[str], table: TableConfig) -> str:
-    if len(header) == 1:
-        for sep in (";", ",", "\t", "|"):
-            if sep != table.sep and sep in header[0]:
-                return f'the file looks separated by {sep!r}, not {table.sep!r}: set "sep" in the config'
-    return ""
-
-
-def _typed_select(con, csv_path: Path, table: TableConfig, sample_size: int, utc: bool = True) -> str:
-    """SELECT over the CSV: key columns as text, the date field (and with `utc` every timestamp) as UTC."""
-    types = "{" + ", ".join(f"{literal(k)}: 'VARCHAR'" for k in table.pk) + "}"
-    source = (f"read_csv({literal(str(csv_path))}, delim={literal(table.sep)}, header=true, types={types}, "
-              f"sample_size={sample_size}, encoding='utf-8')")
-    select = []
-    for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall():
-        col = quote(name)
-        is_date = name == table.date_field
-        if (utc and (is_date or kind.startswith("TIMESTAMP")) and kind != "TIMESTAMP WITH TIME ZONE") \
-                or (is_date and kind not in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE")):
-            select.append(f"CAST({col} AS TIMESTAMPTZ) AS {col}")
-        else:
-            select.append(col)
-    return f"SELECT {', '.join(select)} FROM {source}"
-
-
-def _explain(exc: duckdb.Error, con, csv_path: Path, table: TableConfig, header: list[str], where: str) -> InputError:
-    """Turn a DuckDB read error into one line that says what, where and how to fix."""
-    text = str(exc)
-    if table.date_field and ("TIMESTAMP" in text or "DATE" in text or f'"{table.date_field}"' in text):
-        date = quote(table.date_field)
+def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_path: Path, compression: str,
+           previous: dict[str, Column]) -> tuple[list[_Plan], int, dict[str, tuple[str, str]]]:
+    """Plan the columns, then COPY; a value that breaks a verified type widens that column and COPY runs again."""
+    at = csvfile.where(src, table)
+    if header is None:
+        relation = f"read_parquet({literal(str(src))})"
+        plans = _parquet_plans(con, relation, src, table, previous)
+    else:
+        relation = csvfile.relation(src, table, header)
+        plans = _csv_plans(con, relation, table, header, previous)
+    widened: dict[str, tuple[str, str]] = {}
+    for _ in range(len(plans) + 1):
+        select = ", ".join(plan.value(i) for i, plan in enumerate(plans))
+        layouts = {p.name: p.layout for p in plans if p.layout}
         try:
-            bad = con.execute(
-                f"SELECT DISTINCT {date} FROM read_csv({literal(str(csv_path))}, delim={literal(table.sep)}, "
-                f"header=true, all_varchar=true) WHERE {date} IS NOT NULL AND TRY_CAST({date} AS TIMESTAMPTZ) "
-                f"IS NULL LIMIT {EXAMPLES}").fetchall()
-        except duckdb.Error:
-            bad = []
-        if bad:
-            examples = ", ".join(repr(r[0]) for r in bad)
-            return InputError(f'{where}: date field "{table.date_field}" has values that are not dates '
-                              f'(e.g. {examples}) — use YYYY-MM-DD[ HH:MM:SS[.fff]] or fix "date_field" in the config')
-    if "not utf-8" in text.lower() or "unicode" in text.lower():
-        return InputError(f"{where} is not UTF-8 text — re-save it as UTF-8")
-    line = _ragged_line(csv_path, table.sep, len(header))
-    if line:
-        return InputError(f"{where}: line {line[0]} has {line[1]} fields but the header has {len(header)} "
-                          f'(separator {table.sep!r}) — fix that line or "sep" in the config')
-    match = re.search(r"CSV Error on Line: (\d+)", text)
-    first = text.splitlines()[0] if text else type(exc).__name__
-    at = f" at line {match.group(1)}" if match else ""
-    return InputError(f"{where} cannot be read as CSV with separator {table.sep!r}{at} ({first}) — fix the file")
+            rows = con.execute(f"COPY (SELECT {select} FROM {relation}) TO {literal(str(out_path))} "
+                               f"(FORMAT parquet, COMPRESSION {compression}{kv_metadata(layouts)})").fetchall()[0][0]
+            return plans, rows, widened
+        except duckdb.InvalidInputException as exc:
+            if CHECK not in str(exc):
+                raise
+            widened |= _failures(con, relation, plans, at)
+    raise InputError(f"{at}: the column types never settled — report this as a bug")
 
 
-def _ragged_line(csv_path: Path, sep: str, width: int) -> tuple[int, int] | None:
-    """The first line whose field count differs from the header's (slow path, only after a read error)."""
-    with open(csv_path, encoding="utf-8", errors="replace", newline="") as f:
-        for number, row in enumerate(csv.reader(f, delimiter=sep), start=1):
-            if row and len(row) != width:
-                return number, len(row)
-    return None
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PAR1"
+
+
+def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
+               previous: dict[str, Column]) -> list[_Plan]:
+    """Key columns text; the date field a timestamp; pins as pinned; else the previous type, else inferred."""
+    plans, unknown = [], []
+    for name in header:
+        col, pin, before = quote(name), table.pinned(name), previous.get(name)
+        if name in table.pk:
+            plans.append(_Plan(name, col, TEXT))
+        elif pin is not None:
+            plans.append(_Plan(name, col, pin.type, pin.layout, mode="strict" if pin.type != TEXT else "cast"))
+        elif name == table.date_field:
+            plans.append(_Plan(name, col, TZ, mode="strict"))
+        elif before is not None:
+            mode = "cast" if before.type == TEXT else "verify"
+            plans.append(_Plan(name, col, before.type, before.layout, mode=mode, was=before.type))
+        else:
+            plans.append(_Plan(name, col, TEXT))
+            unknown.append(plans[-1])
+    if unknown:
+        _infer(con, relation, unknown)
+    return plans
+
+
+def _infer(con, relation: str, plans: list[_Plan]) -> None:
+    """Give each plan the narrowest type every value of the whole file fits (a cheap guess; the write verifies)."""
+    probes = []
+    for plan in plans:
+        v = plan.src
+        probes += [f"bool_and({v} IN ('true', 'false'))",
+                   f"bool_and(COALESCE(CAST(TRY_CAST({v} AS BIGINT) AS VARCHAR) = {v}, false))",
+                   rf"bool_and(regexp_full_match({v}, '-?(0|[1-9][0-9]*)\.[0-9]+'))",
+                   f"min(length({v}) - strpos({v}, '.'))", f"max(length({v}) - strpos({v}, '.'))",
+                   f"max(length({v}))",
+                   f"bool_and(length({v}) = 10 AND TRY_CAST({v} AS DATE) IS NOT NULL)",
+                   f"bool_and(TRY_CAST({v} AS TIMESTAMP) IS NOT NULL)", f"min({v})"]
+    found = con.execute(f"SELECT {', '.join(probes)} FROM {relation}").fetchall()[0]
+    for i, plan in enumerate(plans):
+        is_bool, is_int, is_dec, min_scale, max_scale, width, is_date, is_ts, sample = found[i * 9:(i + 1) * 9]
+        if is_bool:
+            plan.type = BOOL
+        elif is_int:
+            plan.type = INT
+        elif is_dec and min_scale == max_scale and width - 1 <= 38:
+            plan.type = f"DECIMAL({18 if width - 1 <= 18 else 38},{min_scale})"
+        elif is_date:
+            plan.type = DATE
+        elif is_ts and layout_of(sample):
+            plan.type, plan.layout = TZ, layout_of(sample)
+        if plan.type != TEXT:
+            plan.mode = "verify"
+
+
+def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: dict[str, Column]) -> list[_Plan]:
+    """A typed input keeps its types (mapped to the lake's); a type that differs from before becomes text."""
+    at = csvfile.where(src, table)
+    described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    names = pq.read_schema(src).names
+    lower = {}
+    for name in names:
+        if lower.setdefault(name.lower(), name) != name:
+            raise InputError(f'{at}: columns "{lower[name.lower()]}" and "{name}" differ only in case — rename one '
+                             "of them at the source")
+    for col in (*table.pk, *([table.date_field] if table.date_field else [])):
+        if col not in names:
+            raise InputError(f'{at}: column "{col}" is missing (columns: {", ".join(names)}) — fix the config or '
+                             "the source")
+    plans = []
+    for name, (_, kind, *_) in zip(names, described, strict=True):
+        col, lake, pin, before = quote(name), lake_type_of(kind), table.pinned(name), previous.get(name)
+        typed = col if lake in (kind, kind.replace(" ", "")) else f"CAST({col} AS {lake})"
+        if name in table.pk:
+            plans.append(_Plan(name, text_of(typed, lake), TEXT))
+        elif pin is not None or name == table.date_field:
+            want = pin.type if pin is not None else TZ
+            if lake == want or (want == TZ and lake == DATE):
+                plans.append(_Plan(name, f"CAST({col} AS {want})", want, pin.layout if pin else None))
+            elif lake == TEXT:
+                plans.append(_Plan(name, col, want, pin.layout if pin else None, mode="strict"))
+            else:
+                raise InputError(f'{at}: column "{name}" is {kind}, not {want} — fix the pin in "columns" or '
+                                 '"date_field" in the config')
+        elif before is not None and before.type != lake:
+            plans.append(_Plan(name, text_of(typed, lake), TEXT, was=None if before.type == TEXT else before.type))
+        else:
+            plans.append(_Plan(name, typed, lake))
+    return plans
+
+
+def _failures(con, relation: str, plans: list[_Plan], at: str) -> dict[str, tuple[str, str]]:
+    """After a failed check: widen every verified column some value does not fit; refuse strict ones."""
+    checked = [p for p in plans if p.mode != "cast"]
+    probes = ", ".join(f"min({p.src}) FILTER (WHERE NOT {p.ok()})" for p in checked)
+    found = con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0]
+    widened = {}
+    for plan, example in zip(checked, found, strict=True):
+        if example is None:
+            continue
+        if plan.mode == "strict":
+            raise _refused(con, relation, plan, at)
+        widened[plan.name] = (plan.type, example)
+        plan.type, plan.mode, plan.layout = TEXT, "cast", None
+    return widened
+
+
+def _refused(con, relation: str, plan: _Plan, at: str) -> InputError:
+    bad = con.execute(f"SELECT DISTINCT {plan.src} FROM {relation} WHERE NOT {plan.ok()} "
+                      f"ORDER BY 1 LIMIT {EXAMPLES}").fetchall()
+    examples = ", ".join(repr(r[0]) for r in bad)
+    if plan.type == TZ and plan.layout is None:
+        return InputError(f'{at}: date field "{plan.name}" has values that are not dates (e.g. {examples}) — use '
+                          'YYYY-MM-DD[ HH:MM:SS[.fff]], or give its format in "columns" in the config')
+    form = f" in the format {plan.layout!r}" if plan.layout else ""
+    return InputError(f'{at}: column "{plan.name}" is pinned to {plan.type}{form} but has values that are not '
+                      f'(e.g. {examples}) — fix the file or the pin in "columns" in the config')
 
 
 def check_keys(con, relation: str, pk: tuple[str, ...], where: str) -> int:

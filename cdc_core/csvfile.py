@@ -1,0 +1,133 @@
+"""Reading a table's CSV file with an explicit dialect: nothing is sniffed, so nothing changes between versions.
+
+The separator comes from the table's config, quoting is RFC 4180 (`"` quotes, `""` escapes; `quote`/`escape`
+in the config for other dialects), the first line is the header, every field is read as text (an empty field is
+NULL) and typed afterwards by `snapshot`. Column names are exact and case-sensitive. Plain and gzip-compressed
+files are read alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import re
+from pathlib import Path
+from typing import IO
+
+import duckdb
+
+from .config import TableConfig
+from .errors import InputError
+from .sql import literal
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def open_text(path: Path, errors: str = "strict") -> IO[str]:
+    """The file as text (UTF-8, a BOM skipped), gunzipped on the fly when compressed."""
+    if is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors=errors, newline="")
+    return open(path, encoding="utf-8-sig", errors=errors, newline="")
+
+
+def _reader(f: IO[str], table: TableConfig):
+    if not table.quote:
+        return csv.reader(f, delimiter=table.sep, quoting=csv.QUOTE_NONE)
+    if table.escape == table.quote:
+        return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=True)
+    return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=False, escapechar=table.escape)
+
+
+def where(path: Path, table: TableConfig) -> str:
+    return f'Table "{table.name}": {path.name}'
+
+
+def read_header(path: Path, table: TableConfig) -> list[str]:
+    """The header's exact column names; checks they are unique (also ignoring case) and hold the key and date."""
+    at = where(path, table)
+    try:
+        with open_text(path) as f:
+            header = next(_reader(f, table), None)
+    except UnicodeDecodeError:
+        raise InputError(f"{at} is not UTF-8 text — re-save it as UTF-8") from None
+    except (OSError, EOFError, csv.Error) as exc:
+        raise InputError(f"{at} cannot be read ({exc}) — the source delivered a broken file; check it") from None
+    if not header or not "".join(header).strip():
+        raise InputError(f"{at} is empty (no header line) — the source delivered an empty file; check it")
+    shown = table.sep.join(header)
+    if len(shown) > 120:
+        shown = shown[:117] + "…"
+    for i, name in enumerate(header, start=1):
+        if not name:
+            raise InputError(f"{at}: column {i} of the header has no name ({shown}) — name it in the file")
+    seen: dict[str, str] = {}
+    for name in header:
+        other = seen.setdefault(name.lower(), name)
+        if other == name and header.count(name) > 1:
+            raise InputError(f'{at}: column "{name}" appears twice in the header ({shown}) — rename one of them')
+        if other != name:
+            raise InputError(f'{at}: columns "{other}" and "{name}" differ only in case ({shown}) — SQL engines, '
+                             "Spark, Delta and Athena take them for one column: rename one of them in the file")
+    for col in table.pk:
+        if col not in header:
+            fix = _sep_hint(header, table) or _case_hint(col, header) or 'fix "pk" in the config or the file'
+            raise InputError(f'{at}: key column "{col}" is missing (header: {shown}) — {fix}')
+    if table.date_field and table.date_field not in header:
+        fix = (_sep_hint(header, table) or _case_hint(table.date_field, header)
+               or 'fix "date_field" in the config or the file')
+        raise InputError(f'{at}: date field "{table.date_field}" is missing (header: {shown}) — {fix}')
+    return header
+
+
+def _sep_hint(header: list[str], table: TableConfig) -> str:
+    if len(header) == 1:
+        for sep in (";", ",", "\t", "|"):
+            if sep != table.sep and sep in header[0]:
+                return f'the file looks separated by {sep!r}, not {table.sep!r}: set "sep" in the config'
+    return ""
+
+
+def _case_hint(name: str, header: list[str]) -> str:
+    same = [h for h in header if h.lower() == name.lower()]
+    return f'the header has "{same[0]}" (names are case-sensitive): fix the config or the file' if same else ""
+
+
+def relation(path: Path, table: TableConfig, header: list[str]) -> str:
+    """SQL reading the file with the table's dialect, every column as text under its exact name."""
+    columns = "{" + ", ".join(f"{literal(name)}: 'VARCHAR'" for name in header) + "}"
+    return (f"read_csv({literal(str(path))}, delim={literal(table.sep)}, quote={literal(table.quote)}, "
+            f"escape={literal(table.escape or table.quote)}, header=true, auto_detect=false, columns={columns}, "
+            f"strict_mode=true, null_padding=false, encoding='utf-8', "
+            f"compression={literal('gzip' if is_gzip(path) else 'none')})")
+
+
+def explain(exc: duckdb.Error, path: Path, table: TableConfig, header: list[str]) -> InputError:
+    """Turn a DuckDB read error into one line that says what, where and how to fix."""
+    at, text = where(path, table), str(exc)
+    if "not utf-8" in text.lower() or "unicode" in text.lower():
+        return InputError(f"{at} is not UTF-8 text — re-save it as UTF-8")
+    line = _ragged_line(path, table, len(header))
+    if line:
+        return InputError(f"{at}: line {line[0]} has {line[1]} fields but the header has {len(header)} "
+                          f'(separator {table.sep!r}) — fix that line or "sep" in the config')
+    match = re.search(r"CSV Error on Line: (\d+)", text)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    line_no = f" at line {match.group(1)}" if match else ""
+    return InputError(f"{at} cannot be read as CSV with separator {table.sep!r}{line_no} ({first}) — fix the file "
+                      'or "quote"/"escape" in the config')
+
+
+def _ragged_line(path: Path, table: TableConfig, width: int) -> tuple[int, int] | None:
+    """The first record whose field count differs from the header's (slow path, only after a read error)."""
+    try:
+        with open_text(path, errors="replace") as f:
+            reader = _reader(f, table)
+            for row in reader:
+                if row and len(row) != width:
+                    return reader.line_num, len(row)
+    except (OSError, EOFError, csv.Error):
+        return None
+    return None

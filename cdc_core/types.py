@@ -1,0 +1,153 @@
+"""Column types of the lake, and the one law they obey: a typed value's text is the text it was read from.
+
+The lake stores seven types: `VARCHAR`, `BIGINT`, `DECIMAL(p,s)`, `DOUBLE`, `BOOLEAN`, `DATE` and
+`TIMESTAMP WITH TIME ZONE` (UTC), plus `BLOB` from typed sources. A CSV column gets a type other than `VARCHAR`
+only when every value of the whole file parses and prints back to exactly its own text (`text_of(parse(v)) = v`):
+`007` stays text, `20.50` is `DECIMAL(18,2)`, a 23-digit id is text, `2025-01-02 10:00:00.000` is a timestamp whose
+layout (`%Y-%m-%d %H:%M:%S.%g`) is recorded beside it. Because of that law, a column that stops fitting its type
+widens to `VARCHAR` and compares on `text_of` of the old values: the widening alone changes no row.
+
+Layouts of timestamp columns travel in each Parquet file's key-value metadata (`cdc_core` → `{"formats": …}`),
+so every reader (diff, replay) can render an old typed value as the text it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .sql import literal
+
+TEXT, INT, DOUBLE, BOOL, DATE, TZ, BLOB = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE",
+                                           "TIMESTAMP WITH TIME ZONE", "BLOB")
+LAKE_TYPES = (TEXT, INT, DOUBLE, BOOL, DATE, TZ, BLOB)
+SCALAR_TYPES = frozenset(LAKE_TYPES) | {  # what older lakes (DuckDB's own guesses) may also hold
+    "TINYINT", "SMALLINT", "INTEGER", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+    "FLOAT", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIME", "UUID", "INTERVAL", "NULL"}
+DECIMAL = re.compile(r"DECIMAL\((\d{1,2}),(\d{1,2})\)")
+ALIASES = {"TEXT": TEXT, "STRING": TEXT, "VARCHAR": TEXT, "INT": INT, "INTEGER": INT, "BIGINT": INT,
+           "LONG": INT, "DOUBLE": DOUBLE, "FLOAT": DOUBLE, "BOOL": BOOL, "BOOLEAN": BOOL, "DATE": DATE,
+           "TIMESTAMP": TZ, "TIMESTAMPTZ": TZ, "TIMESTAMP WITH TIME ZONE": TZ}
+# Timestamp layouts a CSV column may have to be typed without a pinned format (ISO 8601, UTC or no zone).
+LAYOUTS = tuple(f"%Y-%m-%d{sep}%H:%M{secs}{zone}" for sep in (" ", "T")
+                for secs in (":%S", ":%S.%g", ":%S.%f", "") for zone in ("", "Z"))
+META_KEY = "cdc_core"
+
+
+def normalize(name: str) -> str | None:
+    """The lake type a user or a file names (`int`, `decimal(12, 2)`, `timestamp`…), or None if it is not one."""
+    upper = re.sub(r"\s+", " ", name.strip().upper())
+    if upper in ALIASES:
+        return ALIASES[upper]
+    match = DECIMAL.fullmatch(upper.replace(" ", ""))
+    if match and 0 < int(match[1]) <= 38 and int(match[2]) <= int(match[1]):
+        return f"DECIMAL({int(match[1])},{int(match[2])})"
+    return upper if upper in LAKE_TYPES else None
+
+
+def sql_type(name: str) -> str:
+    """A type name read from a file or a manifest, safe to put into SQL: only plain scalar type names pass."""
+    text = " ".join(str(name).upper().split())
+    match = DECIMAL.fullmatch(text.replace(" ", ""))
+    if match and 0 < int(match[1]) <= 38 and int(match[2]) <= int(match[1]):
+        return text.replace(" ", "")
+    if text in SCALAR_TYPES:
+        return text
+    raise ValueError(f"{name!r} is not a column type cdc_core writes")
+
+
+def lake_type_of(duckdb_type: str) -> str:
+    """The lake type a typed input column (Parquet, a database) is stored as."""
+    kind = duckdb_type.upper()
+    if kind in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+        return INT
+    if kind in ("UBIGINT", "HUGEINT", "UHUGEINT"):
+        return "DECIMAL(38,0)"
+    if kind in ("FLOAT", "DOUBLE"):
+        return DOUBLE
+    if kind.startswith("DECIMAL"):
+        return kind.replace(" ", "")
+    if kind.startswith("TIMESTAMP"):
+        return TZ
+    if kind in (BOOL, DATE, BLOB):
+        return kind
+    return TEXT  # VARCHAR, TIME, UUID, JSON, INTERVAL, lists and structs: as text
+
+
+def text_of(expr: str, kind: str, layout: str | None = None) -> str:
+    """SQL for the text a typed value was read from (its canonical text when it came typed)."""
+    if kind == TEXT:
+        return expr
+    if layout and kind in (TZ, DATE):
+        return f"strftime({expr}, {literal(layout)})"
+    return f"CAST({expr} AS VARCHAR)"
+
+
+def parse(expr: str, kind: str, layout: str | None = None) -> str:
+    """SQL that reads text as `kind` (NULL where it does not parse)."""
+    if kind == TEXT:
+        return expr
+    if layout and kind in (TZ, DATE):
+        value = f"TRY_STRPTIME({expr}, {literal(layout)})"
+        return f"CAST({value} AS {kind})"
+    return f"TRY_CAST({expr} AS {kind})"
+
+
+def layout_of(sample: str) -> str | None:
+    """The ISO layout (of `LAYOUTS`) a timestamp text is written in, if any."""
+    shape = re.sub(r"\d", "0", sample)
+    for layout in LAYOUTS:
+        expected = (layout.replace("%Y", "0000").replace("%m", "00").replace("%d", "00").replace("%H", "00")
+                    .replace("%M", "00").replace("%S", "00").replace("%g", "000").replace("%f", "000000"))
+        if shape == expected:
+            return layout
+    return None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a snapshot: its exact name, lake type, and (timestamps) the layout of its text."""
+
+    name: str
+    type: str
+    layout: str | None = None
+
+
+def file_columns(con, path: Path) -> dict[str, tuple[str, str]]:
+    """A Parquet file's exact column names → (the name DuckDB reads it under, its DuckDB type).
+
+    DuckDB renames a column whose name differs only in case from an earlier one (`Nome` → `Nome_1`); the
+    file's own schema keeps the exact names, in the same order.
+    """
+    import pyarrow.parquet as pq
+
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(path))})").fetchall()
+    return {name: (row[0], row[1]) for name, row in zip(pq.read_schema(path).names, described, strict=True)}
+
+
+def read_layouts(path: Path) -> dict[str, str]:
+    """The timestamp layouts a Parquet file written by cdc_core records in its key-value metadata."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path).metadata or {}
+    raw = meta.get(META_KEY.encode())
+    if not raw:
+        return {}
+    try:
+        formats = json.loads(raw).get("formats", {})
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in formats.items() if isinstance(v, str)} if isinstance(formats, dict) else {}
+
+
+def layouts_metadata(layouts: dict[str, str]) -> dict[bytes, bytes] | None:
+    """The same record as Arrow schema metadata (for files pyarrow writes)."""
+    return {META_KEY.encode(): json.dumps({"formats": layouts}, sort_keys=True).encode()} if layouts else None
+
+
+def kv_metadata(layouts: dict[str, str]) -> str:
+    """The COPY option that records the columns' layouts in a Parquet file (empty when there are none)."""
+    meta = layouts_metadata(layouts)
+    return f", KV_METADATA {{{META_KEY}: {literal(meta[META_KEY.encode()].decode())}}}" if meta else ""
