@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--key", action="append", required=True, metavar="COL",
                    help="key column; repeat for a composite key")
     d.add_argument("--sep", default=",", help="CSV separator (default ',')")
+    d.add_argument("--quote", default='"', metavar="CHAR",
+                   help="CSV quote character (default '\"', RFC 4180; '' for none)")
     d.add_argument("--date-field", metavar="COL", help="date column, parsed as a UTC timestamp")
     d.add_argument("--detect", choices=("content", "date_field"), default="content",
                    help="what makes an update: any content change (default) or a later date field")
@@ -141,11 +143,12 @@ def _diff_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
-                       sep=args.sep)
+                       sep=args.sep, quote_char=args.quote)
         pq.write_table(changes.rows, args.output)
     except CdcError as exc:
         message = re.sub(r'^Table "[^"]*": ', "", str(exc))
-        for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field")):
+        for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field"),
+                            ('quote"/"escape', "--quote")):
             message = message.replace(f'"{key}" in the config', option)
         print(f"Error: {message}", file=sys.stderr)
         return EXIT_FAILED

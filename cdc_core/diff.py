@@ -8,6 +8,10 @@ Keys compare as strings; the date field compares as a UTC instant; columns whose
 type; columns added or removed are carried (NULL on the side that lacks them) and reported. Replaying the change
 set onto `previous` gives `current`.
 
+Column names are exact: inside the SQL every column goes by a positional alias, so `nome` and `Nome` (a header
+whose case changed) are two columns, one removed and one added. A column that widened to text compares on the
+text its old values were read from (`types.text_of`), so the widening alone changes no row.
+
 One FULL OUTER JOIN does the work; only changed rows are kept. Duplicate and NULL keys are caught from its result
 at no extra pass: NULL and unmatched duplicate keys show up as repeated or empty keys among the change rows, and
 matched duplicates break `rows(previous) - D = rows(current) - I`. (Identical duplicate rows present equally often
@@ -17,17 +21,19 @@ in both inputs change nothing and are not reported; the pipeline's snapshot load
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
-from .snapshot import check_keys, read_csv_typed
+from .snapshot import check_keys, load_snapshot
+from .types import Column, read_layouts, text_of
 
 OPS = ("I", "U", "D")
 NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
@@ -49,6 +55,7 @@ class ChangeSet:
     removed_columns: list[str] = field(default_factory=list)
     type_changes: dict[str, tuple[str, str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    layouts: dict[str, str] = field(default_factory=dict)  # timestamp columns → the layout of their text
 
     @property
     def total(self) -> int:
@@ -76,29 +83,30 @@ class ChangeSet:
 
 @dataclass
 class _Side:
-    """One input as a DuckDB relation, with its columns, row count and a label for messages."""
+    """One input as a DuckDB relation, with its exact column names, types, layouts, row count and a label."""
 
     relation: str
     columns: dict[str, str]
-    rows: int | Future
+    rows: int
     label: str
-    csv: TableConfig | None = None  # read lazily from this CSV file (a view): its row count is a line count
-
-    @property
-    def row_count(self) -> int:
-        return self.rows.result() if isinstance(self.rows, Future) else self.rows
+    layouts: dict[str, str] = field(default_factory=dict)
 
 
 class _Temps:
-    """The relations one diff creates on the connection, dropped when it ends."""
+    """The relations and files one diff creates, dropped when it ends."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
-        self.con, self.items = con, []
+        self.con, self.items, self.folder = con, [], None
 
     def name(self, kind: str, side: str) -> str:
         name = f"__cdc_{side}_{next(_names)}"
         self.items.append((kind, name))
         return name
+
+    def file(self, name: str) -> Path:
+        if self.folder is None:
+            self.folder = tempfile.TemporaryDirectory(prefix="cdc-diff-")
+        return Path(self.folder.name) / name
 
     def drop(self) -> None:
         for kind, name in reversed(self.items):
@@ -106,14 +114,18 @@ class _Temps:
                 self.con.unregister(name)
             else:
                 self.con.execute(f"DROP {kind} IF EXISTS {name}")
+        if self.folder is not None:
+            self.folder.cleanup()
 
 
 def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...], *, date_field: str | None = None,
-         detect: str = "content", sep: str = ",", con: duckdb.DuckDBPyConnection | None = None) -> ChangeSet:
+         detect: str = "content", sep: str = ",", quote_char: str = '"',
+         con: duckdb.DuckDBPyConnection | None = None) -> ChangeSet:
     """Compare two snapshots by `key` and return the change set.
 
-    `previous` and `current` are Arrow tables or paths to Parquet or CSV files (CSV read with `sep`, keys as text,
-    `date_field` parsed as a UTC timestamp).
+    `previous` and `current` are Arrow tables or paths to Parquet or CSV files. CSV files are typed as the
+    pipeline types them (`snapshot.load_snapshot`: whole-file types, the current file keeps the previous file's
+    types while it fits them), read with `sep` and RFC 4180 quoting (`quote_char=""` for none).
     """
     key = (key,) if isinstance(key, str) else tuple(key)
     if detect not in ("content", "date_field"):
@@ -123,78 +135,57 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
     own = con is None
     con = con or connect()
     temps = _Temps(con)
+    csv = TableConfig(name="", pk=key, date_field=date_field, sep=sep, quote=quote_char, escape=quote_char)
     try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cdc-count") as counter:
-            prev = _open(con, previous, "previous", key, date_field, sep, temps, counter)
-            cur = _open(con, current, "current", key, date_field, sep, temps, counter)
-            try:
-                return _diff(con, prev, cur, key, date_field, detect, temps)
-            except duckdb.ConversionException as exc:
-                if not (prev.csv or cur.csv):
-                    raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]})"
-                                     " — check the date field and the column types") from None
-                for side in (prev, cur):  # a value the sampled CSV types do not fit: read whole files, say where
-                    _materialize(con, side, temps)
-                return _diff(con, prev, cur, key, date_field, detect, temps)
+        prev = _open(con, previous, "previous", csv, temps, None)
+        cur = _open(con, current, "current", csv, temps, prev)
+        try:
+            return _diff(con, prev, cur, key, date_field, detect)
+        except duckdb.ConversionException as exc:
+            raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]}) — "
+                             "check the date field and the column types") from None
     finally:
         temps.drop()
         if own:
             con.close()
 
 
-def _open(con, value: Input, side: str, key: tuple[str, ...], date_field: str | None, sep: str, temps: _Temps,
-          counter: ThreadPoolExecutor) -> _Side:
-    table = None
+def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before: _Side | None) -> _Side:
+    layouts: dict[str, str] = {}
     if isinstance(value, pa.Table):
         relation = temps.name("arrow", side)
         con.register(relation, value)
-        label, rows = f"the {side} table", value.num_rows
+        label, rows, names = f"the {side} table", value.num_rows, value.column_names
     else:
         path = Path(value)
         if not path.is_file():
             raise InputError(f"The {side} snapshot {path} does not exist — check the path")
         label = str(path)
-        if _is_parquet(path):
-            relation = f"read_parquet({literal(str(path))})"
-            rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-        else:  # read in the join itself; the row count (for the duplicate check) comes from counting lines
-            table = TableConfig(name=path.stem, pk=key, date_field=date_field, sep=sep)
-            relation = temps.name("view", side)
-            read_csv_typed(con, path, table, lambda select: f"CREATE TEMP VIEW {relation} AS {select}", utc=False)
-            rows = counter.submit(_count_records, path)
-    columns = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-    for col in key:
+        if not _is_parquet(path):  # typed once, the way the pipeline types it, into a temporary snapshot
+            table = replace(csv, name=path.stem)
+            stable = {c: Column(c, t, before.layouts.get(c)) for c, t in before.columns.items()} if before else None
+            path = load_snapshot(path, table, temps.file(f"{side}.parquet"), con=con, previous=stable).path
+        relation = f"read_parquet({literal(str(path))})"
+        rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+        names, layouts = pq.read_schema(path).names, read_layouts(path)
+    described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    columns = {name: row[1] for name, row in zip(names, described, strict=True)}
+    lower: dict[str, str] = {}
+    for name in columns:
+        if lower.setdefault(name.lower(), name) != name:
+            raise InputError(f'{label[0].upper()}{label[1:]} has columns "{lower[name.lower()]}" and "{name}" that '
+                             "differ only in case — rename one of them")
+    for col in csv.pk:
         if col not in columns:
             raise InputError(f'{label[0].upper()}{label[1:]} has no key column "{col}" (columns: '
                              f'{", ".join(columns)}) — fix the key')
+    date_field = csv.date_field
     if date_field and date_field not in columns:
         raise InputError(f'{label[0].upper()}{label[1:]} has no date field "{date_field}" — fix the date field')
     if date_field and columns[date_field] not in TEMPORAL | {"VARCHAR", "NULL"}:
         raise InputError(f'Date field "{date_field}" of {label} is {columns[date_field]}, not a date — name a date '
                          "or timestamp column as the date field")
-    return _Side(relation=relation, columns=columns, rows=rows, label=label, csv=table)
-
-
-def _materialize(con, side: _Side, temps: _Temps) -> None:
-    """Read a CSV side whole into a table, with the loader's type retry and its one-line errors."""
-    if side.csv is None:
-        return
-    name = temps.name("table", "csv")
-    read_csv_typed(con, Path(side.label), side.csv, lambda select: f"CREATE TEMP TABLE {name} AS {select}",
-                   utc=False)
-    side.relation, side.csv = name, None
-    side.rows = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
-    side.columns = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {name}").fetchall()}
-
-
-def _count_records(path: Path) -> int:
-    """Lines after the header: the row count when no field holds a line break (an overcount otherwise)."""
-    lines, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n") - 1
+    return _Side(relation=relation, columns=columns, rows=rows, label=label, layouts=layouts)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -202,13 +193,13 @@ def _is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | None, detect: str,
-          temps: _Temps) -> ChangeSet:
+def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | None, detect: str) -> ChangeSet:
     result = ChangeSet(rows=pa.table({}), key=key)
     p_cols, c_cols = prev.columns, cur.columns
     result.added_columns = [c for c in c_cols if c not in p_cols]
     result.removed_columns = [c for c in p_cols if c not in c_cols]
     columns = list(c_cols) + result.removed_columns
+    alias = {col: f"c{i}" for i, col in enumerate(columns)}  # exact names may differ only in case across sides
     types = {}
     for col in columns:
         p_type, c_type = p_cols.get(col), c_cols.get(col)
@@ -220,31 +211,39 @@ def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | 
             types[col] = _common_type(p_type or c_type, c_type or p_type)
             if p_type and c_type and p_type != c_type and "NULL" not in (p_type, c_type):
                 result.type_changes[col] = (p_type, c_type)
+        layout = cur.layouts.get(col) if col in c_cols else prev.layouts.get(col)
+        if layout and types[col] in TEMPORAL:
+            result.layouts[col] = layout
 
     def side(s: _Side) -> str:
         """Every column of either input, cast once to the type both sides compare on, plus a row marker."""
         out = ["true AS __cdc_side"]
         for col in columns:
             have = s.columns.get(col)
-            value = quote(col) if have == types[col] else f"CAST({quote(col) if have else 'NULL'} AS {types[col]})"
-            out.append(f"{value} AS {quote(col)}")
+            if have == types[col]:
+                value = quote(col)
+            elif have and types[col] == "VARCHAR":  # text as it was read (a widened column: no false update)
+                value = text_of(quote(col), have, s.layouts.get(col))
+            else:
+                value = f"CAST({quote(col) if have else 'NULL'} AS {types[col]})"
+            out.append(f"{value} AS {alias[col]}")
         return ", ".join(out)
 
     values = [c for c in columns if c not in key]
-    changed = " OR ".join(f"p.{quote(c)} IS DISTINCT FROM c.{quote(c)}" for c in values if c in c_cols) or "false"
+    changed = " OR ".join(f"p.{alias[c]} IS DISTINCT FROM c.{alias[c]}" for c in values if c in c_cols) or "false"
     if date_field:
-        d = quote(date_field)
+        d = alias[date_field]
         bumped, backwards = f"c.{d} > p.{d}", f"c.{d} < p.{d}"
     else:
         bumped = backwards = "false"
     select = ["CASE WHEN p.__cdc_side IS NULL THEN 'I' WHEN c.__cdc_side IS NULL THEN 'D' ELSE 'U' END AS op"] + [
-        f"COALESCE(c.{quote(col)}, p.{quote(col)}) AS {quote(col)}" if col in key else
-        f"CASE WHEN c.__cdc_side THEN c.{quote(col)} ELSE p.{quote(col)} END AS {quote(col)}" for col in columns]
+        f"COALESCE(c.{alias[col]}, p.{alias[col]}) AS {alias[col]}" if col in key else
+        f"CASE WHEN c.__cdc_side THEN c.{alias[col]} ELSE p.{alias[col]} END AS {alias[col]}" for col in columns]
     select += [f"({changed}) AS __cdc_changed", f"COALESCE({bumped}, false) AS __cdc_bumped",
                f"COALESCE({backwards}, false) AS __cdc_backwards"]
 
-    on = " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in key)
-    work = temps.name("table", "diff")
+    on = " AND ".join(f"p.{alias[k]} = c.{alias[k]}" for k in key)
+    work = f"__cdc_diff_{next(_names)}"
     con.execute(f"""
         CREATE TEMP TABLE {work} AS
         SELECT * FROM (
@@ -252,34 +251,37 @@ def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | 
             FROM (SELECT {side(prev)} FROM {prev.relation}) p
             FULL OUTER JOIN (SELECT {side(cur)} FROM {cur.relation}) c ON {on}
         ) WHERE op <> 'U' OR __cdc_changed OR __cdc_bumped OR __cdc_backwards""")
-    is_update = "__cdc_changed" if detect == "content" else "__cdc_bumped"
-    stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
-               count(*) FILTER (WHERE op = 'U' AND {is_update}),
-               count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped AND NOT __cdc_backwards),
-               count(*) FILTER (WHERE op = 'U' AND __cdc_backwards) FROM {work}""").fetchall()[0]
-    result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
-    _check_keys(con, work, prev, cur, key, inserted=stats[0], deleted=stats[1])
-    out_cols = ", ".join(["op"] + [  # naive timestamps are UTC by convention: say so in the output's type
-        f"CAST({quote(c)} AS {TZ}) AS {quote(c)}" if types[c] == "TIMESTAMP" else quote(c) for c in columns])
-    order = ", ".join(quote(k) for k in key)
-    result.rows = con.sql(f"SELECT {out_cols} FROM {work} WHERE op <> 'U' OR {is_update} "
-                          f"ORDER BY {order}").to_arrow_table()
+    try:
+        is_update = "__cdc_changed" if detect == "content" else "__cdc_bumped"
+        stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
+                   count(*) FILTER (WHERE op = 'U' AND {is_update}),
+                   count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped AND NOT __cdc_backwards),
+                   count(*) FILTER (WHERE op = 'U' AND __cdc_backwards) FROM {work}""").fetchall()[0]
+        result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
+        _check_keys(con, work, prev, cur, key, [alias[k] for k in key], inserted=stats[0], deleted=stats[1])
+        out_cols = ", ".join(["op"] + [  # naive timestamps are UTC by convention: say so in the output's type
+            f"CAST({alias[c]} AS {TZ}) AS {quote(c)}" if types[c] == "TIMESTAMP" else f"{alias[c]} AS {quote(c)}"
+            for c in columns])
+        order = ", ".join(alias[k] for k in key)
+        result.rows = con.sql(f"SELECT {out_cols} FROM {work} WHERE op <> 'U' OR {is_update} "
+                              f"ORDER BY {order}").to_arrow_table()
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {work}")
     _warn(result, date_field, detect, unbumped=stats[3], backwards=stats[4])
     return result
 
 
-def _check_keys(con, work: str, prev: _Side, cur: _Side, key: tuple[str, ...], *, inserted: int,
-                deleted: int) -> None:
+def _check_keys(con, work: str, prev: _Side, cur: _Side, key: tuple[str, ...], aliases: list[str], *,
+                inserted: int, deleted: int) -> None:
     """Raise `InputError` for NULL or duplicate keys in either input, naming the input, a count and examples."""
-    keys = ", ".join(quote(k) for k in key)
+    keys = ", ".join(aliases)
     suspicious = con.execute(f"""SELECT count(*) FROM (SELECT {keys} FROM {work} GROUP BY ALL
-                                 HAVING count(*) > 1 OR {' OR '.join(f'{quote(k)} IS NULL' for k in key)})""")
-    if suspicious.fetchall()[0][0] or prev.row_count - deleted != cur.row_count - inserted:
+                                 HAVING count(*) > 1 OR {' OR '.join(f'{a} IS NULL' for a in aliases)})""")
+    if suspicious.fetchall()[0][0] or prev.rows - deleted != cur.rows - inserted:
         for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
             check_keys(con, side.relation, key, side.label[0].upper() + side.label[1:])
-        if not (prev.csv or cur.csv):  # exact counts that do not add up: duplicates, even if none was named
-            raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
-                             "identify one row")
+        raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
+                         "identify one row")
 
 
 def _warn(result: ChangeSet, date_field: str | None, detect: str, *, unbumped: int, backwards: int) -> None:

@@ -22,9 +22,10 @@ from .config import Config, TableConfig
 from .diff import diff
 from .errors import CdcError, InputError, SourceError, StateError
 from .lake import Lake, base_key, cdc_key, full_load_key, make_lake, manifest_key, sha256
-from .snapshot import load_snapshot
+from .snapshot import load_snapshot, schema_of
 from .sources import Fetch, make_source
 from .state import Entry, State, write_json_atomic
+from .types import layouts_metadata
 
 log = logging.getLogger("cdc_core")
 Progress = Callable[[str, str], None]  # (table or "", message)
@@ -243,19 +244,20 @@ def stage(cycle: _Cycle, table: TableConfig, report: TableReport) -> Entry | Non
     con = engine.connect(config.engine, spill_dir=config.data_dir / "tmp")
     try:
         folder = state.staging(name, run_id)
+        # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
+        # it first), else the committed one; its column types carry over (types are stable per table)
+        pending, committed = state.pending(name), state.committed(name)
+        previous = ((state.snapshot_of(pending[-1]), pending[-1].meta["rows"]) if pending
+                    else (committed.snapshot, committed.rows) if committed else None)
         snap = load_snapshot(cycle.fetched.files[name], table, folder / "snapshot.parquet", con=con,
-                             compression=_duckdb_codec(config.compression))
+                             compression=_duckdb_codec(config.compression),
+                             previous=schema_of(previous[0]) if previous else None)
         report.rows = snap.rows
         faults.point("after_snapshot", name)
         meta = {"table": name, "run_id": run_id, "source_version": cycle.fetched.version, "rows": snap.rows,
                 "captured_at": cycle.started.strftime("%Y-%m-%dT%H:%M:%SZ"), "kind": "full_load",
-                "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0}, "warnings": [], "pk": list(table.pk),
-                "columns": snap.columns}
-        # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
-        # it first), else the committed one
-        pending, committed = state.pending(name), state.committed(name)
-        previous = ((state.snapshot_of(pending[-1]), pending[-1].meta["rows"]) if pending
-                    else (committed.snapshot, committed.rows) if committed else None)
+                "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0}, "warnings": snap.warnings,
+                "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
         if previous is not None and snap.rows == 0 < previous[1] and not table.allow_empty:
             raise InputError(f'Table "{name}": {cycle.fetched.files[name].name} has a header but no rows, while '
                              f"the last capture had {previous[1]:,} — a cut download? If the table really was "
@@ -264,7 +266,9 @@ def stage(cycle: _Cycle, table: TableConfig, report: TableReport) -> Entry | Non
             changes = diff(previous[0], snap.path, table.pk, date_field=table.date_field,
                            detect=table.detect, con=con)
             faults.point("after_diff", name)
-            report.counts, report.warnings = dict(changes.counts), list(changes.warnings)
+            warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
+                                        if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
+            report.counts, report.warnings = dict(changes.counts), warnings
             if not changes and not changes.schema_changed:
                 shutil.rmtree(folder, ignore_errors=True)
                 return None
@@ -272,9 +276,10 @@ def stage(cycle: _Cycle, table: TableConfig, report: TableReport) -> Entry | Non
             rows = rows.append_column("_cdc_captured_at", pa.array([cycle.started] * rows.num_rows,
                                                                    pa.timestamp("us", tz="UTC")))
             if rows.num_rows:
+                rows = rows.replace_schema_metadata(layouts_metadata(changes.layouts))
                 pq.write_table(rows, folder / "changes.parquet", compression=config.compression)
             meta.update(kind="changes", has_changes=rows.num_rows > 0, counts=dict(changes.counts),
-                        warnings=list(changes.warnings))
+                        warnings=warnings)
         if cycle.dry_run:
             return Entry(table=name, run_id=run_id, dir=folder, meta=meta)
         entry = state.add_entry(folder, meta)

@@ -20,6 +20,7 @@ from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
 from .lake import Lake, make_lake, sha256
 from .state import State
+from .types import file_columns, kv_metadata, read_layouts, sql_type, text_of
 
 
 @dataclass(frozen=True)
@@ -80,23 +81,25 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
         base_file = lake.local(manifest_file(base, "base/"), folder)
         cdc_files = [lake.local(manifest_file(m, "cdc/"), folder) for m in runs
                      if m["run_id"] > base["run_id"] and m.get("has_changes")]
-        columns, key = target["columns"], target["pk"]
+        columns, key = _columns(target), target["pk"]
+        alias = {col: f"c{i}" for i, col in enumerate(columns)}
         output.parent.mkdir(parents=True, exist_ok=True)
-        source = f"read_parquet({literal(str(base_file))})"
+        base_rows = _project(con, base_file, columns, alias)
         if cdc_files:
-            files = "[" + ", ".join(literal(str(p)) for p in cdc_files) + "]"
-            keys = ", ".join(quote(k) for k in key)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __cdc_last AS SELECT * FROM read_parquet({files}, "
-                        f"union_by_name=true) QUALIFY row_number() OVER (PARTITION BY {keys} "
-                        "ORDER BY _cdc_run_id DESC) = 1")
-            match = " AND ".join(f"l.{quote(k)} = b.{quote(k)}" for k in key)
-            query = (f"SELECT {_select(con, source, columns)} FROM {source} b "
-                     f"WHERE NOT EXISTS (SELECT 1 FROM __cdc_last l WHERE {match}) "
-                     f"UNION ALL SELECT {_select(con, '__cdc_last', columns)} FROM __cdc_last WHERE op <> 'D'")
+            changes = " UNION ALL ".join(_project(con, p, columns, alias, ops=True) for p in cdc_files)
+            keys = ", ".join(alias[k] for k in key)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __cdc_last AS SELECT * FROM ({changes}) "
+                        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _cdc_run_id DESC) = 1")
+            match = " AND ".join(f"l.{alias[k]} = b.{alias[k]}" for k in key)
+            rows = (f"SELECT * FROM ({base_rows}) b WHERE NOT EXISTS (SELECT 1 FROM __cdc_last l WHERE {match}) "
+                    f"UNION ALL SELECT {', '.join(alias.values())} FROM __cdc_last WHERE op <> 'D'")
         else:
-            query = f"SELECT {_select(con, source, columns)} FROM {source}"
-        order = ", ".join(quote(k) for k in key)
-        con.execute(f"COPY ({query} ORDER BY {order}) TO {literal(str(output))} (FORMAT parquet)")
+            rows = base_rows
+        named = ", ".join(f"{alias[c]} AS {quote(c)}" for c in columns)
+        order = ", ".join(alias[k] for k in key)
+        layouts = {c: layout for c, layout in target.get("layouts", {}).items() if c in columns}
+        con.execute(f"COPY (SELECT {named} FROM ({rows}) ORDER BY {order}) TO {literal(str(output))} "
+                    f"(FORMAT parquet{kv_metadata(layouts)})")
         con.execute("DROP TABLE IF EXISTS __cdc_last")
     rows = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(output))})").fetchall()[0][0]
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
@@ -111,10 +114,39 @@ def manifest_file(manifest: dict, prefix: str) -> str:
                     "lake is damaged")
 
 
-def _select(con, relation: str, columns: dict[str, str]) -> str:
-    """The snapshot's columns in its order and types; a column the relation lacks is NULL."""
-    have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-    return ", ".join(f"CAST({quote(c) if c in have else 'NULL'} AS {t}) AS {quote(c)}" for c, t in columns.items())
+def _columns(manifest: dict) -> dict[str, str]:
+    """A manifest's columns and types; a type that is not a lake type means a damaged (or crafted) manifest."""
+    try:
+        return {str(c): sql_type(t) for c, t in manifest["columns"].items()}
+    except (ValueError, AttributeError, TypeError):
+        raise LakeError(f'Manifest of run {manifest.get("run_id")} ({manifest.get("table")}) has column types that '
+                        "are not lake types — the lake is damaged: restore the manifest") from None
+
+
+def _project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, ops: bool = False) -> str:
+    """SELECT of one lake file as the target's columns (by exact name) and types; a column it lacks is NULL.
+
+    A column that was typed in the file but is text in the target becomes the text its values were read from.
+    """
+    have, layouts = file_columns(con, path), read_layouts(path)
+    out = []
+    for col, kind in columns.items():
+        if col not in have:
+            out.append(f"CAST(NULL AS {kind}) AS {alias[col]}")
+            continue
+        name, file_type = have[col]
+        if file_type == kind:
+            value = quote(name)
+        elif kind == "VARCHAR":
+            value = text_of(quote(name), file_type, layouts.get(col))
+        else:
+            value = f"CAST({quote(name)} AS {kind})"
+        out.append(f"{value} AS {alias[col]}")
+    if not ops:
+        return f"SELECT {', '.join(out)} FROM read_parquet({literal(str(path))})"
+    # change rows only: `op` I/U/D (other ops, like before-images, are not part of the table)
+    return (f"SELECT op, _cdc_run_id, {', '.join(out)} FROM read_parquet({literal(str(path))}) "
+            "WHERE op IN ('I', 'U', 'D')")
 
 
 def verify(config: Config, tables: list[str] | None = None) -> list[TableCheck]:
