@@ -1,0 +1,298 @@
+"""Never guess: every value and column name reaches the lake exactly as the file says.
+
+Each case is a file longer than DuckDB's 20,480-row sample, captured through the real cycle (directory source,
+local lake). The CDC rows must equal a plain-text oracle (a row changed only when some field's text changed), the
+full load must keep each value's text, and `verify` must pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cdc_core import load_config, run_once, verify
+from cdc_core.config import TableConfig
+from cdc_core.diff import diff
+from cdc_core.errors import InputError
+from cdc_core.snapshot import load_snapshot, schema_of
+
+from .conftest import write_config
+
+ROWS = 30_000
+
+
+def text(value, layout: str | None = None) -> str | None:
+    """How a typed lake value reads as text, by Python alone (the oracle does not use cdc_core's rendering)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        py = (layout or "%Y-%m-%d %H:%M:%S").replace("%g", f"{value.microsecond // 1000:03d}")
+        return value.strftime(py)
+    if isinstance(value, date | Decimal | int):
+        return str(value)
+    return value
+
+
+def parse_csv(data: str, key: str) -> tuple[list[str], dict[str, dict[str, str | None]]]:
+    rows = list(csv.reader(io.StringIO(data), delimiter=";"))
+    header = rows[0]
+    return header, {r[header.index(key)]: {h: (v if v != "" else None) for h, v in zip(header, r, strict=True)}
+                    for r in rows[1:] if r}
+
+
+def oracle(old: str, new: str, key: str = "id") -> dict[str, set[str]]:
+    """(op → keys) by comparing texts: a row is updated when some field's text changed (a column the old file
+    lacks counts as NULL before)."""
+    (_, a), (header, b) = parse_csv(old, key), parse_csv(new, key)
+    updated = {k for k in a.keys() & b.keys() if any(a[k].get(h) != b[k][h] for h in header)}
+    return {"I": set(b) - set(a), "U": updated, "D": set(a) - set(b)}
+
+
+class Lake:
+    """One table captured through the real cycle, one file version per `capture`."""
+
+    def __init__(self, folder: Path, **table):
+        (folder / "source").mkdir()
+        self.folder = folder
+        self.table = {"name": "t", "pk": "id", "sep": ";", **table}
+        self.config = load_config(write_config(folder, source={"type": "directory", "path": "source"},
+                                               tables=[self.table]))
+
+    def capture(self, data: str):
+        (self.folder / "source" / "t.csv").write_text(data, encoding="utf-8")
+        report = run_once(self.config)
+        return report.tables[0]
+
+    def full_load(self) -> pa.Table:
+        return pq.read_table(self.folder / "lake" / "full-load" / "t" / "t.parquet")
+
+    def last_cdc(self) -> pa.Table:
+        return pq.read_table(sorted((self.folder / "lake" / "cdc" / "t").glob("*.parquet"))[-1])
+
+    def layouts(self) -> dict[str, str]:
+        snapshot = self.folder / "lake" / "full-load" / "t" / "t.parquet"
+        return {c.name: c.layout for c in schema_of(snapshot).values() if c.layout}
+
+    def check_verify(self) -> None:
+        checks = verify(self.config)
+        assert all(c.ok for c in checks), [c.problems for c in checks]
+
+
+def keeps_text(lake: Lake, data: str) -> None:
+    """The full load holds every value of the file with its exact text, under the file's exact column names."""
+    header, expected = parse_csv(data, lake.table["pk"])
+    table, layouts = lake.full_load(), lake.layouts()
+    assert table.column_names == header
+    got = {}
+    for row in table.to_pylist():
+        got[row[lake.table["pk"]]] = {c: text(v, layouts.get(c)) for c, v in row.items()}
+    assert got == expected
+
+
+def cdc_keys(table: pa.Table) -> dict[str, set[str]]:
+    ops, keys = table.column("op").to_pylist(), table.column("id").to_pylist()
+    return {op: {k for o, k in zip(ops, keys, strict=True) if o == op} for op in "IUD"}
+
+
+def lines(header: str, make) -> str:
+    return header + "\n" + "".join(make(i) + "\n" for i in range(ROWS))
+
+
+def test_leading_zeros_after_the_sample_keep_the_column_text_and_their_change_is_captured(tmp_path: Path):
+    lake = Lake(tmp_path)
+    v1 = lines("id;cep", lambda i: f"{i};{'0131' if i > 25_000 else '2131'}{i % 10_000:04d}")
+    v2 = v1.replace("\n25001;01315001\n", "\n25001;1315001\n")
+    for data in (v1, v2):
+        assert lake.capture(data).status in ("full_load", "changes")
+        keeps_text(lake, data)
+    assert cdc_keys(lake.last_cdc()) == oracle(v1, v2) == {"I": set(), "U": {"25001"}, "D": set()}
+    lake.check_verify()
+
+
+def test_a_23_digit_number_is_text_and_a_change_in_its_last_digit_is_captured(tmp_path: Path):
+    lake = Lake(tmp_path)
+    v1 = lines("id;nfe", lambda i: f"{i};{10655300029372195000000 + i}")
+    v2 = v1.replace("\n7;10655300029372195000007\n", "\n7;10655300029372195000008\n")
+    lake.capture(v1)
+    assert lake.capture(v2).counts == {"I": 0, "U": 1, "D": 0}
+    keeps_text(lake, v2)
+    assert lake.full_load().schema.field("nfe").type == pa.string()
+    lake.check_verify()
+
+
+def test_quotes_that_start_late_are_read_as_quotes(tmp_path: Path):
+    lake = Lake(tmp_path)
+    quoted = lines("id;name", lambda i: f'"k{i}";"v{i}; with a separator"' if i >= 25_000 else f"k{i};v{i}")
+    plain = quoted.replace('"', "").replace("; with a separator", "")
+    lake.capture(quoted)
+    rows = {r["id"]: r["name"] for r in lake.full_load().to_pylist()}
+    assert rows["k25000"] == "v25000; with a separator" and rows["k24999"] == "v24999"
+    assert lake.capture(plain).counts == {"I": 0, "U": ROWS - 25_000, "D": 0} == \
+        {op: len(keys) for op, keys in oracle(quoted, plain).items()}
+    lake.check_verify()
+
+
+def test_day_month_dates_stay_text_and_a_new_one_changes_nothing_else(tmp_path: Path):
+    lake = Lake(tmp_path)
+    v1 = lines("id;nascimento", lambda i: f"{i};{i % 12 + 1:02d}/{i % 12 + 1:02d}/2025")
+    v2 = v1 + "30000;01/13/2025\n"
+    lake.capture(v1)
+    assert lake.capture(v2).counts == {"I": 1, "U": 0, "D": 0}
+    keeps_text(lake, v2)
+    lake.check_verify()
+
+
+def test_one_non_number_widens_the_column_once_and_only_that_row_changes(tmp_path: Path):
+    lake = Lake(tmp_path)
+    v1 = lines("id;pontos;desconto", lambda i: f"{i};{i % 50};{i % 7}.{i % 10}0")
+    v2 = v1.replace("\n123;23;4.30\n", "\n123;n/a;4.30\n")
+    v3 = v2.replace("\n123;n/a;4.30\n", "\n123;23;4.30\n")
+    lake.capture(v1)
+    assert lake.full_load().schema.field("pontos").type == pa.int64()
+    assert lake.full_load().schema.field("desconto").type == pa.decimal128(18, 2)
+    report = lake.capture(v2)
+    assert report.counts == {"I": 0, "U": 1, "D": 0}
+    assert report.warnings == ["column \"pontos\" widened BIGINT → VARCHAR ('n/a' is not a BIGINT); it stays text "
+                               "from now on"]
+    keeps_text(lake, v2)
+    assert lake.capture(v3).counts == {"I": 0, "U": 1, "D": 0}  # back to numbers: still text, no flip
+    assert lake.full_load().schema.field("pontos").type == pa.string()
+    lake.check_verify()
+
+
+def test_a_timestamp_column_that_widens_keeps_the_text_of_its_old_values(tmp_path: Path):
+    lake = Lake(tmp_path)
+    v1 = lines("id;visto", lambda i: f"{i};2025-01-{i % 28 + 1:02d} 10:{i % 60:02d}:00.{i % 1000:03d}")
+    v2 = v1.replace("\n99;2025-01-16 10:39:00.099\n", "\n99;ontem\n")
+    lake.capture(v1)
+    assert lake.full_load().schema.field("visto").type == pa.timestamp("us", tz="UTC")
+    keeps_text(lake, v1)
+    assert lake.capture(v2).counts == {"I": 0, "U": 1, "D": 0}
+    keeps_text(lake, v2)
+    lake.check_verify()
+
+
+def test_a_header_whose_case_changed_is_a_column_removed_and_one_added(tmp_path: Path):
+    lake = Lake(tmp_path)
+    v1 = lines("id;nome", lambda i: f"{i};n{i}")
+    v2 = v1.replace("id;nome", "id;Nome", 1)
+    lake.capture(v1)
+    report = lake.capture(v2)
+    assert report.counts == {"I": 0, "U": ROWS, "D": 0}
+    assert "column(s) added: Nome" in report.warnings and "column(s) removed: nome" in report.warnings
+    cdc = lake.last_cdc()
+    assert [c for c in cdc.column_names if c.lower() == "nome"] == ["Nome", "nome"]
+    assert cdc.column("Nome").to_pylist()[:2] == ["n0", "n1"] and cdc.column("nome").null_count == ROWS
+    keeps_text(lake, v2)
+    lake.check_verify()
+
+
+def test_two_names_that_differ_only_in_case_are_refused_with_one_line(tmp_path: Path):
+    lake = Lake(tmp_path)
+    result = lake.capture("id;a;A\n1;x;y\n")
+    assert result.status == "failed"
+    assert result.error == ('Table "t": t.csv: columns "a" and "A" differ only in case (id;a;A) — SQL engines, '
+                            "Spark, Delta and Athena take them for one column: rename one of them in the file")
+
+
+def test_pinned_types_win_and_a_value_that_does_not_fit_is_refused(tmp_path: Path):
+    lake = Lake(tmp_path, columns={"cep": "VARCHAR", "nasc": {"type": "DATE", "format": "%d/%m/%Y"}})
+    lake.capture("id;cep;nasc\n1;12345678;13/01/2025\n2;22345678;01/02/2025\n")
+    table = lake.full_load()
+    assert table.schema.field("cep").type == pa.string() and table.schema.field("nasc").type == pa.date32()
+    assert table.column("nasc").to_pylist() == [date(2025, 1, 13), date(2025, 2, 1)]
+    failed = lake.capture("id;cep;nasc\n1;12345678;2025-01-13\n2;22345678;01/02/2025\n")
+    assert failed.status == "failed" and failed.error == (
+        'Table "t": t.csv: column "nasc" is pinned to DATE in the format \'%d/%m/%Y\' but has values that are '
+        "not (e.g. '2025-01-13') — fix the file or the pin in \"columns\" in the config")
+
+
+def test_other_dialects_from_the_config(tmp_path: Path):
+    lake = Lake(tmp_path, quote="'")
+    lake.capture("id;name\n1;'a;b'\n2;\"quoted\"\n")
+    assert lake.full_load().column("name").to_pylist() == ["a;b", '"quoted"']
+
+
+def test_gzipped_csv_and_parquet_inputs_give_the_same_snapshot(tmp_path: Path):
+    import gzip
+
+    table = TableConfig("t", ("id",), sep=";")
+    data = "id;n;d\n1;007;2025-01-01\n2;8;2025-01-02\n"
+    (tmp_path / "t.csv").write_text(data)
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(data.encode()))
+    plain = load_snapshot(tmp_path / "t.csv", table, tmp_path / "a.parquet")
+    zipped = load_snapshot(tmp_path / "t.csv.gz", table, tmp_path / "b.parquet")
+    typed = load_snapshot(plain.path, table, tmp_path / "c.parquet")
+    assert pq.read_table(plain.path).equals(pq.read_table(zipped.path))
+    assert pq.read_table(plain.path).to_pydict() == pq.read_table(typed.path).to_pydict()
+    assert pq.read_schema(plain.path).types == pq.read_schema(typed.path).types
+    assert plain.columns == {"id": "VARCHAR", "n": "VARCHAR", "d": "DATE"}
+
+
+def test_a_parquet_input_whose_type_changed_widens_to_text(tmp_path: Path):
+    table = TableConfig("t", ("id",))
+    pq.write_table(pa.table({"id": [1, 2], "n": [5, 6]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": [1, 2], "n": ["5", "x"]}), tmp_path / "b.parquet")
+    a = load_snapshot(tmp_path / "a.parquet", table, tmp_path / "sa.parquet")
+    b = load_snapshot(tmp_path / "b.parquet", table, tmp_path / "sb.parquet", previous=schema_of(a.path))
+    assert a.columns == {"id": "VARCHAR", "n": "BIGINT"} and b.columns == {"id": "VARCHAR", "n": "VARCHAR"}
+    assert diff(a.path, b.path, "id").counts == {"I": 0, "U": 1, "D": 0}
+
+
+@pytest.mark.parametrize("data, message", [
+    ("id;a;\n1;2;3\n", 'column 3 of the header has no name (id;a;) — name it in the file'),
+    ("ID;a\n1;2\n", 'key column "id" is missing (header: ID;a) — the header has "ID" (names are case-sensitive)'),
+])
+def test_header_problems_are_one_line(tmp_path: Path, data: str, message: str):
+    (tmp_path / "t.csv").write_text(data)
+    with pytest.raises(InputError) as caught:
+        load_snapshot(tmp_path / "t.csv", TableConfig("t", ("id",), sep=";"), tmp_path / "s.parquet")
+    assert message in str(caught.value)
+
+
+# --- the law, on random files: the change rows are what a plain-text comparison says ---------------------------
+VALUES = ["", "0", "7", "007", "-3", "20", "20.0", "20.50", "3.25", "1e3", "n/a", "NULL", "true", "True",
+          "2025-01-02", "2025-01-02 10:00:00.000", "02/01/2025", " 5", "a;b", 'say "hi"', "12345678901234567890123"]
+
+
+def render(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ';"\n') else value
+
+
+@st.composite
+def versions(draw):
+    columns = draw(st.lists(st.sampled_from(["a", "b", "c", "B"]), unique_by=str.lower, min_size=1, max_size=3))
+    keys = [str(k) for k in range(draw(st.integers(1, 12)))]
+
+    def version(cols):
+        present = draw(st.lists(st.sampled_from(keys), unique=True, min_size=1))
+        body = "".join(";".join([k] + [render(draw(st.sampled_from(VALUES))) for _ in cols]) + "\n" for k in present)
+        return "id;" + ";".join(cols) + "\n" + body
+
+    return [version(columns), version(columns), version(draw(st.permutations(columns)))]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(versions())
+def test_change_rows_follow_the_text_of_the_files(tmp_path_factory, files):
+    folder = tmp_path_factory.mktemp("law")
+    table, previous = TableConfig("t", ("id",), sep=";"), None
+    for i, data in enumerate(files):
+        (folder / f"v{i}.csv").write_text(data)
+        snap = load_snapshot(folder / f"v{i}.csv", table, folder / f"v{i}.parquet", previous=previous)
+        if i:
+            changes = diff(folder / f"v{i - 1}.parquet", snap.path, "id")
+            got = cdc_keys(changes.rows)
+            assert got == oracle(files[i - 1], data)
+        previous = schema_of(snap.path)
