@@ -23,7 +23,7 @@ from .diff import diff
 from .errors import CdcError, InputError, SourceError, StateError
 from .lake import Lake, base_key, cdc_key, full_load_key, make_lake, manifest_key, sha256
 from .snapshot import load_snapshot, schema_of
-from .sources import Fetch, make_source
+from .sources import Fetch, make_source, table_file
 from .state import Entry, State, write_json_atomic
 from .types import layouts_metadata
 
@@ -157,8 +157,8 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
         progress("", f"re-using the fetch of run {last['run_id']} (source version {last.get('version')})")
         fetched = Fetch(version=last.get("version"))
         for table in tables:
-            path = state.fetch_dir / f"{table.name}.csv"
-            if path.is_file():
+            path = table_file(state.fetch_dir, table.name)
+            if path is not None:
                 fetched.files[table.name] = path
             else:
                 fetched.errors[table.name] = StateError(

@@ -1,7 +1,9 @@
-"""Sources deliver the current CSV file of each configured table into a fresh folder.
+"""Sources deliver the current file of each configured table into a fresh folder.
 
 A `Source` has one method, `fetch(tables, dest, last_version=...)`, returning a `Fetch`: the source's version,
 the file of each table it delivered, and an error for each table it could not deliver (the others go on).
+A table's file is `{table}.csv`, `{table}.csv.gz` or `{table}.parquet` (`FILE_SUFFIXES`); the snapshot loader reads
+each of them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ from typing import Protocol
 
 from ..config import SourceConfig, TableConfig
 from ..errors import CdcError
+
+FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+def table_file(folder: Path, table: str) -> Path | None:
+    """The file a folder holds for `table` (`{table}.csv`, `.csv.gz` or `.parquet`), if any."""
+    return next((folder / f"{table}{s}" for s in FILE_SUFFIXES if (folder / f"{table}{s}").is_file()), None)
 
 
 @dataclass

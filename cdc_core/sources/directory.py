@@ -1,4 +1,4 @@
-"""A folder of `{table}.csv` files (also what `--skip-download` re-reads)."""
+"""A folder of `{table}.csv` (or `.csv.gz`, `.parquet`) files (also what `--skip-download` re-reads)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..config import TableConfig
 from ..errors import SourceError
-from . import Fetch
+from . import Fetch, table_file
 
 
 class DirectorySource:
-    """Copies `{table}.csv` of each configured table from a folder."""
+    """Copies `{table}.csv` (or `.csv.gz`, `.parquet`) of each configured table from a folder."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -23,10 +23,11 @@ class DirectorySource:
             raise SourceError(f"Source folder {self.path} does not exist — fix \"source.path\" in the config")
         result = Fetch(version=None)
         for table in tables:
-            src = self.path / f"{table.name}.csv"
-            if not src.is_file():
+            src = table_file(self.path, table.name)
+            if src is None:
                 result.errors[table.name] = SourceError(
-                    f'Table "{table.name}": {src} does not exist — add the file or remove the table from the config')
+                    f'Table "{table.name}": {self.path / (table.name + ".csv")} does not exist — add the file '
+                    "(or .csv.gz, .parquet) or remove the table from the config")
                 continue
             result.files[table.name] = Path(shutil.copyfile(src, dest / src.name))
         return result
