@@ -21,17 +21,17 @@ from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
 from .types import (
-    BOOL,
     DATE,
-    INT,
     TEXT,
     TZ,
     Column,
+    exact,
     file_columns,
+    guess,
     kv_metadata,
     lake_type_of,
-    layout_of,
     parse,
+    project,
     read_layouts,
     text_of,
 )
@@ -59,7 +59,11 @@ class Snapshot:
 
 @dataclass
 class _Plan:
-    """How one output column is made from the input: its SQL, its type, and the check its values must pass."""
+    """How one output column is made from the input: its SQL, its type, and the check its values must pass.
+
+    The write reads `raw` (the input column) and `parsed` once each (an inner SELECT, as `r{i}` and `x{i}`), then
+    keeps `x{i}` where the check holds and stops with a marked error where it does not.
+    """
 
     name: str
     src: str  # the input column, as SQL
@@ -68,17 +72,26 @@ class _Plan:
     mode: str = "cast"  # cast: no check (typed input or text); verify: round-trip, else widen; strict: must parse
     was: str | None = None  # the type the previous snapshot had, when this plan keeps it
 
-    def ok(self) -> str:
-        parsed = parse(self.src, self.type, self.layout)
-        if self.mode == "verify":
-            return f"({self.src} IS NULL OR COALESCE({text_of(parsed, self.type, self.layout)} = {self.src}, false))"
-        return f"({self.src} IS NULL OR {parsed} IS NOT NULL)"
-
-    def value(self, index: int) -> str:
+    def inner(self, i: int) -> str:
         if self.mode == "cast":
-            return f"{self.src} AS {quote(self.name)}"
-        parsed = parse(self.src, self.type, self.layout)
-        return f"CASE WHEN {self.ok()} THEN {parsed} ELSE error('{CHECK}{index}') END AS {quote(self.name)}"
+            return f"{self.src} AS r{i}"
+        return f"{self.src} AS r{i}, {parse(self.src, self.type, self.layout)} AS x{i}"
+
+    def ok(self, i: int) -> str:
+        """True where row's value passes this column's check (only for `verify` and `strict` plans)."""
+        if self.mode == "verify":
+            return f"(r{i} IS NULL OR COALESCE({exact(f'r{i}', f'x{i}', self.type, self.layout)}, false))"
+        return f"(r{i} IS NULL OR x{i} IS NOT NULL)"
+
+    def outer(self, i: int) -> str:
+        if self.mode == "cast":
+            return f"r{i} AS {quote(self.name)}"
+        return f"CASE WHEN {self.ok(i)} THEN x{i} ELSE error('{CHECK}{i}') END AS {quote(self.name)}"
+
+
+def _checked(plans: list[_Plan], relation: str) -> str:
+    """The inner SELECT every check and the write read from: each input column and its parse, once."""
+    return f"(SELECT {', '.join(p.inner(i) for i, p in enumerate(plans))} FROM {relation})"
 
 
 def schema_of(path: Path) -> dict[str, Column]:
@@ -128,10 +141,10 @@ def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_pat
         plans = _csv_plans(con, relation, table, header, previous)
     widened: dict[str, tuple[str, str]] = {}
     for _ in range(len(plans) + 1):
-        select = ", ".join(plan.value(i) for i, plan in enumerate(plans))
+        select = ", ".join(plan.outer(i) for i, plan in enumerate(plans))
         layouts = {p.name: p.layout for p in plans if p.layout}
         try:
-            rows = con.execute(f"COPY (SELECT {select} FROM {relation}) TO {literal(str(out_path))} "
+            rows = con.execute(f"COPY (SELECT {select} FROM {_checked(plans, relation)}) TO {literal(str(out_path))} "
                                f"(FORMAT parquet, COMPRESSION {compression}{kv_metadata(layouts)})").fetchall()[0][0]
             return plans, rows, widened
         except duckdb.InvalidInputException as exc:
@@ -139,6 +152,26 @@ def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_pat
                 raise
             widened |= _failures(con, relation, plans, at)
     raise InputError(f"{at}: the column types never settled — report this as a bug")
+
+
+def hold_back(con, previous: Path, current: Path, held: Path, key: tuple[str, ...], out: Path, *,
+              compression: str = "zstd") -> None:
+    """Write `current`, except that the rows whose keys are in `held` keep their `previous` values.
+
+    In `date_field` mode a row that changed without a later date is not captured; keeping it as it was makes the
+    committed snapshot (and the full load) what replaying the published change sets gives, and the change is
+    captured when its date moves.
+    """
+    found, layouts = file_columns(con, current), read_layouts(current)
+    columns = {name: kind for name, (_, kind) in found.items()}
+    alias = {name: f"c{i}" for i, name in enumerate(columns)}
+    match = " AND ".join(f"h.{quote(k)} = r.{alias[k]}" for k in key)
+    held_rows = f"SELECT 1 FROM read_parquet({literal(str(held))}) h WHERE {match}"
+    rows = (f"SELECT * FROM ({project(con, current, columns, alias)}) r WHERE NOT EXISTS ({held_rows}) UNION ALL "
+            f"SELECT * FROM ({project(con, previous, columns, alias)}) r WHERE EXISTS ({held_rows})")
+    named = ", ".join(f"{alias[c]} AS {quote(c)}" for c in columns)
+    con.execute(f"COPY (SELECT {named} FROM ({rows})) TO {literal(str(out))} (FORMAT parquet, COMPRESSION {compression}"
+                f"{kv_metadata({c: v for c, v in layouts.items() if c in columns})})")
 
 
 def _is_parquet(path: Path) -> bool:
@@ -170,30 +203,11 @@ def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
 
 
 def _infer(con, relation: str, plans: list[_Plan]) -> None:
-    """Give each plan the narrowest type every value of the whole file fits (a cheap guess; the write verifies)."""
-    probes = []
-    for plan in plans:
-        v = plan.src
-        probes += [f"bool_and({v} IN ('true', 'false'))",
-                   f"bool_and(COALESCE(CAST(TRY_CAST({v} AS BIGINT) AS VARCHAR) = {v}, false))",
-                   rf"bool_and(regexp_full_match({v}, '-?(0|[1-9][0-9]*)\.[0-9]+'))",
-                   f"min(length({v}) - strpos({v}, '.'))", f"max(length({v}) - strpos({v}, '.'))",
-                   f"max(length({v}))",
-                   f"bool_and(length({v}) = 10 AND TRY_CAST({v} AS DATE) IS NOT NULL)",
-                   f"bool_and(TRY_CAST({v} AS TIMESTAMP) IS NOT NULL)", f"min({v})"]
-    found = con.execute(f"SELECT {', '.join(probes)} FROM {relation}").fetchall()[0]
+    """Guess each plan's type from its smallest and largest value over the whole file; the write verifies."""
+    probes = ", ".join(f"min({p.src}), max({p.src}), max(length({p.src}))" for p in plans)
+    found = con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0]
     for i, plan in enumerate(plans):
-        is_bool, is_int, is_dec, min_scale, max_scale, width, is_date, is_ts, sample = found[i * 9:(i + 1) * 9]
-        if is_bool:
-            plan.type = BOOL
-        elif is_int:
-            plan.type = INT
-        elif is_dec and min_scale == max_scale and width - 1 <= 38:
-            plan.type = f"DECIMAL({18 if width - 1 <= 18 else 38},{min_scale})"
-        elif is_date:
-            plan.type = DATE
-        elif is_ts and layout_of(sample):
-            plan.type, plan.layout = TZ, layout_of(sample)
+        plan.type, plan.layout = guess(*found[i * 3:(i + 1) * 3])
         if plan.type != TEXT:
             plan.mode = "verify"
 
@@ -236,22 +250,23 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
 
 def _failures(con, relation: str, plans: list[_Plan], at: str) -> dict[str, tuple[str, str]]:
     """After a failed check: widen every verified column some value does not fit; refuse strict ones."""
-    checked = [p for p in plans if p.mode != "cast"]
-    probes = ", ".join(f"min({p.src}) FILTER (WHERE NOT {p.ok()})" for p in checked)
-    found = con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0]
+    checked = [(i, p) for i, p in enumerate(plans) if p.mode != "cast"]
+    probes = ", ".join(f"min(r{i}) FILTER (WHERE NOT {p.ok(i)})" for i, p in checked)
+    found = con.execute(f"SELECT {probes} FROM {_checked(plans, relation)}").fetchall()[0]
     widened = {}
-    for plan, example in zip(checked, found, strict=True):
+    for (i, plan), example in zip(checked, found, strict=True):
         if example is None:
             continue
         if plan.mode == "strict":
-            raise _refused(con, relation, plan, at)
+            raise _refused(con, relation, plans, i, at)
         widened[plan.name] = (plan.type, example)
         plan.type, plan.mode, plan.layout = TEXT, "cast", None
     return widened
 
 
-def _refused(con, relation: str, plan: _Plan, at: str) -> InputError:
-    bad = con.execute(f"SELECT DISTINCT {plan.src} FROM {relation} WHERE NOT {plan.ok()} "
+def _refused(con, relation: str, plans: list[_Plan], i: int, at: str) -> InputError:
+    plan = plans[i]
+    bad = con.execute(f"SELECT DISTINCT r{i} FROM {_checked(plans, relation)} WHERE NOT {plan.ok(i)} "
                       f"ORDER BY 1 LIMIT {EXAMPLES}").fetchall()
     examples = ", ".join(repr(r[0]) for r in bad)
     if plan.type == TZ and plan.layout is None:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sql import literal
+from .sql import literal, quote
 
 TEXT, INT, DOUBLE, BOOL, DATE, TZ, BLOB = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE",
                                            "TIMESTAMP WITH TIME ZONE", "BLOB")
@@ -89,21 +89,65 @@ def parse(expr: str, kind: str, layout: str | None = None) -> str:
     """SQL that reads text as `kind` (NULL where it does not parse)."""
     if kind == TEXT:
         return expr
-    if layout and kind in (TZ, DATE):
-        value = f"TRY_STRPTIME({expr}, {literal(layout)})"
-        return f"CAST({value} AS {kind})"
-    return f"TRY_CAST({expr} AS {kind})"
+    if layout and layout not in LAYOUTS and kind in (TZ, DATE):
+        return f"CAST(TRY_STRPTIME({expr}, {literal(layout)}) AS {kind})"
+    return f"TRY_CAST({expr} AS {kind})"  # ISO layouts too: DuckDB's own parser is fast; `exact` checks the shape
+
+
+def exact(raw: str, parsed: str, kind: str, layout: str | None = None) -> str:
+    """SQL that is true when `parsed` (= `parse(raw)`) prints back to exactly `raw` (`text_of(parsed) = raw`).
+
+    Equivalent to comparing with `text_of`, but without formatting a timestamp per value: an ISO layout has
+    fixed-width fields, so matching its shape (a digit first, hours below 24) and parsing is enough.
+    """
+    if kind == DATE and layout is None:
+        return f"({parsed} IS NOT NULL AND {raw} LIKE '____-__-__' AND {raw}[1] BETWEEN '0' AND '9')"
+    if kind == TZ and layout in LAYOUTS:
+        shape = literal(_shape(layout).replace("0", "_"))
+        return (f"({parsed} IS NOT NULL AND {raw} LIKE {shape} AND {raw}[1] BETWEEN '0' AND '9' "
+                f"AND {raw}[12:13] < '24')")
+    return f"{text_of(parsed, kind, layout)} = {raw}"
+
+
+def _shape(layout: str) -> str:
+    """A layout's text with every digit as 0 (`%Y-%m-%d` → `0000-00-00`)."""
+    for code, digits in (("%Y", "0000"), ("%m", "00"), ("%d", "00"), ("%H", "00"), ("%M", "00"), ("%S", "00"),
+                         ("%g", "000"), ("%f", "000000")):
+        layout = layout.replace(code, digits)
+    return layout
 
 
 def layout_of(sample: str) -> str | None:
     """The ISO layout (of `LAYOUTS`) a timestamp text is written in, if any."""
     shape = re.sub(r"\d", "0", sample)
-    for layout in LAYOUTS:
-        expected = (layout.replace("%Y", "0000").replace("%m", "00").replace("%d", "00").replace("%H", "00")
-                    .replace("%M", "00").replace("%S", "00").replace("%g", "000").replace("%f", "000000"))
-        if shape == expected:
-            return layout
-    return None
+    return next((layout for layout in LAYOUTS if _shape(layout) == shape), None)
+
+
+_INT = re.compile(r"-?(0|[1-9]\d*)")
+_DECIMAL = re.compile(r"-?(0|[1-9]\d*)\.(\d+)")
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def guess(low: str | None, high: str | None, width: int | None) -> tuple[str, str | None]:
+    """The type (and layout) a text column may have, judged from its smallest and largest value and its width.
+
+    Only a guess: the write checks every value (`exact`) and widens the column to text if one does not fit.
+    Text order puts leading zeros, signs and letters apart from plain digits, so most misfits show at the ends.
+    """
+    if low is None or high is None:
+        return TEXT, None
+    ends = (low, high)
+    if all(_INT.fullmatch(v) for v in ends) and all(-(2 ** 63) <= int(v) < 2 ** 63 for v in ends):
+        return INT, None
+    decimals = [_DECIMAL.fullmatch(v) for v in ends]
+    if decimals[0] and decimals[1] and len(decimals[0][2]) == len(decimals[1][2]) and (width or 0) <= 39:
+        return f"DECIMAL({18 if (width or 0) <= 19 else 38},{len(decimals[0][2])})", None
+    if set(ends) <= {"true", "false"}:
+        return BOOL, None
+    if all(_DATE.fullmatch(v) for v in ends):
+        return DATE, None
+    layout = layout_of(low)
+    return (TZ, layout) if layout is not None and layout_of(high) == layout else (TEXT, None)
 
 
 @dataclass(frozen=True)
@@ -151,3 +195,29 @@ def kv_metadata(layouts: dict[str, str]) -> str:
     """The COPY option that records the columns' layouts in a Parquet file (empty when there are none)."""
     meta = layouts_metadata(layouts)
     return f", KV_METADATA {{{META_KEY}: {literal(meta[META_KEY.encode()].decode())}}}" if meta else ""
+
+
+def project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, ops: bool = False) -> str:
+    """SELECT of one lake file as the target's columns (by exact name) and types; a column it lacks is NULL.
+
+    A column that was typed in the file but is text in the target becomes the text its values were read from.
+    """
+    have, layouts = file_columns(con, path), read_layouts(path)
+    out = []
+    for col, kind in columns.items():
+        if col not in have:
+            out.append(f"CAST(NULL AS {kind}) AS {alias[col]}")
+            continue
+        name, file_type = have[col]
+        if file_type == kind:
+            value = quote(name)
+        elif kind == "VARCHAR":
+            value = text_of(quote(name), file_type, layouts.get(col))
+        else:
+            value = f"CAST({quote(name)} AS {kind})"
+        out.append(f"{value} AS {alias[col]}")
+    if not ops:
+        return f"SELECT {', '.join(out)} FROM read_parquet({literal(str(path))})"
+    # change rows only: `op` I/U/D (other ops, like before-images, are not part of the table)
+    return (f"SELECT op, _cdc_run_id, {', '.join(out)} FROM read_parquet({literal(str(path))}) "
+            "WHERE op IN ('I', 'U', 'D')")
