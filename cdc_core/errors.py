@@ -8,8 +8,6 @@ notebooks) turn them into exit codes or notifications.
 class CdcError(Exception):
     "Base class of every error cdc_core raises on purpose."
 
-    transient = False
-
 
 class ConfigError(CdcError):
     "The configuration is invalid (names the key and the fix)."
@@ -29,7 +27,3 @@ class LakeError(CdcError):
 
 class StateError(CdcError):
     "The local state (committed snapshots, last fetch) is missing or unusable."
-
-
-class NotAvailableError(CdcError):
-    "A configured feature is not available in this version."

@@ -7,10 +7,6 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("after_fetch", "after_fetch_swap", "after_snapshot", "after_diff", "after_stage", "after_put_cdc",
-          "after_put_full", "after_put_base", "after_put_manifest", "commit_after_snapshot_move",
-          "commit_after_state", "commit_after_sent")
-
 
 def point(name: str, table: str = "") -> None:
     """Die here if the environment asks for it."""

@@ -5,19 +5,29 @@ Keys (seed-compatible): `{prefix}/full-load/{table}/{table}.parquet` (the latest
 `{prefix}/base/{table}/{table}_{run_id}.parquet`, the table's first full load, kept for replay, and
 `{prefix}/manifests/{table}/{table}_{run_id}.json`, the commit marker of each capture, written last.
 Keys are deterministic, so a retried upload overwrites instead of duplicating.
+
+The lake is not trusted blindly: every key read from a manifest must match this layout exactly (`parse_key`), a
+manifest must name the table and run of its own key and list only that run's files (`read_manifests`), and a key
+never resolves outside the lake's folder or a download folder. Manifests never change once written, so each is
+read once per process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .config import LakeConfig
+from .durable import fsync_dir
 from .errors import LakeError
 
 
@@ -28,6 +38,36 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+RUN_ID = r"\d{8}_\d{6}"
+TABLE = r"[A-Za-z0-9_-]+"
+_KEY = re.compile(rf"(?P<kind>full-load|cdc|base|manifests)/(?P<table>{TABLE})/(?P=table)"
+                  rf"(?:_(?P<run>{RUN_ID}))?\.(?P<ext>parquet|json)")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_manifest_cache: dict[tuple[str, str], dict] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LakeKey:
+    """A key of the lake layout, taken apart."""
+
+    kind: str  # full-load | cdc | base | manifests
+    table: str
+    run_id: str | None
+
+
+def parse_key(key: str) -> LakeKey:
+    """Take a lake key apart; anything that is not exactly one of the layout's keys raises `LakeError`."""
+    match = _KEY.fullmatch(key) if isinstance(key, str) else None
+    ok = match is not None and (
+        (match["kind"] == "full-load") == (match["run"] is None)
+        and (match["ext"] == "json") == (match["kind"] == "manifests"))
+    if not ok:
+        raise LakeError(f"{key!r} is not a key of the lake layout — the lake is damaged or was written by something "
+                        "else: nothing was read from it")
+    return LakeKey(match["kind"], match["table"], match["run"])
 
 
 def full_load_key(table: str) -> str:
@@ -46,6 +86,16 @@ def manifest_key(table: str, run_id: str) -> str:
     return f"manifests/{table}/{table}_{run_id}.json"
 
 
+def claim_key(table: str, parent: str | None, generation: int) -> str:
+    """A writer's claim on committing the run after `parent` (None: the table's first run); readers ignore it."""
+    return f"claims/{table}/{table}_{parent or 'root'}.{generation:04d}.json"
+
+
+def link_key(table: str, parent: str | None) -> str:
+    """The commit point of the run after `parent`: created once, it holds that run's manifest."""
+    return f"commits/{table}/{table}_{parent or 'root'}.json"
+
+
 class Lake(Protocol):
     """A place that stores files under keys relative to the lake's root."""
 
@@ -57,6 +107,85 @@ class Lake(Protocol):
 
     def local(self, key: str, folder: Path) -> Path: ...
 
+    def read(self, key: str) -> bytes: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool: ...
+
+    def checksum(self, key: str) -> str | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def inside(folder: Path, key: str) -> Path:
+    """`folder/key` as a path, refusing any key that would resolve outside `folder`."""
+    root = Path(folder).resolve()
+    path = root.joinpath(*key.split("/")).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise LakeError(f"{key!r} would resolve outside {root} — the lake is damaged or was written by something "
+                        "else: nothing was read or written")
+    return path
+
+
+def read_manifests(lake: Lake, table: str) -> list[dict]:
+    """The checked manifests of `table`'s committed runs, oldest first (each read once per process)."""
+    found = []
+    for key in lake.list(f"manifests/{table}/"):
+        if not key.endswith(".json") or key.rsplit("/", 1)[-1].startswith("."):
+            continue
+        with _cache_lock:
+            manifest = _manifest_cache.get((lake.url, key))
+        if manifest is None:
+            manifest = check_manifest(_decode(lake, key), key, lake.url)
+            with _cache_lock:
+                _manifest_cache[(lake.url, key)] = manifest
+        found.append(manifest)
+    return sorted(found, key=lambda m: m["run_id"])
+
+
+def _decode(lake: Lake, key: str) -> dict:
+    try:
+        data = json.loads(lake.read(key).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LakeError(f"Manifest {key} in {lake.url} is not valid JSON ({exc}) — restore it from a backup") from None
+    return data
+
+
+def check_manifest(manifest: object, key: str, url: str = "the lake") -> dict:
+    """A manifest that belongs to its key: its table and run, only that run's files, well-formed entries."""
+    where = parse_key(key)
+
+    def bad(what: str) -> LakeError:
+        return LakeError(f"Manifest {key} in {url} is damaged ({what}) — restore it from a backup; nothing was read "
+                         "from it")
+
+    if where.kind != "manifests" or not isinstance(manifest, dict):
+        raise bad("not a manifest object")
+    if manifest.get("table") != where.table or manifest.get("run_id") != where.run_id:
+        raise bad("it names another table or run than its key")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise bad('"files" is not a list of files')
+    for item in files:
+        part = parse_key(item.get("key"))
+        if part.table != where.table or part.kind == "manifests" or part.run_id not in (None, where.run_id):
+            raise bad(f"it lists {item.get('key')!r}, which is not a file of this run")
+        if not isinstance(item.get("sha256"), str) or not _SHA256.fullmatch(item["sha256"]):
+            raise bad(f"the checksum of {item['key']} is not a SHA-256")
+    if not isinstance(manifest.get("columns"), dict) or not isinstance(manifest.get("pk"), list):
+        raise bad('"columns" or "pk" is missing')
+    return manifest
+
+
+def manifest_file(manifest: dict, kind: str) -> str:
+    """The key of the `kind` file ("cdc", "base", "full-load") that a checked manifest lists."""
+    for item in manifest["files"]:
+        if parse_key(item["key"]).kind == kind:
+            return item["key"]
+    raise LakeError(f'Manifest of run {manifest["run_id"]} ({manifest["table"]}) lists no {kind}/ file — the '
+                    "lake is damaged")
+
 
 class LocalLake:
     """A folder as the lake; every write is atomic (temporary file + rename)."""
@@ -66,21 +195,75 @@ class LocalLake:
         self.url = str(self.root)
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*key.split("/"))
+        return inside(self.root, key)
 
     def put(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> None:
-        target = self._path(key)
+        """Copy `local` to `key`: written to a temporary file, flushed to disk, then renamed into place."""
+        target, tmp = self._path(key), None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-            os.close(fd)
-            shutil.copyfile(local, tmp)
+            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, target)
+            tmp = None
+            fsync_dir(target.parent)
             if on_bytes:
                 on_bytes(target.stat().st_size)
         except OSError as exc:
             raise LakeError(f"Cannot write {key} into the lake {self.url} ({exc.strerror or exc}) — check the "
                             "folder exists and is writable") from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool:
+        """Write `key` only if it does not exist (an exclusive link of a complete temporary file); False if it does."""
+        target, tmp = self._path(key), None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            fsync_dir(target.parent)
+            if on_bytes:
+                on_bytes(target.stat().st_size)
+            return True
+        except OSError as exc:
+            raise LakeError(f"Cannot write {key} into the lake {self.url} ({exc.strerror or exc}) — check the "
+                            "folder exists and is writable") from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    def read(self, key: str) -> bytes:
+        found = self.get(key)
+        if found is None:
+            raise LakeError(f"The lake {self.url} has no {key} — was it captured into another lake?")
+        return found
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LakeError(f"Cannot read {key} from the lake {self.url} ({exc.strerror or exc})") from None
+
+    def checksum(self, key: str) -> str | None:
+        path = self._path(key)
+        return sha256(path) if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def local(self, key: str, folder: Path) -> Path:
         """A local path to read `key` from: the lake's own file (no copy)."""
@@ -94,94 +277,13 @@ class LocalLake:
         if not base.exists():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                      if p.is_file() and not p.name.startswith(".upload-"))
-
-
-class S3Lake:
-    """`s3://bucket/prefix` through boto3: the standard credential chain, botocore retries, multipart uploads."""
-
-    def __init__(self, config: LakeConfig):
-        import boto3
-        from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config as BotoConfig
-
-        self.config, self.url = config, config.url
-        session = boto3.Session(profile_name=config.profile) if config.profile else boto3.Session()
-        self.client = session.client(
-            "s3", region_name=config.region, endpoint_url=config.endpoint_url,
-            config=BotoConfig(retries={"max_attempts": config.max_attempts, "mode": "standard"},
-                              connect_timeout=10, read_timeout=60))
-        threshold = config.multipart_threshold_mb * 1024 * 1024
-        self.transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
-        self.extra = {}
-        if config.sse:
-            self.extra["ServerSideEncryption"] = config.sse
-            if config.sse == "aws:kms" and config.kms_key_id:
-                self.extra["SSEKMSKeyId"] = config.kms_key_id
-
-    def _key(self, key: str) -> str:
-        return f"{self.config.prefix}/{key}" if self.config.prefix else key
-
-    def put(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> None:
-        try:
-            self.client.upload_file(str(local), self.config.bucket, self._key(key), ExtraArgs=self.extra or None,
-                                    Config=self.transfer, Callback=on_bytes)
-        except _s3_errors() as exc:
-            raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
-
-    def local(self, key: str, folder: Path) -> Path:
-        target = folder.joinpath(*key.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.client.download_file(self.config.bucket, self._key(key), str(target), Config=self.transfer)
-        except _s3_errors() as exc:
-            raise self._error(exc, f"Cannot download {key} from {self.url}", "check the lake and try again") \
-                from None
-        return target
-
-    def list(self, prefix: str = "") -> list[str]:
-        start = len(self._key(""))
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.config.bucket, Prefix=self._key(prefix))
-            return sorted(item["Key"][start:] for page in pages for item in page.get("Contents", []))
-        except _s3_errors() as exc:
-            raise self._error(exc, f"Cannot list {prefix or '/'} in {self.url}", "check the lake and try again") \
-                from None
-
-    def _error(self, exc: Exception, what: str,
-               retry: str = "the change set stays in the outbox; the next run retries it") -> LakeError:
-        """One line that says what failed and how to fix it; never a credential."""
-        from boto3.exceptions import S3UploadFailedError
-        from botocore.exceptions import ClientError, NoCredentialsError
-
-        if isinstance(exc, NoCredentialsError):
-            return LakeError(f"{what}: no AWS credentials found — set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                             'in .env, name a profile in "aws.profile", or run with an instance role')
-        code = ""
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-        elif isinstance(exc, S3UploadFailedError):
-            code = next((c for c in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
-                         if c in str(exc)), "")
-        if code == "NoSuchBucket":
-            return LakeError(f"{what}: the bucket {self.config.bucket} does not exist — create it or fix "
-                             '"aws.bucket" / "lake" in the config')
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-            return LakeError(f"{what}: S3 refused the credentials or the permission ({code}) — check the AWS "
-                             "credentials and that they may read, write and list the bucket")
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return LakeError(f"{what} ({detail}) — {retry}")
-
-
-def _s3_errors() -> tuple[type[Exception], ...]:
-    """What boto3 raises when S3 fails (imported late: boto3 is only loaded for an S3 lake)."""
-    from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return Boto3Error, BotoCoreError, ClientError, OSError
+                      if p.is_file() and not p.name.startswith("."))
 
 
 def make_lake(config: LakeConfig) -> Lake:
     """The lake a config names."""
-    return S3Lake(config) if config.is_s3 else LocalLake(config.path)
+    if config.is_s3:
+        from .s3lake import S3Lake
+
+        return S3Lake(config)
+    return LocalLake(config.path)

@@ -9,27 +9,30 @@ import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
+_secrets: set[str] = set()
 
 
-def redact(text: str) -> str:
-    """`text` with the value of every credential variable in the environment masked as `***`."""
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name, "")
-        if len(value) >= 4:
-            text = text.replace(value, "***")
+def add_secret(value: str | None) -> None:
+    """Remember a secret read from somewhere else than the environment (kaggle.json, an AWS credentials file, a
+    password in a URL) so that it is masked wherever it would be printed or logged."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """`text` with every known secret (credential variables, `add_secret`, `secrets`) masked as `***`."""
+    known = {os.environ.get(name, "") for name in SECRET_VARIABLES} | _secrets | set(secrets)
+    for value in sorted((v for v in known if len(v) >= 4), key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
 
 
-class _RedactSecrets(logging.Filter):
-    """Masks the value of any credential variable that would end up in a log line."""
+class _Redacting(logging.Formatter):
+    """Masks secrets in the whole formatted record: the message, the traceback and any stack text."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = redact(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class _Stderr(logging.StreamHandler):
@@ -51,21 +54,24 @@ def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    redact = _RedactSecrets()
     if console:
         out = _Stderr()
         out.setLevel(logging.WARNING if quiet else logging.INFO)
-        out.setFormatter(logging.Formatter("%(message)s"))
-        out.addFilter(redact)
+        out.setFormatter(_Redacting("%(message)s"))
         logger.addHandler(out)
     if data_dir is None:
         return None
     path = Path(data_dir) / "logs" / "cdc.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    file = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5, encoding="utf-8")
-    formatter = logging.Formatter("%(asctime)sZ %(levelname)s [%(threadName)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5, encoding="utf-8")
+    except OSError as exc:
+        from .errors import ConfigError
+
+        raise ConfigError(f"Cannot write the log file {path} ({exc.strerror or exc}) — make data_dir writable for "
+                          'this user, or point "data_dir" in the config at a writable folder') from None
+    formatter = _Redacting("%(asctime)sZ %(levelname)s [%(threadName)s] %(message)s", "%Y-%m-%d %H:%M:%S")
     formatter.converter = time.gmtime
     file.setFormatter(formatter)
-    file.addFilter(redact)
     logger.addHandler(file)
     return path

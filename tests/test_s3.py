@@ -11,7 +11,7 @@ import pytest
 
 from cdc_core.config import LakeConfig
 from cdc_core.errors import LakeError
-from cdc_core.lake import S3Lake
+from cdc_core.s3lake import S3Lake
 
 from .conftest import BUCKET, run_cli, write_config
 from .fault_proxy import FaultProxy
@@ -99,7 +99,7 @@ def test_an_outage_keeps_the_outbox_and_the_next_cycle_drains_it(s3, tmp_path: P
         outage["on"] = True
         down = run_cli("--once", "--config", str(config))
         assert down.code == 1
-        assert "Cannot upload cdc/clientes/" in down.out and "stays in the outbox" in down.out
+        assert 'Table "clientes": run ' in down.out and "stays in the outbox" in down.out
         assert "testing-secret-value" not in down.out + down.err
         outage["on"] = False
         up = run_cli("--once", "--config", str(config))

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from ..config import TableConfig
 from ..errors import SourceError
-from ..logs import redact
+from ..logs import add_secret, redact
 from . import Fetch
 
 log = logging.getLogger("cdc_core")
@@ -109,6 +109,8 @@ class KaggleSource:
                 raise SourceError(NO_CREDENTIALS) from None
 
         self._call("signing in", authenticate)
+        for name in ("key", "token"):  # read from kaggle.json or ~/.kaggle/access_token, not only the environment
+            add_secret(str((getattr(api, "config_values", None) or {}).get(name) or ""))
         return api
 
     def _version(self, api: Any) -> int:
@@ -220,6 +222,10 @@ def _api_class(timeout: float) -> type:
     return QuietKaggleApi
 
 
+MAX_UNZIPPED = 50 * 2**30  # bytes one table's file may unpack to
+MAX_RATIO = 500  # how many times larger than its compressed size (CSV compresses 5-20×; a zip bomb, millions)
+
+
 def _extract(archive: Path, file_name: str, target: Path) -> None:
     """Write the archive's entry for `file_name` to `target`; refuse the archive if any entry leaves its folder."""
     root = target.parent.resolve()
@@ -238,8 +244,19 @@ def _extract(archive: Path, file_name: str, target: Path) -> None:
             if len(match) != 1:
                 raise _TableError(f"the zip archive Kaggle served for {file_name} does not hold that file (entries: "
                                   f"{', '.join(e.filename for e in entries[:10]) or 'none'}) — try again later")
-            with z.open(match[0]) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
+            entry = match[0]
+            if entry.file_size > MAX_UNZIPPED or entry.file_size > MAX_RATIO * max(entry.compress_size, 1):
+                raise _TableError(f"the zip archive Kaggle served for {file_name} would unpack to "
+                                  f"{entry.file_size:,} bytes from {entry.compress_size:,} — refused as a zip bomb; "
+                                  "report it to the dataset's owner")
+            with z.open(entry) as src, open(target, "wb") as out:
+                written = 0
+                while block := src.read(1 << 20):  # the declared size can lie: count what really comes out
+                    written += len(block)
+                    if written > MAX_UNZIPPED or written > MAX_RATIO * max(entry.compress_size, 1):
+                        raise _TableError(f"the zip archive Kaggle served for {file_name} unpacks to more than "
+                                          "it declares — refused as a zip bomb; report it to the dataset's owner")
+                    out.write(block)
     except zipfile.BadZipFile:
         raise _TableError(f"the zip archive Kaggle served for {file_name} is damaged — try again") from None
 

@@ -1,0 +1,167 @@
+"""`s3://bucket/prefix` as the lake, through boto3 (imported only when an S3 lake is used)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import LakeConfig
+from .errors import LakeError
+from .lake import inside, sha256
+from .logs import add_secret
+
+
+class S3Lake:
+    """`s3://bucket/prefix` through boto3: the standard credential chain, botocore retries, multipart uploads."""
+
+    def __init__(self, config: LakeConfig):
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config as BotoConfig
+
+        self.config, self.url = config, config.url
+        session = boto3.Session(profile_name=config.profile) if config.profile else boto3.Session()
+        credentials = session.get_credentials()  # also from ~/.aws/credentials or a profile: mask them in logs
+        if credentials is not None:
+            add_secret(credentials.secret_key)
+            add_secret(credentials.token)
+        self.client = session.client(
+            "s3", region_name=config.region, endpoint_url=config.endpoint_url,
+            config=BotoConfig(retries={"max_attempts": config.max_attempts, "mode": "standard"},
+                              connect_timeout=10, read_timeout=60))
+        threshold = config.multipart_threshold_mb * 1024 * 1024
+        self.transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
+        self.extra = {}
+        if config.sse:
+            self.extra["ServerSideEncryption"] = config.sse
+            if config.sse == "aws:kms" and config.kms_key_id:
+                self.extra["SSEKMSKeyId"] = config.kms_key_id
+
+    def _key(self, key: str) -> str:
+        return f"{self.config.prefix}/{key}" if self.config.prefix else key
+
+    def put(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        extra = {**self.extra, "Metadata": {"sha256": sha256(local)}}
+        try:
+            self.client.upload_file(str(local), self.config.bucket, self._key(key), ExtraArgs=extra,
+                                    Config=self.transfer, Callback=on_bytes)
+        except _s3_errors() as exc:
+            raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
+
+    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool:
+        """Write `key` only if it does not exist; False if it does.
+
+        Up to the multipart threshold this is one conditional PUT (`If-None-Match: *`: S3 refuses a second create
+        with 412). A larger file is checked first and then uploaded; the commit protocol never lets two writers
+        write the same data key, so only the small commit objects (claims, links, manifests) need the atomic form.
+        """
+        from botocore.exceptions import ClientError
+
+        size = Path(local).stat().st_size
+        if size > self.transfer.multipart_threshold:
+            if self.checksum(key) is not None:
+                return False
+            self.put(local, key, on_bytes)
+            return True
+        try:
+            self.client.put_object(Bucket=self.config.bucket, Key=self._key(key), Body=Path(local).read_bytes(),
+                                   IfNoneMatch="*", Metadata={"sha256": sha256(local)}, **self.extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412",
+                                                              "ConditionalRequestConflict"):
+                return False
+            raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
+        except _s3_errors() as exc:
+            raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
+        if on_bytes:
+            on_bytes(size)
+        return True
+
+    def read(self, key: str) -> bytes:
+        found = self.get(key)
+        if found is None:
+            raise LakeError(f"The lake {self.url} has no {key} — was it captured into another lake?")
+        return found
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.config.bucket, Key=self._key(key))["Body"].read()
+        except _s3_errors() as exc:
+            if _missing(exc):
+                return None
+            raise self._error(exc, f"Cannot read {key} from {self.url}", "check the lake and try again") from None
+
+    def checksum(self, key: str) -> str | None:
+        """The SHA-256 recorded with the object when cdc_core wrote it (None if the object does not exist)."""
+        try:
+            head = self.client.head_object(Bucket=self.config.bucket, Key=self._key(key))
+        except _s3_errors() as exc:
+            if _missing(exc):
+                return None
+            raise self._error(exc, f"Cannot read {key} from {self.url}", "check the lake and try again") from None
+        return head.get("Metadata", {}).get("sha256", "")
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.config.bucket, Key=self._key(key))
+        except _s3_errors() as exc:
+            raise self._error(exc, f"Cannot delete {key} from {self.url}", "check the lake and try again") from None
+
+    def local(self, key: str, folder: Path) -> Path:
+        target = inside(folder, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.download_file(self.config.bucket, self._key(key), str(target), Config=self.transfer)
+        except _s3_errors() as exc:
+            raise self._error(exc, f"Cannot download {key} from {self.url}", "check the lake and try again") \
+                from None
+        return target
+
+    def list(self, prefix: str = "") -> list[str]:
+        start = len(self._key(""))
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.config.bucket, Prefix=self._key(prefix))
+            return sorted(item["Key"][start:] for page in pages for item in page.get("Contents", []))
+        except _s3_errors() as exc:
+            raise self._error(exc, f"Cannot list {prefix or '/'} in {self.url}", "check the lake and try again") \
+                from None
+
+    def _error(self, exc: Exception, what: str,
+               retry: str = "the change set stays in the outbox; the next run retries it") -> LakeError:
+        """One line that says what failed and how to fix it; never a credential."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            return LakeError(f"{what}: no AWS credentials found — set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                             'in .env, name a profile in "aws.profile", or run with an instance role')
+        code = ""
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+        elif isinstance(exc, S3UploadFailedError):
+            code = next((c for c in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+                         if c in str(exc)), "")
+        if code == "NoSuchBucket":
+            return LakeError(f"{what}: the bucket {self.config.bucket} does not exist — create it or fix "
+                             '"aws.bucket" / "lake" in the config')
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return LakeError(f"{what}: S3 refused the credentials or the permission ({code}) — check the AWS "
+                             "credentials and that they may read, write and list the bucket")
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return LakeError(f"{what} ({detail}) — {retry}")
+
+
+def _missing(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404",
+                                                                                           "NotFound")
+
+
+def _s3_errors() -> tuple[type[Exception], ...]:
+    """What boto3 raises when S3 fails (imported late: boto3 is only loaded for an S3 lake)."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return Boto3Error, BotoCoreError, ClientError, OSError
