@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .config import load_config
-from .errors import CdcError, ConfigError, NotAvailableError
-from .logs import setup_logging
+from .errors import CdcError, ConfigError
+from .logs import redact, setup_logging
 from .pipeline import RunReport, run_once
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="re-use the last fetched files instead of fetching again (they are kept)")
     parser.add_argument("--dry-run", action="store_true",
                         help="fetch and diff, then list what would be uploaded; upload and commit nothing")
+    parser.add_argument("--publish", metavar="RUN_ID",
+                        help="publish exactly what the dry run RUN_ID showed (refused if the lake moved since)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     d = commands.add_parser("diff", help="compare two snapshot files by key and write the change rows",
@@ -84,18 +86,21 @@ def main(argv: list[str] | None = None) -> int:
             return _replay_command(config, args)
         if args.command == "verify":
             return _verify_command(config, tables)
-        if not args.once and not args.dry_run:
+        if args.publish and (args.dry_run or args.skip_download):
+            raise ConfigError("--publish sends what a dry run sealed: it cannot be combined with --dry-run or "
+                              "--skip-download")
+        if not args.once and not args.dry_run and not args.publish:
             from .schedule import run_forever
 
             return run_forever(config, tables=tables, skip_download=args.skip_download, on_report=print_report)
         with _transfer_bars(enabled=not args.quiet) as on_transfer:
             report = run_once(config, tables=tables, skip_download=args.skip_download, dry_run=args.dry_run,
-                              on_transfer=on_transfer)
-    except (ConfigError, NotAvailableError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+                              publish_preview=args.publish, on_transfer=on_transfer)
+    except ConfigError as exc:
+        print(f"Error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except CdcError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("Interrupted: the committed state is unchanged; pending captures go out on the next run",
@@ -184,7 +189,8 @@ def _transfer_bars(enabled: bool) -> Iterator[Callable[[str, str, int, int], Non
 def print_report(report: RunReport) -> None:
     """The per-table summary a user reads after a cycle."""
     version = f" version {report.source_version}" if report.source_version else ""
-    dry = " (dry run: nothing uploaded or committed)" if report.dry_run else ""
+    dry = (f" (dry run: nothing uploaded or committed; publish exactly this with --publish {report.run_id})"
+           if report.dry_run else "")
     print(f"run {report.run_id}{dry} · {report.source}{version} → {report.lake}")
     width = max(len(t.table) for t in report.tables)
     for t in report.tables:
@@ -202,6 +208,8 @@ def print_report(report: RunReport) -> None:
             line = "skipped: the source has no new version"
         if t.published_pending:
             line += f"  (also published pending runs {', '.join(t.published_pending)})"
+        if t.rebased:
+            line += f"  (rebased on the lake's run {t.rebased})"
         print(f"  {t.table:<{width}}  {line}")
         for warning in t.warnings:
             print(f"  {'':<{width}}  warning: {warning}")

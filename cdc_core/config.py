@@ -17,14 +17,14 @@ from typing import Any
 from .errors import ConfigError
 from .types import TEXT, TZ, Column, normalize
 
-TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 DETECT_MODES = ("content", "date_field")
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 SOURCE_TYPES = ("demo", "directory", "kaggle")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
-            "retention", "workers"}
+            "retention", "workers", "lake_claim_timeout"}
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
             "multipart_threshold_mb"}
@@ -115,7 +115,13 @@ class Config:
     engine: EngineConfig = EngineConfig()
     retention: int = 10
     workers: int = 2
+    lake_claim_timeout: float | None = None
     path: Path | None = field(default=None, compare=False)
+
+    @property
+    def claim_timeout(self) -> float:
+        """Seconds after which another writer may take over a claim whose writer never came back."""
+        return self.lake_claim_timeout if self.lake_claim_timeout is not None else 3 * self.timer.seconds
 
     def table(self, name: str) -> TableConfig:
         for table in self.tables:
@@ -168,6 +174,7 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         engine=_engine(raw.get("engine")),
         retention=_positive_int(raw.get("retention", 10), "retention"),
         workers=_positive_int(raw.get("workers", 2), "workers"),
+        lake_claim_timeout=_seconds(raw.get("lake_claim_timeout"), "lake_claim_timeout"),
         path=path,
     )
 
@@ -191,7 +198,7 @@ def _tables(raw: Any) -> tuple[TableConfig, ...]:
             raise ConfigError(f'Config key "{where}" must be an object with "name" and "pk"')
         _check_keys(item, TABLE_KEYS, f"{where}.")
         name = item.get("name")
-        if not isinstance(name, str) or not TABLE_NAME.match(name):
+        if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
             raise ConfigError(f'Config key "{where}.name" is {name!r} — use only letters, digits, "_" and "-" '
                               "(it becomes a file name and an S3 key)")
         if name in seen:
@@ -294,6 +301,14 @@ def _positive_int(raw: Any, where: str) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise ConfigError(f'Config key "{where}" is {raw!r} — use a whole number of at least 1')
     return raw
+
+
+def _seconds(raw: Any, where: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use a number of seconds above 0')
+    return float(raw)
 
 
 def _path(raw: Any, where: str, base_dir: Path) -> Path:

@@ -33,7 +33,7 @@ from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
 from .snapshot import check_keys, load_snapshot
-from .types import Column, read_layouts, text_of
+from .types import Column, kv_metadata, layouts_metadata, read_layouts, text_of
 
 OPS = ("I", "U", "D")
 NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
@@ -46,9 +46,13 @@ Input = pa.Table | str | Path
 
 @dataclass
 class ChangeSet:
-    """The change rows (`op` + the row's columns, ordered by key) and what the diff noticed on the way."""
+    """The change rows (`op` + the row's columns, ordered by key) and what the diff noticed on the way.
 
-    rows: pa.Table
+    With `output`, the rows were written straight to that Parquet file (never held in Python) and `rows` reads
+    them back only when asked. `held_back` counts the rows that changed but are not updates (`date_field` mode):
+    their keys are in `held_keys` (a Parquet file beside the output), so the caller can keep them as they were.
+    """
+
     key: tuple[str, ...]
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPS, 0))
     added_columns: list[str] = field(default_factory=list)
@@ -56,6 +60,16 @@ class ChangeSet:
     type_changes: dict[str, tuple[str, str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     layouts: dict[str, str] = field(default_factory=dict)  # timestamp columns → the layout of their text
+    path: Path | None = None
+    held_back: int = 0
+    held_keys: Path | None = None
+    _rows: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> pa.Table:
+        if self._rows is None and self.path is not None:
+            self._rows = pq.read_table(self.path)
+        return self._rows if self._rows is not None else pa.table({"op": pa.array([], pa.string())})
 
     @property
     def total(self) -> int:
@@ -119,13 +133,15 @@ class _Temps:
 
 
 def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...], *, date_field: str | None = None,
-         detect: str = "content", sep: str = ",", quote_char: str = '"',
-         con: duckdb.DuckDBPyConnection | None = None) -> ChangeSet:
+         detect: str = "content", sep: str = ",", quote_char: str = '"', con: duckdb.DuckDBPyConnection | None = None,
+         output: Path | None = None, constants: dict[str, str] | None = None, compression: str = "snappy") -> ChangeSet:
     """Compare two snapshots by `key` and return the change set.
 
     `previous` and `current` are Arrow tables or paths to Parquet or CSV files. CSV files are typed as the
     pipeline types them (`snapshot.load_snapshot`: whole-file types, the current file keeps the previous file's
     types while it fits them), read with `sep` and RFC 4180 quoting (`quote_char=""` for none).
+    With `output`, the change rows go straight to that Parquet file, with the `constants` columns (name → SQL
+    expression, e.g. the run id) appended to every row.
     """
     key = (key,) if isinstance(key, str) else tuple(key)
     if detect not in ("content", "date_field"):
@@ -140,7 +156,7 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
         prev = _open(con, previous, "previous", csv, temps, None)
         cur = _open(con, current, "current", csv, temps, prev)
         try:
-            return _diff(con, prev, cur, key, date_field, detect)
+            return _diff(con, prev, cur, key, date_field, detect, _Output(output, constants or {}, compression))
         except duckdb.ConversionException as exc:
             raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]}) — "
                              "check the date field and the column types") from None
@@ -193,8 +209,18 @@ def _is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | None, detect: str) -> ChangeSet:
-    result = ChangeSet(rows=pa.table({}), key=key)
+@dataclass
+class _Output:
+    """Where the change rows go: a Parquet file (with constant columns appended), or back to Python."""
+
+    path: Path | None
+    constants: dict[str, str]
+    compression: str
+
+
+def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | None, detect: str,
+          output: _Output) -> ChangeSet:
+    result = ChangeSet(key=key)
     p_cols, c_cols = prev.columns, cur.columns
     result.added_columns = [c for c in c_cols if c not in p_cols]
     result.removed_columns = [c for c in p_cols if c not in c_cols]
@@ -256,19 +282,45 @@ def _diff(con, prev: _Side, cur: _Side, key: tuple[str, ...], date_field: str | 
         stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
                    count(*) FILTER (WHERE op = 'U' AND {is_update}),
                    count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped AND NOT __cdc_backwards),
-                   count(*) FILTER (WHERE op = 'U' AND __cdc_backwards) FROM {work}""").fetchall()[0]
+                   count(*) FILTER (WHERE op = 'U' AND __cdc_backwards),
+                   count(*) FILTER (WHERE op = 'U') FROM {work}""").fetchall()[0]
         result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
         _check_keys(con, work, prev, cur, key, [alias[k] for k in key], inserted=stats[0], deleted=stats[1])
-        out_cols = ", ".join(["op"] + [  # naive timestamps are UTC by convention: say so in the output's type
+        out_cols = ["op"] + [  # naive timestamps are UTC by convention: say so in the output's type
             f"CAST({alias[c]} AS {TZ}) AS {quote(c)}" if types[c] == "TIMESTAMP" else f"{alias[c]} AS {quote(c)}"
-            for c in columns])
+            for c in columns] + [f"{sql} AS {quote(name)}" for name, sql in output.constants.items()]
         order = ", ".join(alias[k] for k in key)
-        result.rows = con.sql(f"SELECT {out_cols} FROM {work} WHERE op <> 'U' OR {is_update} "
-                              f"ORDER BY {order}").to_arrow_table()
+        query = f"SELECT {', '.join(out_cols)} FROM {work} WHERE op <> 'U' OR {is_update} ORDER BY {order}"
+        if output.path is None:
+            result._rows = con.sql(query).to_arrow_table()
+        else:
+            result.path = _write_rows(con, query, [*columns, *output.constants], output, result.layouts)
+        result.held_back = stats[5] - stats[2]  # changed, but not an update (date_field mode only)
+        if result.held_back and output.path is not None:
+            result.held_keys = output.path.with_name(output.path.stem + ".held.parquet")
+            keys = ", ".join(f"{alias[k]} AS {quote(k)}" for k in key)
+            con.execute(f"COPY (SELECT {keys} FROM {work} WHERE op = 'U' AND NOT {is_update}) TO "
+                        f"{literal(str(result.held_keys))} (FORMAT parquet)")
     finally:
         con.execute(f"DROP TABLE IF EXISTS {work}")
     _warn(result, date_field, detect, unbumped=stats[3], backwards=stats[4])
     return result
+
+
+def _write_rows(con, query: str, names: list[str], output: _Output, layouts: dict[str, str]) -> Path:
+    """COPY the change rows to Parquet; names that differ only in case (DuckDB would rename one) go via Arrow."""
+    assert output.path is not None
+    if len({n.lower() for n in names}) == len(names):
+        con.execute(f"COPY ({query}) TO {literal(str(output.path))} (FORMAT parquet, COMPRESSION "
+                    f"{output.compression}{kv_metadata(layouts)})")
+        return output.path
+    reader = con.sql(query).to_arrow_reader(100_000)
+    schema = reader.schema.with_metadata(layouts_metadata(layouts))
+    codec = "none" if output.compression == "uncompressed" else output.compression
+    with pq.ParquetWriter(output.path, schema, compression=codec) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+    return output.path
 
 
 def _check_keys(con, work: str, prev: _Side, cur: _Side, key: tuple[str, ...], aliases: list[str], *,
@@ -286,7 +338,8 @@ def _check_keys(con, work: str, prev: _Side, cur: _Side, key: tuple[str, ...], a
 
 def _warn(result: ChangeSet, date_field: str | None, detect: str, *, unbumped: int, backwards: int) -> None:
     if date_field and unbumped:
-        verb = "not captured as updates" if detect == "date_field" else "captured as updates"
+        verb = ("not captured: kept as they were until their date moves" if detect == "date_field"
+                else "captured as updates")
         result.warnings.append(f'{unbumped} row(s) changed without a later "{date_field}" ({verb})')
     if date_field and backwards:
         result.warnings.append(f'{backwards} row(s) have an earlier "{date_field}" than before')

@@ -8,7 +8,6 @@ lake are downloaded once per process into a temporary cache (manifests, CDC and 
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import os
 import shutil
@@ -27,9 +26,9 @@ from .config import LakeConfig, TableConfig, load_config
 from .diff import OPS, ChangeSet, diff
 from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
-from .lake import Lake, LocalLake, full_load_key, make_lake
+from .lake import Lake, LocalLake, full_load_key, make_lake, manifest_file, read_manifests
 from .pipeline import RunReport
-from .replay import manifest_file, replay
+from .replay import replay
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
 _CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at")
@@ -95,10 +94,8 @@ def tables(lake: Lake) -> list[str]:
 
 
 def manifests(lake: Lake, table: str) -> list[dict]:
-    """The manifests of `table`'s committed captures, oldest first."""
-    found = [json.loads(_local(lake, key).read_text(encoding="utf-8"))
-             for key in lake.list(f"manifests/{table}/") if key.endswith(".json")]
-    return sorted(found, key=lambda m: m["run_id"])
+    """The manifests of `table`'s committed captures, oldest first (checked, each read once per process)."""
+    return read_manifests(lake, table)
 
 
 def runs(lake: Lake, table: str) -> pd.DataFrame:
@@ -130,7 +127,7 @@ def changes(lake: Lake, table: str, run_ids: Iterable[str] | None = None, *, ops
     """The change rows of the chosen runs (default: all), optionally only `ops` and keys containing `key`."""
     chosen = None if run_ids is None else set(run_ids)
     found = manifests(lake, table)
-    files = [_local(lake, manifest_file(m, "cdc/")) for m in found if m.get("has_changes") and
+    files = [_local(lake, manifest_file(m, "cdc")) for m in found if m.get("has_changes") and
              (chosen is None or m["run_id"] in chosen)]
     pk = found[-1]["pk"] if found else []
     return _read_changes(files, pk, ops, key)
@@ -160,7 +157,7 @@ def report_counts(report: RunReport) -> pd.DataFrame:
 def busiest_keys(lake: Lake, table: str, limit: int = 500) -> list[str]:
     """Keys of `table` with the most change rows first (composite keys joined by "/")."""
     found = manifests(lake, table)
-    files = [_local(lake, manifest_file(m, "cdc/")) for m in found if m.get("has_changes")]
+    files = [_local(lake, manifest_file(m, "cdc")) for m in found if m.get("has_changes")]
     return _busiest(files, found[-1]["pk"], limit) if files else []
 
 
@@ -189,10 +186,10 @@ def key_history(lake: Lake, table: str, key: str | Mapping[str, str], *, pending
     with closing(connect()) as con:
         for m in found:
             if m["kind"] == "full_load":
-                base = con.sql(f"SELECT * FROM {_parquet([_local(lake, manifest_file(m, 'base/'))])} WHERE {where}")
+                base = con.sql(f"SELECT * FROM {_parquet([_local(lake, manifest_file(m, 'base'))])} WHERE {where}")
                 rows = base.to_arrow_table().to_pylist()
                 events.append((m["run_id"], pd.Timestamp(m["captured_at"]), "full load", rows[0] if rows else {}))
-        files = [_local(lake, manifest_file(m, "cdc/")) for m in found if m.get("has_changes")]
+        files = [_local(lake, manifest_file(m, "cdc")) for m in found if m.get("has_changes")]
         files += [pending] if pending is not None and pending.is_file() else []
         holding = con.execute(f"SELECT DISTINCT filename FROM {_parquet(files, filename=True)} WHERE {where}"
                               ).fetchall() if files else []

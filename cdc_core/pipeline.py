@@ -1,7 +1,8 @@
-"""One capture cycle over the configured tables: fetch → snapshot → diff → outbox → publish → commit.
+"""One capture cycle over the configured tables: fetch → rebase → snapshot → diff → outbox → commit.
 
 A table's failure never stops the others; its committed state stays where it was, so nothing is lost: the next
-cycle publishes what is pending in the outbox first, then diffs against the committed snapshot again.
+cycle publishes what is pending in the outbox first, then diffs against the lake's latest run again. How a run is
+committed into the lake (so that several writers never duplicate or overwrite) is in `commit`.
 """
 
 from __future__ import annotations
@@ -12,87 +13,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from . import engine, faults
+from . import faults
+from .commit import LostRace, head, plan, publish
 from .config import Config, TableConfig
-from .diff import diff
-from .errors import CdcError, InputError, SourceError, StateError
-from .lake import Lake, base_key, cdc_key, full_load_key, make_lake, manifest_key, sha256
-from .snapshot import load_snapshot, schema_of
+from .errors import CdcError, LakeError, SourceError, StateError
+from .lake import Lake, make_lake
+from .logs import redact
+from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
-from .state import Entry, State, write_json_atomic
-from .types import layouts_metadata
+from .stage import Previous, rebase, stage
+from .state import Entry, State
 
+__all__ = ["RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
 Progress = Callable[[str, str], None]  # (table or "", message)
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One file a capture writes (or, in a dry run, would write) into the lake."""
-
-    key: str
-    rows: int | None
-    bytes: int
-
-
-@dataclass
-class TableReport:
-    """What one cycle did to one table."""
-
-    table: str
-    status: str = "pending"  # full_load | changes | unchanged | skipped | failed
-    counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0})
-    rows: int | None = None
-    uploads: list[Upload] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    published_pending: list[str] = field(default_factory=list)
-    preview: Path | None = None  # dry run: the staged snapshot and change set (until the next run)
-    error: str | None = None
-
-    @property
-    def keys(self) -> list[str]:
-        return [u.key for u in self.uploads]
-
-
-@dataclass
-class RunReport:
-    """What one cycle did, per table."""
-
-    run_id: str
-    source: str
-    lake: str
-    source_version: str | None
-    started_at: datetime
-    tables: list[TableReport]
-    finished_at: datetime | None = None
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return all(t.status != "failed" for t in self.tables)
-
-    def _repr_html_(self) -> str:
-        """The run and one row per table (status, I/U/D counts, rows, warnings or error) as an HTML table."""
-        import html
-
-        def cells(values: list, tag: str = "td") -> str:
-            align = ("left", "left", "right", "right", "right", "right", "left")
-            return "<tr>" + "".join(f'<{tag} style="padding:2px 8px;text-align:{a}">{html.escape(str(v))}</{tag}>'
-                                    for a, v in zip(align, values, strict=True)) + "</tr>"
-
-        head = cells(["table", "status", "I", "U", "D", "rows", "warnings / error"], "th")
-        body = "".join(cells([t.table, t.status, *(f"{t.counts.get(op, 0):,}" for op in "IUD"),
-                              "" if t.rows is None else f"{t.rows:,}", t.error or "; ".join(t.warnings)])
-                       for t in self.tables)
-        title = (f"Run {self.run_id}{' (dry run: nothing uploaded or committed)' if self.dry_run else ''} · "
-                 f"{self.source} · version {self.source_version or '?'} → {self.lake}")
-        return f"<div><p>{html.escape(title)}</p><table>{head}{body}</table></div>"
 
 
 @dataclass
@@ -106,50 +42,64 @@ class _Cycle:
     run_id: str
     started: datetime
     dry_run: bool
+    publish: bool
     progress: Progress
     transfer: Transfer | None
+    heads: dict[str, dict | None] = field(default_factory=dict)
+    head_errors: dict[str, CdcError] = field(default_factory=dict)
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
-             dry_run: bool = False, run_id: str | None = None, on_progress: Progress | None = None,
+             dry_run: bool = False, publish_preview: str | None = None, on_progress: Progress | None = None,
              on_transfer: Transfer | None = None) -> RunReport:
     """Run one capture cycle and return its report; per-table errors are in the report, not raised.
 
     With `dry_run`, fetch and diff but neither upload nor commit: each table's report lists the uploads it would
-    make, and `preview` points at the staged change set. To publish exactly what a dry run showed, run again with
-    `skip_download=True` and the dry run's `run_id` (the same keys; refused if another run came in between).
+    make, and `preview` points at its sealed change set. `publish_preview=<that dry run's run id>` then publishes
+    exactly those change sets (nothing is fetched or diffed again); a table whose lake moved in between is refused
+    with "preview again".
     """
     progress = on_progress or (lambda table, message: log.info("%s%s", f"{table}: " if table else "", message))
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
     source, lake, state = make_source(config.source), make_lake(config.lake), State(config.data_dir)
     with state.lock():
         started = datetime.now(UTC).replace(microsecond=0)
-        latest = state.latest_run_id()
-        if run_id is not None and latest is not None and run_id <= latest:
-            raise StateError(f"Run {run_id} can no longer be used: run {latest} came after it — preview again")
-        run_id = run_id or state.new_run_id(started)
+        heads, head_errors = {}, {}
+        for table in selected:
+            try:
+                heads[table.name] = head(lake, table.name)
+            except CdcError as exc:
+                head_errors[table.name] = exc
+        newest = max((h["run_id"] for h in heads.values() if h), default=None)
+        run_id = publish_preview or state.new_run_id(started, after=newest)
         report = RunReport(run_id=run_id, source=source.description, lake=lake.url, source_version=None,
                            started_at=started, tables=[TableReport(t.name) for t in selected], dry_run=dry_run)
-        try:
-            fetched = _fetch(source, state, selected, run_id, skip_download, progress)
-        except Exception as exc:  # the whole source failed: every table fails, pending entries still go out
-            if skip_download or not isinstance(exc, CdcError | OSError):
-                raise
-            error = exc if isinstance(exc, CdcError) else SourceError(f"Fetching from {source.description} failed "
-                                                                      f"({exc}) — check the disk and try again")
-            fetched = Fetch(version=None, errors={t.name: error for t in selected})
+        if publish_preview:
+            fetched = Fetch(version=None)
+        else:
+            try:
+                fetched = _fetch(source, state, selected, run_id, skip_download, progress, heads)
+            except Exception as exc:  # the whole source failed: every table fails, pending entries still go out
+                if skip_download or not isinstance(exc, CdcError | OSError):
+                    raise
+                error = exc if isinstance(exc, CdcError) else SourceError(
+                    f"Fetching from {source.description} failed ({exc}) — check the disk and try again")
+                fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
-        cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, progress, on_transfer)
+        cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
+                       on_transfer, heads, head_errors)
         with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
                                 thread_name_prefix="cdc-table") as pool:
             for _ in pool.map(lambda pair: _capture(cycle, *pair), zip(selected, report.tables)):
                 pass
+        if publish_preview:
+            report.source_version = next((t.source_version for t in report.tables if t.source_version), None)
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
     return report
 
 
 def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_download: bool,
-           progress: Progress) -> Fetch:
+           progress: Progress, heads: dict[str, dict | None]) -> Fetch:
     if skip_download:
         last = state.last_fetch()
         if last is None:
@@ -166,7 +116,7 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
         return fetched
     progress("", f"fetching {', '.join(t.name for t in tables)} from {source.description}")
     incoming = state.incoming(run_id)
-    versions = {_captured_version(state, t.name) for t in tables}
+    versions = {_captured_version(state, t.name, heads.get(t.name)) for t in tables}
     fetched = source.fetch(tables, incoming, last_version=_latest(versions))
     if fetched.unchanged and versions != {fetched.version}:  # a table is behind the source: fetch all the same
         fetched = source.fetch(tables, incoming, last_version=None)
@@ -183,13 +133,19 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
     return fetched
 
 
-def _captured_version(state: State, table: str) -> str | None:
-    """The source version a table was last captured at (pending in the outbox, or committed)."""
+def _captured_version(state: State, table: str, top: dict | None) -> str | None:
+    """The source version a table was last captured at: pending in the outbox, else committed in the lake (the
+    local state knows more when it is on the lake's head: an unchanged capture records its version there)."""
     pending = state.pending(table)
     if pending:
         return pending[-1].meta.get("source_version")
-    committed = state.committed(table)
-    return committed.source_version if committed else None
+    try:
+        committed = state.committed(table)
+    except StateError:
+        committed = None
+    if committed is not None and (top is None or committed.run_id == top["run_id"]):
+        return committed.source_version
+    return top.get("source_version") if top else None
 
 
 def _latest(versions: set[str | None]) -> str | None:
@@ -202,20 +158,39 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
     name, state = table.name, cycle.state
     try:
         state.clean_staging(name)
-        for entry in state.pending(name):
+        if name in cycle.fetched.errors and not state.pending(name):
+            raise cycle.fetched.errors[name]  # nothing to capture and nothing to send
+        top = cycle.heads.get(name)
+        for entry in state.pending(name):  # the outbox first, in order
             if cycle.dry_run:
                 report.uploads += plan(entry, state)
                 continue
             cycle.progress(name, f"publishing pending run {entry.run_id} first")
-            report.uploads += publish(entry, state, cycle.lake, cycle.transfer)
-            state.commit(entry, keep=cycle.config.retention)
+            if not _publish(cycle, entry, report):
+                return
             report.published_pending.append(entry.run_id)
+            top = head(cycle.lake, name)
+        pending = state.pending(name) if cycle.dry_run else []
+        if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
+            committed = state.committed(name)  # publishing it later checks it is still on the lake's head
+            log.warning("%s", cycle.head_errors[name])
+        else:
+            committed = rebase(state, cycle.lake, name, top, report)
+        if cycle.publish:
+            _publish_preview(cycle, table, report, committed)
+            return
         if name in cycle.fetched.errors:
             raise cycle.fetched.errors[name]
         if cycle.fetched.unchanged:
             report.status = "skipped"
             return
-        entry = stage(cycle, table, report)
+        # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
+        # it first), else the committed one, which is the lake's head
+        previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
+                    if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
+                    if committed else None)
+        entry = stage(cycle.config, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
+                      started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run)
         if entry is None:
             report.status = "unchanged"
             cycle.progress(name, f"no changes ({report.rows} rows)")
@@ -228,117 +203,55 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
             report.preview = entry.dir
             return
         cycle.progress(name, f"publishing to {cycle.lake.url}")
-        report.uploads += publish(entry, state, cycle.lake, cycle.transfer)
-        state.commit(entry, keep=cycle.config.retention)
+        _publish(cycle, entry, report)
     except CdcError as exc:
-        report.status, report.error = "failed", str(exc)
+        report.status, report.error = "failed", redact(str(exc))
         log.error("%s", exc)
     except Exception as exc:  # a bug or an OS failure: report it on this table and go on with the others
-        report.status, report.error = "failed", f'Table "{name}": unexpected {type(exc).__name__}: {exc}'
+        report.status, report.error = "failed", redact(f'Table "{name}": unexpected {type(exc).__name__}: {exc}')
         log.exception("Table %s failed", name)
 
 
-def stage(cycle: _Cycle, table: TableConfig, report: TableReport) -> Entry | None:
-    """Snapshot and diff one table into an outbox entry (sealed, unless a dry run); None when nothing changed."""
-    name, config, state, run_id = table.name, cycle.config, cycle.state, cycle.run_id
-    con = engine.connect(config.engine, spill_dir=config.data_dir / "tmp")
+def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
+    """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
     try:
-        folder = state.staging(name, run_id)
-        # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
-        # it first), else the committed one; its column types carry over (types are stable per table)
-        pending, committed = state.pending(name), state.committed(name)
-        previous = ((state.snapshot_of(pending[-1]), pending[-1].meta["rows"]) if pending
-                    else (committed.snapshot, committed.rows) if committed else None)
-        snap = load_snapshot(cycle.fetched.files[name], table, folder / "snapshot.parquet", con=con,
-                             compression=_duckdb_codec(config.compression),
-                             previous=schema_of(previous[0]) if previous else None)
-        report.rows = snap.rows
-        faults.point("after_snapshot", name)
-        meta = {"table": name, "run_id": run_id, "source_version": cycle.fetched.version, "rows": snap.rows,
-                "captured_at": cycle.started.strftime("%Y-%m-%dT%H:%M:%SZ"), "kind": "full_load",
-                "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0}, "warnings": snap.warnings,
-                "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
-        if previous is not None and snap.rows == 0 < previous[1] and not table.allow_empty:
-            raise InputError(f'Table "{name}": {cycle.fetched.files[name].name} has a header but no rows, while '
-                             f"the last capture had {previous[1]:,} — a cut download? If the table really was "
-                             'emptied, set "allow_empty": true on the table in the config')
-        if previous is not None:
-            changes = diff(previous[0], snap.path, table.pk, date_field=table.date_field,
-                           detect=table.detect, con=con)
-            faults.point("after_diff", name)
-            warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
-                                        if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
-            report.counts, report.warnings = dict(changes.counts), warnings
-            if not changes and not changes.schema_changed:
-                shutil.rmtree(folder, ignore_errors=True)
-                return None
-            rows = changes.rows.append_column("_cdc_run_id", pa.array([run_id] * changes.rows.num_rows, pa.string()))
-            rows = rows.append_column("_cdc_captured_at", pa.array([cycle.started] * rows.num_rows,
-                                                                   pa.timestamp("us", tz="UTC")))
-            if rows.num_rows:
-                rows = rows.replace_schema_metadata(layouts_metadata(changes.layouts))
-                pq.write_table(rows, folder / "changes.parquet", compression=config.compression)
-            meta.update(kind="changes", has_changes=rows.num_rows > 0, counts=dict(changes.counts),
-                        warnings=warnings)
-        if cycle.dry_run:
-            return Entry(table=name, run_id=run_id, dir=folder, meta=meta)
-        entry = state.add_entry(folder, meta)
-        faults.point("after_stage", name)
-        return entry
-    finally:
-        con.close()
+        report.uploads += publish(entry, cycle.state, cycle.lake, claim_timeout=cycle.config.claim_timeout,
+                                  transfer=cycle.transfer)
+    except LakeError as exc:
+        raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
+                        f"cycle: {exc}") from None
+    except LostRace as lost:
+        cycle.state.discard(entry)
+        version = entry.meta.get("source_version")
+        if not (version and lost.winner and lost.winner.get("source_version") == version):
+            raise
+        report.status = "unchanged"  # the other writer captured this very version: nothing is missing
+        report.counts = {"I": 0, "U": 0, "D": 0}
+        cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
+                                    f"(run {lost.winner['run_id']})")
+        return False
+    cycle.state.commit(entry, keep=cycle.config.retention)
+    return True
 
 
-def _files(entry: Entry, state: State) -> list[tuple[Path, str, str]]:
-    """(local file, lake key, fault point) of everything an entry uploads before its manifest."""
-    snapshot, table, run_id = state.snapshot_of(entry), entry.table, entry.run_id
-    files = [(entry.changes, cdc_key(table, run_id), "after_put_cdc")] if entry.changes else []
-    files.append((snapshot, full_load_key(table), "after_put_full"))
-    if entry.meta["kind"] == "full_load":  # the first full load stays, as the base replay starts from
-        files.append((snapshot, base_key(table, run_id), "after_put_base"))
-    return files
-
-
-def _upload(local: Path, key: str) -> Upload:
-    return Upload(key=key, rows=pq.ParquetFile(local).metadata.num_rows, bytes=local.stat().st_size)
-
-
-def plan(entry: Entry, state: State) -> list[Upload]:
-    """What publishing an entry would upload (its manifest last)."""
-    uploads = [_upload(local, key) for local, key, _ in _files(entry, state)]
-    return uploads + [Upload(key=manifest_key(entry.table, entry.run_id), rows=None, bytes=0)]
-
-
-def publish(entry: Entry, state: State, lake: Lake, transfer: Transfer | None = None) -> list[Upload]:
-    """Upload an entry's change set and full load, then its manifest (the commit marker)."""
-    table, run_id = entry.table, entry.run_id
-    manifest, uploads = {**entry.meta, "files": []}, []
-    for local, key, fault in _files(entry, state):
-        lake.put(local, key, _meter(transfer, table, key, local.stat().st_size))
-        faults.point(fault, table)
-        uploads.append(_upload(local, key))
-        manifest["files"].append({"key": key, "bytes": uploads[-1].bytes, "sha256": sha256(local),
-                                  "rows": uploads[-1].rows})
-    write_json_atomic(entry.dir / "manifest.json", manifest)
-    key = manifest_key(table, run_id)
-    lake.put(entry.dir / "manifest.json", key)
-    faults.point("after_put_manifest", table)
-    return uploads + [Upload(key=key, rows=None, bytes=(entry.dir / "manifest.json").stat().st_size)]
-
-
-def _meter(transfer: Transfer | None, table: str, key: str, total: int) -> Callable[[int], None] | None:
-    """A byte counter for one upload that reports (table, key, done, total)."""
-    if transfer is None:
-        return None
-    done = 0
-
-    def count(chunk: int) -> None:
-        nonlocal done
-        done += chunk
-        transfer(table, key, done, total)
-
-    return count
-
-
-def _duckdb_codec(compression: str) -> str:
-    return "uncompressed" if compression == "none" else compression
+def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, committed) -> None:
+    """Publish exactly the change set a dry run sealed, if the lake is still where the dry run found it."""
+    name, state = table.name, cycle.state
+    preview = state.preview(name, cycle.run_id)
+    if preview is None:
+        raise StateError(f'Table "{name}": there is no preview of run {cycle.run_id} (a later dry run replaced it, '
+                         "or it was published) — preview again")
+    parent = committed.run_id if committed else None
+    if preview.meta.get("parent") != parent:
+        raise StateError(f'Table "{name}": the preview of run {cycle.run_id} was diffed against run '
+                         f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
+    report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
+    report.warnings, report.source_version = list(preview.meta["warnings"]), preview.meta.get("source_version")
+    if preview.meta["kind"] == "unchanged":
+        report.status = "unchanged"
+        state.record_version(name, report.source_version)
+        shutil.rmtree(preview.dir, ignore_errors=True)
+        return
+    report.status = preview.meta["kind"]
+    cycle.progress(name, f"publishing the previewed run {cycle.run_id} to {cycle.lake.url}")
+    _publish(cycle, state.add_entry(preview.dir, preview.meta), report)

@@ -7,7 +7,6 @@ base up to R applied in run order: per key, the last change wins; a `D` removes 
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,9 @@ from .config import Config
 from .diff import diff
 from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
-from .lake import Lake, make_lake, sha256
+from .lake import Lake, make_lake, manifest_file, read_manifests, sha256
 from .state import State
-from .types import file_columns, kv_metadata, read_layouts, sql_type, text_of
+from .types import kv_metadata, project, sql_type
 
 
 @dataclass(frozen=True)
@@ -47,22 +46,13 @@ class TableCheck:
         return not self.problems
 
 
-def manifests(lake: Lake, table: str, folder: Path) -> list[dict]:
-    """The committed captures of `table` in the lake, oldest first."""
-    found = []
-    for key in lake.list(f"manifests/{table}/"):
-        if key.endswith(".json"):
-            found.append(json.loads(lake.local(key, folder).read_text(encoding="utf-8")))
-    return sorted(found, key=lambda m: m["run_id"])
-
-
 def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
            con: duckdb.DuckDBPyConnection | None = None) -> Replayed:
     """Write `table` as of run `as_of` (default: the latest committed run) to `output` as Parquet."""
     con = con or connect()
     with tempfile.TemporaryDirectory(prefix="cdc-replay-") as tmp:
         folder = Path(tmp)
-        runs = manifests(lake, table, folder)
+        runs = read_manifests(lake, table)
         if not runs:
             raise LakeError(f'The lake {lake.url} has no captures of table "{table}" — check the table name and '
                             "the lake")
@@ -78,15 +68,15 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
             raise LakeError(f'The lake {lake.url} has no base (first full load) of table "{table}" — it cannot '
                             "be replayed")
         base = bases[-1]
-        base_file = lake.local(manifest_file(base, "base/"), folder)
-        cdc_files = [lake.local(manifest_file(m, "cdc/"), folder) for m in runs
+        base_file = lake.local(manifest_file(base, "base"), folder)
+        cdc_files = [lake.local(manifest_file(m, "cdc"), folder) for m in runs
                      if m["run_id"] > base["run_id"] and m.get("has_changes")]
         columns, key = _columns(target), target["pk"]
         alias = {col: f"c{i}" for i, col in enumerate(columns)}
         output.parent.mkdir(parents=True, exist_ok=True)
-        base_rows = _project(con, base_file, columns, alias)
+        base_rows = project(con, base_file, columns, alias)
         if cdc_files:
-            changes = " UNION ALL ".join(_project(con, p, columns, alias, ops=True) for p in cdc_files)
+            changes = " UNION ALL ".join(project(con, p, columns, alias, ops=True) for p in cdc_files)
             keys = ", ".join(alias[k] for k in key)
             con.execute(f"CREATE OR REPLACE TEMP TABLE __cdc_last AS SELECT * FROM ({changes}) "
                         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _cdc_run_id DESC) = 1")
@@ -105,15 +95,6 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
 
 
-def manifest_file(manifest: dict, prefix: str) -> str:
-    """The key of the file under `prefix` ("cdc/", "base/", …) that a manifest lists."""
-    for item in manifest["files"]:
-        if item["key"].startswith(prefix):
-            return item["key"]
-    raise LakeError(f'Manifest of run {manifest["run_id"]} ({manifest["table"]}) lists no {prefix} file — the '
-                    "lake is damaged")
-
-
 def _columns(manifest: dict) -> dict[str, str]:
     """A manifest's columns and types; a type that is not a lake type means a damaged (or crafted) manifest."""
     try:
@@ -121,32 +102,6 @@ def _columns(manifest: dict) -> dict[str, str]:
     except (ValueError, AttributeError, TypeError):
         raise LakeError(f'Manifest of run {manifest.get("run_id")} ({manifest.get("table")}) has column types that '
                         "are not lake types — the lake is damaged: restore the manifest") from None
-
-
-def _project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, ops: bool = False) -> str:
-    """SELECT of one lake file as the target's columns (by exact name) and types; a column it lacks is NULL.
-
-    A column that was typed in the file but is text in the target becomes the text its values were read from.
-    """
-    have, layouts = file_columns(con, path), read_layouts(path)
-    out = []
-    for col, kind in columns.items():
-        if col not in have:
-            out.append(f"CAST(NULL AS {kind}) AS {alias[col]}")
-            continue
-        name, file_type = have[col]
-        if file_type == kind:
-            value = quote(name)
-        elif kind == "VARCHAR":
-            value = text_of(quote(name), file_type, layouts.get(col))
-        else:
-            value = f"CAST({quote(name)} AS {kind})"
-        out.append(f"{value} AS {alias[col]}")
-    if not ops:
-        return f"SELECT {', '.join(out)} FROM read_parquet({literal(str(path))})"
-    # change rows only: `op` I/U/D (other ops, like before-images, are not part of the table)
-    return (f"SELECT op, _cdc_run_id, {', '.join(out)} FROM read_parquet({literal(str(path))}) "
-            "WHERE op IN ('I', 'U', 'D')")
 
 
 def verify(config: Config, tables: list[str] | None = None) -> list[TableCheck]:
@@ -164,31 +119,46 @@ def verify(config: Config, tables: list[str] | None = None) -> list[TableCheck]:
 
 
 def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], check: TableCheck) -> None:
+    """In step with the lake: replay == the committed snapshot. A data dir that never captured (or a fresh one):
+    the lake alone, replay of its latest run == its full load. Every data file must match its manifest."""
     committed = state.committed(name)
     with tempfile.TemporaryDirectory(prefix="cdc-verify-") as tmp:
         folder = Path(tmp)
-        runs = manifests(lake, name, folder)
+        runs = read_manifests(lake, name)
         if committed is None and not runs:
             check.problems.append("not captured yet — run a capture first")
             return
-        if committed is None:
-            check.problems.append(f"the lake has captures up to run {runs[-1]['run_id']} but {state.root} has no "
-                                  "committed state — verify from the data dir that captured it")
-            return
-        check.run_id = committed.run_id
-        if not runs or runs[-1]["run_id"] != committed.run_id:
-            last = runs[-1]["run_id"] if runs else "none"
-            check.problems.append(f"the lake's last capture is run {last} but the committed run is "
-                                  f"{committed.run_id}")
         for manifest in runs:
             for item in manifest["files"]:
-                if item["key"].startswith("cdc/") and sha256(lake.local(item["key"], folder)) != item["sha256"]:
+                if not item["key"].startswith("full-load/") and sha256(lake.local(item["key"], folder)) != \
+                        item["sha256"]:
                     check.problems.append(f"{item['key']} does not match its manifest's checksum")
-        replayed = replay(lake, name, folder / "replayed.parquet", as_of=committed.run_id)
+        latest = runs[-1] if runs else None
+        if committed is not None and (latest is None or latest["run_id"] != committed.run_id):
+            last = latest["run_id"] if latest else "none"
+            check.problems.append(f"the lake's last capture is run {last} but {state.root} is at run "
+                                  f"{committed.run_id} — run a capture to bring it onto the lake, then verify")
+        if latest is None:
+            return
+        check.run_id = committed.run_id if committed else latest["run_id"]
+        replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id)
         check.rows = replayed.rows
-        changes = diff(committed.snapshot, replayed.path, pk)
-        if changes.total or changes.schema_changed:
-            keys = changes.rows.select(list(pk)).to_pylist()[:5]
-            shown = ", ".join("/".join(str(v) for v in k.values()) for k in keys)
-            check.problems.append(f"replaying the lake differs from the committed snapshot: {changes.total} "
-                                  f"row(s) (e.g. {shown}){'; ' + '; '.join(changes.warnings) if changes.warnings else ''}")
+        if committed is not None:
+            _compare(committed.snapshot, replayed.path, pk, "the committed snapshot", check)
+            return
+        full = next(f for f in latest["files"] if f["key"].startswith("full-load/"))
+        local_full = lake.local(full["key"], folder / "full")
+        if sha256(local_full) != full["sha256"]:
+            check.problems.append(f"{full['key']} is not the full load of run {latest['run_id']} (its writer stopped "
+                                  "before refreshing it) — the next capture rewrites it")
+            return
+        _compare(local_full, replayed.path, pk, "the latest full load", check)
+
+
+def _compare(expected: Path, replayed: Path, pk: tuple[str, ...], what: str, check: TableCheck) -> None:
+    changes = diff(expected, replayed, pk)
+    if changes.total or changes.schema_changed:
+        keys = changes.rows.select(list(pk)).to_pylist()[:5]
+        shown = ", ".join("/".join(str(v) for v in k.values()) for k in keys)
+        notes = "; " + "; ".join(changes.warnings) if changes.warnings else ""
+        check.problems.append(f"replaying the lake differs from {what}: {changes.total} row(s) (e.g. {shown}){notes}")

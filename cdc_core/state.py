@@ -7,6 +7,7 @@ data_dir/
   state/{table}.json                 the committed capture: run id, source version, snapshot file, rows
   snapshots/{table}/{table}_{run}.parquet   committed snapshots ("previous" of the next diff)
   outbox/{table}/{run}/              captured but not yet published: entry.json, snapshot.parquet, changes.parquet
+  outbox/{table}/.preview-{run}/     a dry run's sealed entry: publishing the preview publishes exactly this
   sent/{table}/{run}/                published and committed entries
 ```
 Every state file is replaced atomically (temporary file, fsync, rename), and a table's state only moves forward
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
+from .durable import fsync_dir, fsync_file, fsync_tree
 from .errors import StateError
 
 RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
@@ -43,15 +45,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def read_json(path: Path) -> dict | None:
@@ -101,9 +95,14 @@ class State:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the data dir's lock; another process holding it raises `StateError` at once."""
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "cdc.lock"
-        with open(path, "a+") as f:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise StateError(f"Cannot use the data dir {self.root} ({exc.strerror or exc}) — make it writable for "
+                             'this user, or point "data_dir" in the config at a writable folder') from None
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -121,15 +120,21 @@ class State:
 
     # --- run ids ----------------------------------------------------------------------------------------
     def latest_run_id(self) -> str | None:
-        """The newest run id committed or waiting in the outbox."""
-        used = [c.run_id for c in self.all_committed()]
+        """The newest run id committed or waiting in the outbox (a damaged table's state is left to that table)."""
+        used = []
+        for path in (self.root / "state").glob("*.json"):
+            try:
+                used.append(str(json.loads(path.read_text(encoding="utf-8"))["run_id"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
         used += [e.name for e in (self.root / "outbox").glob("*/*") if not e.name.startswith(".")]
         return max(used, default=None)
 
-    def new_run_id(self, now: datetime | None = None) -> str:
-        """`YYYYMMDD_HHMMSS` of `now` (UTC), moved one second past any run id this data dir already used."""
+    def new_run_id(self, now: datetime | None = None, after: str | None = None) -> str:
+        """`YYYYMMDD_HHMMSS` of `now` (UTC), moved one second past any run id this data dir already used and past
+        `after` (the lake's newest run of the tables at hand)."""
         now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-        used = [run for run in [self.latest_run_id()] if run]
+        used = [run for run in [self.latest_run_id(), after] if run]
         used += [f.name for f in (self.root / "fetch").glob("[0-9]*")]
         if used:
             last = datetime.strptime(max(used), RUN_ID_FORMAT).replace(tzinfo=UTC)
@@ -147,6 +152,36 @@ class State:
                              f"delete {self.root / 'state' / (table + '.json')} to capture the table afresh")
         return Committed(table=table, run_id=data["run_id"], source_version=data.get("source_version"),
                          snapshot=snapshot, rows=data["rows"], committed_at=data["committed_at"])
+
+    def adopt(self, table: str, run_id: str, source_version: str | None, snapshot: Path, rows: int) -> Committed:
+        """Make a run of the lake the committed state (a rebase): its snapshot is copied in, then the state file."""
+        target = self._snapshot_path(table, run_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.adopt")
+        shutil.copyfile(snapshot, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        write_json_atomic(self.root / "state" / f"{table}.json", {
+            "table": table, "run_id": run_id, "source_version": source_version,
+            "snapshot": target.relative_to(self.root).as_posix(), "rows": rows,
+            "committed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "rebased": True})
+        return self.committed(table)
+
+    def forget(self, table: str) -> None:
+        """Drop a table's committed state (the lake no longer has any run of it)."""
+        (self.root / "state" / f"{table}.json").unlink(missing_ok=True)
+        fsync_dir(self.root / "state")
+
+    def discard(self, entry: Entry) -> None:
+        """Drop a pending entry that lost the race to commit (kept in `discarded/` for a look, then pruned)."""
+        target = self.root / "discarded" / entry.table / entry.run_id
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(entry.dir, target)
+        fsync_dir(entry.dir.parent)
+        for old in sorted(target.parent.iterdir())[:-3]:
+            shutil.rmtree(old, ignore_errors=True)
 
     def record_version(self, table: str, source_version: str | None) -> None:
         """Note that the committed snapshot is also the table at `source_version` (a capture found no change)."""
@@ -167,13 +202,29 @@ class State:
         return path
 
     def add_entry(self, staging: Path, meta: dict) -> Entry:
-        """Seal a staged entry: write its entry.json, then make it pending with one rename."""
-        run_id = meta["run_id"]
-        write_json_atomic(staging / "entry.json", meta)
-        final = staging.parent / run_id
+        """Seal a staged entry (or a preview): write its entry.json, then make it pending with one rename."""
+        return self._seal(staging, meta, meta["run_id"])
+
+    def seal_preview(self, staging: Path, meta: dict) -> Entry:
+        """Keep a dry run's entry exactly as it was shown; it replaces any older preview of the table."""
+        for old in (self.root / "outbox" / meta["table"]).glob(".preview-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        return self._seal(staging, meta, f".preview-{meta['run_id']}")
+
+    def preview(self, table: str, run_id: str) -> Entry | None:
+        """The sealed preview of `table` from the dry run `run_id`, if it is still there."""
+        path = self.root / "outbox" / table / f".preview-{run_id}"
+        meta = read_json(path / "entry.json")
+        return Entry(table=table, run_id=run_id, dir=path, meta=meta) if meta is not None else None
+
+    def _seal(self, staging: Path, meta: dict, name: str) -> Entry:
+        if not (staging / "entry.json").is_file() or read_json(staging / "entry.json") != meta:
+            write_json_atomic(staging / "entry.json", meta)
+        fsync_tree(staging)  # the snapshot and change files DuckDB wrote are on disk before the entry exists
+        final = staging.parent / name
         os.replace(staging, final)
-        _fsync_dir(final.parent)
-        return Entry(table=meta["table"], run_id=run_id, dir=final, meta=meta)
+        fsync_dir(final.parent)
+        return Entry(table=meta["table"], run_id=meta["run_id"], dir=final, meta=meta)
 
     def pending(self, table: str) -> list[Entry]:
         """Sealed entries not yet committed, oldest first."""
@@ -200,6 +251,7 @@ class State:
             target.parent.mkdir(parents=True, exist_ok=True)
             if (entry.dir / "snapshot.parquet").is_file():
                 os.replace(entry.dir / "snapshot.parquet", target)
+                fsync_dir(target.parent)
                 faults.point("commit_after_snapshot_move", entry.table)
             write_json_atomic(self.root / "state" / f"{entry.table}.json", {
                 "table": entry.table, "run_id": entry.run_id, "source_version": entry.meta.get("source_version"),
@@ -210,6 +262,7 @@ class State:
         shutil.rmtree(sent, ignore_errors=True)
         sent.parent.mkdir(parents=True, exist_ok=True)
         os.replace(entry.dir, sent)
+        fsync_dir(sent.parent)
         faults.point("commit_after_sent", entry.table)
         self._prune(entry.table, keep)
         return self.committed(entry.table)
@@ -254,7 +307,7 @@ class State:
         link.unlink(missing_ok=True)
         link.symlink_to(incoming.name)
         os.replace(link, self.fetch_dir)
-        _fsync_dir(incoming.parent)
+        fsync_dir(incoming.parent)
         if previous is not None and previous != incoming.resolve():
             shutil.rmtree(previous, ignore_errors=True)
 

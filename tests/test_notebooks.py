@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdc_core import RunReport, explore, load_config, run_once
-from cdc_core.replay import manifests
+from cdc_core.lake import read_manifests
 
 from .conftest import write_config
 
@@ -86,7 +86,7 @@ def test_explore_notebook_shows_the_core_numbers(demo, monkeypatch):
     table = defs["table_pick"].value
     assert table == "clientes"
     # counts per run: the manifests, and what each capture reported
-    found = manifests(defs["lake"], table, lake)
+    found = read_manifests(defs["lake"], table)
     runs = defs["run_list"]
     assert runs["run_id"].tolist() == [m["run_id"] for m in found] == [r.run_id for r in reports]
     assert runs[["I", "U", "D"]].to_dict("records") == [m["counts"] for m in found]

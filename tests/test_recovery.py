@@ -102,11 +102,19 @@ def test_an_outage_keeps_the_outbox_and_the_next_cycle_publishes_both_in_order(t
 def test_a_second_run_is_refused_while_one_holds_the_lock_and_a_dead_ones_lock_is_not(tmp_path: Path):
     config = write_config(tmp_path)
     data = tmp_path / "data"
-    with State(data).lock():
+    holder = subprocess.Popen(  # another process takes the lock, then is killed as a power cut would kill it
+        [sys.executable, "-c", ("import sys, time; from cdc_core.state import State\n"
+         "with State(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(600)"), str(data)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         blocked = run_cli("--once", "--config", str(config))
-    assert blocked.code == 1
-    assert "Another capture is running on" in blocked.err and "only one run per data dir" in blocked.err
-    (data / "cdc.lock").write_text("pid 999999 since 2020-01-01 00:00:00 UTC\n")  # left by a killed run
+        assert blocked.code == 1
+        assert "Another capture is running on" in blocked.err and f"pid {holder.pid}" in blocked.err
+        assert not (tmp_path / "lake").exists()
+    finally:
+        holder.kill()
+        holder.wait()
     assert run_cli("--once", "--config", str(config)).code == 0
 
 

@@ -20,9 +20,8 @@ import cdc_core.state
 import tui.app
 import tui.data
 from cdc_core.config import Config, load_config
-from cdc_core.lake import make_lake
+from cdc_core.lake import make_lake, read_manifests
 from cdc_core.pipeline import run_once
-from cdc_core.replay import manifests
 from cdc_core.state import State
 from tui.app import CdcApp
 from tui.confirm import ConfirmScreen
@@ -185,7 +184,7 @@ async def test_the_timed_loop_runs_cycles_and_stops_on_request(tmp_path: Path, m
         assert loop.last.run_id in text_of(loop.query_one("#summary", Static))
         await pilot.pause(1.5)  # a stopped loop starts no more cycles
         assert loop.cycles == cycles
-    with_changes = manifests(make_lake(config.lake), "clientes", tmp_path)
+    with_changes = read_manifests(make_lake(config.lake), "clientes")
     assert len(with_changes) >= 2 and State(config.data_dir).committed("clientes").run_id == loop.last.run_id
 
 

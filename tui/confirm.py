@@ -40,7 +40,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(self._uploads(), id="uploads")
             with Horizontal(id="dialog-foot"):
                 yield Static(Text.assemble((f"{files} files, {human_bytes(size)}", "bold"),
-                                           " · manifests last, then the state is committed"), id="dialog-total")
+                                           " · per table: data, manifest, full load"), id="dialog-total")
                 yield Button("Yes, upload", variant="success", compact=True, id="yes")
                 yield Button("No", variant="error", compact=True, id="no")
         yield Footer()

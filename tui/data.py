@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,9 +12,8 @@ import pyarrow.parquet as pq
 
 from cdc_core.config import Config, TableConfig
 from cdc_core.errors import CdcError
-from cdc_core.lake import make_lake
+from cdc_core.lake import make_lake, read_manifests
 from cdc_core.pipeline import RunReport, TableReport
-from cdc_core.replay import manifests
 from cdc_core.state import Committed, State
 
 HISTORY_RUNS = 24  # how many recent captures the history chart shows
@@ -55,16 +52,15 @@ def load_overview(config: Config) -> list[TableOverview]:
     """Each table's committed capture, pending outbox runs and recent manifests (local state + lake I/O)."""
     state, lake = State(config.data_dir), make_lake(config.lake)
     found = []
-    with tempfile.TemporaryDirectory(prefix="cdc-tui-") as tmp:
-        for table in config.tables:
-            try:
-                committed = state.committed(table.name)
-                pending = tuple(entry.run_id for entry in state.pending(table.name))
-                history = tuple(manifests(lake, table.name, Path(tmp))[-HISTORY_RUNS:])
-            except CdcError as exc:
-                found.append(TableOverview(table, error=str(exc)))
-                continue
-            found.append(TableOverview(table, committed, pending, history))
+    for table in config.tables:
+        try:
+            committed = state.committed(table.name)
+            pending = tuple(entry.run_id for entry in state.pending(table.name))
+            history = tuple(read_manifests(lake, table.name)[-HISTORY_RUNS:])
+        except CdcError as exc:
+            found.append(TableOverview(table, error=str(exc)))
+            continue
+        found.append(TableOverview(table, committed, pending, history))
     return found
 
 

@@ -180,9 +180,9 @@ class PreviewScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="cycle")
     def run_publish(self, tables: list[str]) -> None:
-        """Publish and commit exactly the previewed change sets: the same fetch, the same run id, the same keys."""
+        """Publish and commit exactly the previewed change sets (sealed by the dry run): the same rows and keys."""
         try:
-            report = run_once(self.app.config, tables=tables, skip_download=True, run_id=self.report.run_id,
+            report = run_once(self.app.config, tables=tables, publish_preview=self.report.run_id,
                               on_progress=self._progress, on_transfer=self._transfer)
         except CdcError as exc:
             log.error("%s", exc)

@@ -1,0 +1,122 @@
+"""Staging one table's capture: bring the local state onto the lake's head, snapshot, diff, seal into the outbox.
+
+The previous snapshot is always the lake's latest committed run of the table: when the local state differs
+(a fresh `data_dir`, another writer moved on, a lake that was emptied), `rebase` first makes the lake's state the
+committed one (its full load when that matches the run's checksum, else replayed from base + CDC files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from . import engine, faults
+from .config import Config, TableConfig
+from .diff import diff
+from .engine import literal
+from .errors import InputError
+from .lake import Lake, full_load_key
+from .replay import replay
+from .report import TableReport
+from .snapshot import hold_back, load_snapshot, schema_of
+from .state import Committed, Entry, State
+
+log = logging.getLogger("cdc_core")
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The snapshot a capture is diffed against: the lake's head run (or a pending entry, in a dry run)."""
+
+    run_id: str
+    path: Path
+    rows: int
+
+
+def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableReport) -> Committed | None:
+    """Make the lake's head run of `name` the committed local state, if it is not already; returns that state."""
+    committed = state.committed(name)
+    if top is None:
+        if committed is not None:
+            log.warning("%s: the lake has no run of this table; local run %s is forgotten and the table is "
+                        "captured afresh", name, committed.run_id)
+            state.forget(name)
+        return None
+    if committed is not None and committed.run_id == top["run_id"]:
+        return committed
+    folder = state.root / "tmp" / f"rebase-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        full = next(f for f in top["files"] if f["key"] == full_load_key(name))
+        if lake.checksum(full["key"]) == full["sha256"]:
+            path = lake.local(full["key"], folder)
+        else:  # the full load lags the run (its writer stopped before refreshing it): rebuild the run
+            path = replay(lake, name, folder / "replayed.parquet", as_of=top["run_id"]).path
+        adopted = state.adopt(name, top["run_id"], top.get("source_version"), path, top["rows"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    was = f"local run {committed.run_id}" if committed else "no local state"
+    log.info("%s: rebased on the lake's run %s (%s)", name, top["run_id"], was)
+    report.rebased = top["run_id"]
+    return adopted
+
+
+def stage(config: Config, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
+          run_id: str, started: datetime, version: str | None, report: TableReport,
+          dry_run: bool) -> Entry | None:
+    """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
+    name, codec = table.name, "uncompressed" if config.compression == "none" else config.compression
+    con = engine.connect(config.engine, spill_dir=config.data_dir / "tmp")
+    try:
+        folder = state.staging(name, run_id)
+        snap = load_snapshot(file, table, folder / "snapshot.parquet", con=con, compression=codec,
+                             previous=schema_of(previous.path) if previous else None)
+        report.rows = snap.rows
+        faults.point("after_snapshot", name)
+        meta = {"table": name, "run_id": run_id, "token": uuid.uuid4().hex,  # this capture, whoever else picks run_id
+                "parent": previous.run_id if previous else None,
+                "source_version": version, "rows": snap.rows, "captured_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "kind": "full_load", "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0},
+                "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
+        if previous is not None and snap.rows == 0 < previous.rows and not table.allow_empty:
+            raise InputError(f'Table "{name}": {file.name} has a header but no rows, while the last capture had '
+                             f"{previous.rows:,} — a cut download? If the table really was emptied, set "
+                             '"allow_empty": true on the table in the config')
+        if previous is not None:
+            changes = diff(previous.path, snap.path, table.pk, date_field=table.date_field, detect=table.detect,
+                           con=con, output=folder / "changes.parquet", compression=codec,
+                           constants={"_cdc_run_id": literal(run_id),
+                                      "_cdc_captured_at": f"TIMESTAMPTZ {literal(started.isoformat())}"})
+            faults.point("after_diff", name)
+            warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
+                                        if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
+            report.counts, report.warnings = dict(changes.counts), warnings
+            if not changes and not changes.schema_changed:
+                if dry_run:  # the preview remembers that nothing changed (publishing it records the version)
+                    for leftover in folder.iterdir():
+                        leftover.unlink()
+                    state.seal_preview(folder, {**meta, "kind": "unchanged"})
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+                return None
+            if changes.held_keys is not None:  # date_field mode: what the change set does not capture stays as it was
+                hold_back(con, previous.path, snap.path, changes.held_keys, table.pk, folder / "held.parquet",
+                          compression=codec)
+                os.replace(folder / "held.parquet", snap.path)
+                changes.held_keys.unlink()
+            if not changes:
+                (folder / "changes.parquet").unlink()
+            meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings)
+        if dry_run:
+            return state.seal_preview(folder, meta)
+        entry = state.add_entry(folder, meta)
+        faults.point("after_stage", name)
+        return entry
+    finally:
+        con.close()

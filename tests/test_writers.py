@@ -1,0 +1,246 @@
+"""The lake is the source of truth: a new data dir resumes the history, a second writer never duplicates or
+overwrites, and a writer killed in the middle of a commit (or never coming back) never blocks the table."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cdc_core import load_config
+from cdc_core.config import TableConfig
+from cdc_core.diff import diff
+from cdc_core.lake import make_lake, read_manifests
+from cdc_core.snapshot import load_snapshot, schema_of
+from cdc_core.sources.demo import DemoSource
+
+from .conftest import BUCKET, ROOT, run_cli, write_config
+
+DATA = Path(__file__).parent / "data"
+CLIENTES = {"name": "clientes", "pk": "idCliente", "date_field": "DtAtualizacao", "sep": ";"}
+TABLE = TableConfig("clientes", ("idCliente",), "DtAtualizacao", ";")
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_url(request, tmp_path: Path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "lake")
+    request.getfixturevalue("s3")  # moto keeps its buckets for the whole process: a prefix of this test's own
+    return f"s3://{BUCKET}/{tmp_path.name}"
+
+
+def writer(tmp_path: Path, name: str, lake: str, **overrides) -> Path:
+    """A config of its own (its own data dir) on the shared lake and the shared source folder."""
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    (tmp_path / "source").mkdir(exist_ok=True)
+    return write_config(folder, source={"type": "directory", "path": str(tmp_path / "source")}, lake=lake,
+                        tables=[CLIENTES], **overrides)
+
+
+def publish_version(tmp_path: Path, text: str) -> None:
+    (tmp_path / "source" / "clientes.csv").write_text(text)
+
+
+def changes_between(tmp_path: Path, old: str, new: str) -> set[tuple[str, str]]:
+    """(op, key) of an independent diff of two CSV versions."""
+    (tmp_path / "old.csv").write_text(old)
+    (tmp_path / "new.csv").write_text(new)
+    a = load_snapshot(tmp_path / "old.csv", TABLE, tmp_path / "old.parquet")
+    b = load_snapshot(tmp_path / "new.csv", TABLE, tmp_path / "new.parquet", previous=schema_of(a.path))
+    rows = diff(a.path, b.path, "idCliente", date_field="DtAtualizacao").rows
+    return set(zip(rows.column("op").to_pylist(), rows.column("idCliente").to_pylist(), strict=True))
+
+
+def lake_objects(config: Path) -> dict[str, bytes]:
+    """Every object under manifests/, cdc/ and base/ with its bytes."""
+    lake = make_lake(load_config(config).lake)
+    return {key: lake.read(key) for prefix in ("manifests/", "cdc/", "base/") for key in lake.list(prefix)}
+
+
+def cdc_rows(config: Path) -> list[tuple[str, str, str]]:
+    """(run id, op, key) of every change row in the lake."""
+    lake, found = make_lake(load_config(config).lake), []
+    folder = config.parent / "read"
+    for key in lake.list("cdc/clientes/"):
+        table = pq.read_table(lake.local(key, folder))
+        found += zip(table.column("_cdc_run_id").to_pylist(), table.column("op").to_pylist(),
+                     table.column("idCliente").to_pylist(), strict=True)
+    return found
+
+
+def demo_version(version: int) -> str:
+    path = Path(f"/tmp/cdc-demo-{os.getpid()}-{version}.csv")
+    DemoSource(seed=5, scale=0.1).write("clientes", version, path)
+    text = path.read_text()
+    path.unlink()
+    return text
+
+
+def test_a_fresh_data_dir_continues_the_lake_history(tmp_path: Path, lake_url: str):
+    first, second = writer(tmp_path, "a", lake_url), writer(tmp_path, "b", lake_url)
+    v1, v2 = (DATA / "clientes_20250918.csv").read_text(), (DATA / "clientes_20250922.csv").read_text()
+    publish_version(tmp_path, v1)
+    assert run_cli("--once", "--config", str(first)).code == 0
+    run_a = read_manifests(make_lake(load_config(first).lake), "clientes")[-1]["run_id"]
+    publish_version(tmp_path, v2)
+    result = run_cli("--once", "--config", str(second))
+    assert result.code == 0, result.out + result.err
+    assert "changes   I     27  U    138  D      0" in result.out and f"rebased on the lake's run {run_a}" in result.out
+    lake = make_lake(load_config(second).lake)
+    assert len(lake.list("base/clientes/")) == 1
+    assert {(op, key) for _, op, key in cdc_rows(second)} == changes_between(tmp_path, v1, v2)
+    runs = read_manifests(lake, "clientes")
+    assert [m["parent"] for m in runs] == [None, run_a]
+    for config in (first, second):  # A is behind the lake: one cycle brings it on, then both verify
+        run_cli("--once", "--config", str(config))
+        assert run_cli("verify", "--config", str(config)).code == 0
+
+
+def test_verify_from_a_fresh_data_dir_checks_the_lake_alone(tmp_path: Path):
+    first = writer(tmp_path, "a", str(tmp_path / "lake"))
+    for version in (1, 2, 3):
+        publish_version(tmp_path, demo_version(version))
+        assert run_cli("--once", "-q", "--config", str(first)).code == 0
+    fresh = writer(tmp_path, "fresh", str(tmp_path / "lake"))
+    checked = run_cli("verify", "--config", str(fresh))
+    assert checked.code == 0 and "ok      clientes" in checked.out
+    full = tmp_path / "lake" / "full-load" / "clientes" / "clientes.parquet"
+    rows = pq.read_table(full)
+    pq.write_table(rows.slice(1), full)  # the full load no longer is the latest run's
+    assert "is not the full load of run" in run_cli("verify", "--config", str(fresh)).out
+
+
+def test_a_stale_writer_rebases_and_captures_only_what_changed_since_the_lakes_last_run(tmp_path: Path):
+    lake = str(tmp_path / "lake")
+    stale, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
+    versions = [demo_version(v) for v in (1, 2, 3)]
+    publish_version(tmp_path, versions[0])
+    assert run_cli("--once", "--config", str(stale)).code == 0
+    publish_version(tmp_path, versions[1])
+    assert run_cli("--once", "--config", str(other)).code == 0
+    publish_version(tmp_path, versions[2])
+    assert run_cli("--once", "--config", str(stale)).code == 0
+    runs = read_manifests(make_lake(load_config(stale).lake), "clientes")
+    last = {(op, key) for run, op, key in cdc_rows(stale) if run == runs[-1]["run_id"]}
+    assert last == changes_between(tmp_path, versions[1], versions[2])
+    assert len(cdc_rows(stale)) == len(changes_between(tmp_path, versions[0], versions[1])) + len(last)
+
+
+def _race(configs: list[Path]) -> list[subprocess.CompletedProcess]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(c)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in configs]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs]
+
+
+def test_two_writers_racing_on_each_version_commit_every_change_exactly_once(tmp_path: Path, lake_url: str):
+    configs = [writer(tmp_path, "a", lake_url), writer(tmp_path, "b", lake_url)]
+    versions = [demo_version(v) for v in range(1, 6)]
+    seen: dict[str, bytes] = {}
+    lost = 0
+    for text in versions:
+        publish_version(tmp_path, text)
+        results = _race(configs)
+        assert sum(r.returncode == 0 for r in results) >= 1, [r.stdout + r.stderr for r in results]
+        for r in results:
+            if r.returncode:
+                lost += 1
+                assert "another writer" in r.stdout and "the next cycle rebases on the lake" in r.stdout, r.stdout
+        now = lake_objects(configs[0])
+        assert {k: v for k, v in now.items() if k in seen} == seen  # nothing ever changes bytes
+        seen = now
+    rows = cdc_rows(configs[0])
+    expected = set().union(*(changes_between(tmp_path, a, b) for a, b in itertools.pairwise(versions)))
+    assert len(rows) == len({(op, key, run) for run, op, key in rows})  # no change row twice in a run
+    by_transition = {}
+    for run, op, key in rows:
+        by_transition.setdefault(run, set()).add((op, key))
+    assert sum(len(v) for v in by_transition.values()) == sum(
+        len(changes_between(tmp_path, a, b)) for a, b in itertools.pairwise(versions))
+    assert set().union(*by_transition.values()) == expected
+    lake = make_lake(load_config(configs[0]).lake)
+    assert len(lake.list("base/clientes/")) == 1 and not lake.list("claims/clientes/")
+    for config in configs:
+        assert run_cli("--once", "--config", str(config)).code == 0
+        assert run_cli("verify", "--config", str(config)).code == 0
+    replayed = tmp_path / "replayed.parquet"
+    assert run_cli("replay", "--table", "clientes", "--output", str(replayed), "--config", str(configs[1])).code == 0
+    (tmp_path / "last.csv").write_text(versions[-1])
+    last = load_snapshot(tmp_path / "last.csv", TABLE, tmp_path / "last.parquet")
+    assert diff(last.path, replayed, "idCliente").total == 0
+
+
+@pytest.mark.parametrize("fault", ["after_claim", "after_put_cdc", "after_link", "after_put_manifest"])
+def test_a_writer_killed_in_its_commit_finishes_it_on_its_next_run(tmp_path: Path, fault: str):
+    config = writer(tmp_path, "a", str(tmp_path / "lake"))
+    publish_version(tmp_path, demo_version(1))
+    assert run_cli("--once", "--config", str(config)).code == 0
+    publish_version(tmp_path, demo_version(2))
+    killed = _killed(config, fault)
+    assert killed.returncode == -signal.SIGKILL
+    rerun = run_cli("--once", "--config", str(config))
+    assert rerun.code == 0, rerun.out + rerun.err
+    runs = read_manifests(make_lake(load_config(config).lake), "clientes")
+    assert len(runs) == 2 and runs[1]["parent"] == runs[0]["run_id"]
+    assert {(op, key) for _, op, key in cdc_rows(config)} == changes_between(tmp_path, demo_version(1),
+                                                                             demo_version(2))
+    assert run_cli("verify", "--config", str(config)).code == 0
+
+
+def test_a_claim_whose_writer_never_returns_is_taken_over_after_the_timeout(tmp_path: Path):
+    lake = str(tmp_path / "lake")
+    gone, other = writer(tmp_path, "a", lake, lake_claim_timeout=2), writer(tmp_path, "b", lake,
+                                                                              lake_claim_timeout=2)
+    publish_version(tmp_path, demo_version(1))
+    assert run_cli("--once", "--config", str(gone)).code == 0
+    publish_version(tmp_path, demo_version(2))
+    assert _killed(gone, "after_claim").returncode == -signal.SIGKILL
+    early = run_cli("--once", "--config", str(other))
+    assert early.code == 1 and "is committing run" in early.out and "on the same parent" in early.out
+    time.sleep(2.5)
+    later = run_cli("--once", "--config", str(other))
+    assert later.code == 0, later.out + later.err
+    assert "taking over the claim of run" in later.err
+    back = run_cli("--once", "--config", str(gone))  # its pending run lost: discarded, then it rebases
+    assert back.code == 1 and "another writer committed run" in back.out
+    for config in (gone, other):
+        assert run_cli("--once", "--config", str(config)).code == 0
+        assert run_cli("verify", "--config", str(config)).code == 0
+    runs = read_manifests(make_lake(load_config(other).lake), "clientes")
+    assert len(runs) == 2
+    assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
+                                                                            demo_version(2))
+
+
+def _killed(config: Path, fault: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_FAULT": f"clientes:{fault}"}
+    return subprocess.run([sys.executable, "-m", "cdc_core", "--once", "-q", "--config", str(config)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_run_ids_follow_the_lake_not_the_clock_of_one_data_dir(tmp_path: Path):
+    lake = str(tmp_path / "lake")
+    first, second = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
+    publish_version(tmp_path, demo_version(1))
+    assert run_cli("--once", "--config", str(first)).code == 0
+    manifest = read_manifests(make_lake(load_config(first).lake), "clientes")[0]
+    future = "20991231_235959"  # a lake whose last run is ahead of this machine's clock (another writer's clock)
+    lake_dir = Path(lake)
+    for sub in ("manifests", "base"):
+        for path in (lake_dir / sub / "clientes").iterdir():
+            path.rename(path.with_name(path.name.replace(manifest["run_id"], future)))
+    text = (lake_dir / "manifests/clientes" / f"clientes_{future}.json").read_text()
+    (lake_dir / "manifests/clientes" / f"clientes_{future}.json").write_text(text.replace(manifest["run_id"], future))
+    publish_version(tmp_path, demo_version(2))
+    result = run_cli("--once", "--config", str(second))
+    assert result.code == 0, result.out + result.err
+    runs = [m["run_id"] for m in read_manifests(make_lake(load_config(second).lake), "clientes")]
+    assert runs == [future, "21000101_000000"]  # the lake's own history decides the next id, not this clock
