@@ -6,16 +6,17 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
-def redact(text: str) -> str:
-    """`text` with the value of every credential variable in the environment masked as `***`."""
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name, "")
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the value of every credential variable in the environment, and each of `secrets`, as `***`."""
+    values = [os.environ.get(name, "") for name in SECRET_VARIABLES] + list(secrets)
+    for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "***")
     return text

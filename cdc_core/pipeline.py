@@ -22,6 +22,7 @@ from .config import Config, TableConfig
 from .diff import diff
 from .errors import CdcError, InputError, SourceError, StateError
 from .lake import Lake, base_key, cdc_key, full_load_key, make_lake, manifest_key, sha256
+from .monitor import after_cycle
 from .snapshot import load_snapshot
 from .sources import Fetch, make_source
 from .state import Entry, State, write_json_atomic
@@ -45,7 +46,7 @@ class TableReport:
     """What one cycle did to one table."""
 
     table: str
-    status: str = "pending"  # full_load | changes | unchanged | skipped | failed
+    status: str = "pending"  # full_load | changes | unchanged | skipped | failed | held
     counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0})
     rows: int | None = None
     uploads: list[Upload] = field(default_factory=list)
@@ -74,7 +75,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(t.status != "failed" for t in self.tables)
+        return all(t.status not in ("failed", "held") for t in self.tables)
 
     def _repr_html_(self) -> str:
         """The run and one row per table (status, I/U/D counts, rows, warnings or error) as an HTML table."""
@@ -144,6 +145,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
             for _ in pool.map(lambda pair: _capture(cycle, *pair), zip(selected, report.tables)):
                 pass
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
+        after_cycle(config, report)  # outcome, metrics file, notifications (not for a dry run); never raises
     return report
 
 
