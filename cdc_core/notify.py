@@ -116,9 +116,7 @@ def _one_line(text: str | None) -> str:
 
 
 def _failure(config, report, tables, previous) -> tuple[str, list[str]]:
-    others = len(report.tables) - len(tables)
-    lines = [f"{len(tables)} of {len(report.tables)} table(s) failed" + ("; the others were captured:" if others
-                                                                           else ":")]
+    lines = [f"{len(tables)} of {len(report.tables)} table(s) failed:"]
     lines += [f"  {t.table}: {_one_line(t.error)}" for t in tables]
     lines += ["", "What to do: fix the error above, then run again (the next cycle also retries):",
               f"  {_command(config, '--once')}",
@@ -182,8 +180,9 @@ def send(target: NotifyTarget, message: Message, where: str) -> bool:
                 public = unquote(plugin.url(privacy=True))
                 name = f"{where} ({public.split('?')[0]})"
                 secrets += _private_parts(url, public)
-                sent = apprise.Apprise(servers=[plugin]).notify(
-                    body=message.body, title=message.title, body_format=apprise.NotifyFormat.TEXT)
+                sender = apprise.Apprise()
+                sender.add(plugin)
+                sent = sender.notify(body=message.body, title=message.title, body_format=apprise.NotifyFormat.TEXT)
         if plugin is None:
             reason = "Apprise does not understand its URL"
         elif sent:
