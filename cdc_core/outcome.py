@@ -40,8 +40,10 @@ def record_outcome(data_dir: Path, report: RunReport) -> dict[str, dict[str, Any
     for t in report.tables:
         before = tables.get(t.table, {})
         totals = {op: int(before.get("changes_total", {}).get(op, 0)) for op in OPS}
-        if t.status == "changes":
-            totals = {op: totals[op] + int(t.counts.get(op, 0)) for op in OPS}
+        published = [t.counts] if t.status == "changes" else []
+        published += [_sent_counts(data_dir, t.table, run_id) for run_id in t.published_pending]
+        for counts in published:
+            totals = {op: totals[op] + int(counts.get(op, 0)) for op in OPS}
         tables[t.table] = {
             "status": t.status, "run_id": report.run_id, "finished_at": _time(finished),
             "counts": {op: int(t.counts.get(op, 0)) for op in OPS}, "rows": t.rows, "warnings": len(t.warnings),
@@ -53,6 +55,12 @@ def record_outcome(data_dir: Path, report: RunReport) -> dict[str, dict[str, Any
              "finished_at": _time(finished), "tables": [t.table for t in report.tables]}
     write_json_atomic(outcome_path(data_dir), {"cycle": cycle, "tables": tables})
     return old["tables"]
+
+
+def _sent_counts(data_dir: Path, table: str, run_id: str) -> dict[str, int]:
+    """The I/U/D counts of a run that was pending in the outbox and went out in this cycle (from its entry)."""
+    entry = read_json(Path(data_dir) / "sent" / table / run_id / "entry.json") or {}
+    return entry.get("counts") or {}
 
 
 def parse_time(text: str | None) -> float | None:
