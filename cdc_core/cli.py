@@ -198,6 +198,8 @@ def print_report(report: RunReport) -> None:
         rows = f"{t.rows:>10,} rows" if t.rows is not None else ""
         if t.status == "failed":
             line = f"FAILED: {t.error}"
+        elif t.status == "held":
+            line = f"HELD: {t.error}"
         elif t.status == "full_load":
             line = f"full load {rows}"
         elif t.status == "changes":

@@ -8,7 +8,9 @@ Relative paths (`lake`, `data_dir`, a directory source's `path`) are relative to
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 SOURCE_TYPES = ("demo", "directory", "kaggle")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
-            "retention", "workers", "lake_claim_timeout"}
+            "retention", "workers", "lake_claim_timeout", "notify", "metrics"}
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
             "multipart_threshold_mb"}
@@ -116,6 +118,8 @@ class Config:
     retention: int = 10
     workers: int = 2
     lake_claim_timeout: float | None = None
+    notify: tuple[NotifyTarget, ...] = ()
+    metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -175,6 +179,8 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         retention=_positive_int(raw.get("retention", 10), "retention"),
         workers=_positive_int(raw.get("workers", 2), "workers"),
         lake_claim_timeout=_seconds(raw.get("lake_claim_timeout"), "lake_claim_timeout"),
+        notify=_notify(raw.get("notify")),
+        metrics=_metrics(raw.get("metrics")),
         path=path,
     )
 
@@ -416,3 +422,82 @@ def _s3_lake(bucket: str, prefix: str, aws: dict) -> LakeConfig:
                       profile=aws.get("profile"),
                       multipart_threshold_mb=_positive_int(aws.get("multipart_threshold_mb", 64),
                                                            "aws.multipart_threshold_mb"))
+
+
+# --- alerts and monitoring: "notify" (Apprise targets) and "metrics" (Prometheus) ---------------------------------
+NOTIFY_EVENTS = ("failure", "held", "recovered", "changes")
+NOTIFY_DEFAULT_EVENTS = ("failure", "held", "recovered")
+NOTIFY_KEYS = {"url", "on"}
+METRICS_KEYS = {"port", "host", "textfile"}
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """An Apprise URL (its `${VAR}` references are expanded only when sending) and the events it gets."""
+
+    url: str = field(repr=False)  # may hold a password written into config.json: never shown
+    on: tuple[str, ...] = NOTIFY_DEFAULT_EVENTS
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics: the textfile after every cycle, and `/metrics` on `host:port` in the timed loop."""
+
+    textfile: bool = True
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+
+def _notify(raw: Any) -> tuple[NotifyTarget, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError('Config key "notify" must be a list like [{"url": "mailto://…", "on": ["failure"]}]')
+    targets = []
+    for i, item in enumerate(raw):
+        where = f"notify[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f'Config key "{where}" must be an object with "url" (an Apprise URL) and "on"')
+        _check_keys(item, NOTIFY_KEYS, f"{where}.")
+        url = item.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f'Config key "{where}.url" is missing — give an Apprise URL, e.g. '
+                              '"mailto://user:${SMTP_PASSWORD}@smtp.example.com?to=ops@example.com"')
+        on = item.get("on", list(NOTIFY_DEFAULT_EVENTS))
+        if isinstance(on, str):
+            on = [on]
+        if not isinstance(on, list) or not on:
+            raise ConfigError(f'Config key "{where}.on" must be a list of events: {", ".join(NOTIFY_EVENTS)}')
+        for event in on:
+            if event not in NOTIFY_EVENTS:
+                close = difflib.get_close_matches(str(event), NOTIFY_EVENTS, n=1)
+                hint = f'did you mean "{close[0]}"?' if close else f"use: {', '.join(NOTIFY_EVENTS)}"
+                raise ConfigError(f'Config key "{where}.on" has an unknown event {event!r} — {hint}')
+        for name in ENV_REFERENCE.findall(url):
+            if name not in os.environ:
+                raise ConfigError(f'Config key "{where}.url" refers to ${{{name}}}, which is not set — add '
+                                  f"{name}=… to the .env file next to the config (or to the environment)")
+        from .notify import check_url
+
+        check_url(url.strip(), where)
+        targets.append(NotifyTarget(url=url.strip(), on=tuple(dict.fromkeys(on))))
+    return tuple(targets)
+
+
+def _metrics(raw: Any) -> MetricsConfig:
+    if raw is None:
+        return MetricsConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError('Config key "metrics" must be an object like {"port": 9108}')
+    _check_keys(raw, METRICS_KEYS, "metrics.")
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError("Prometheus metrics need prometheus_client: pip install 'cdc-core[metrics]'")
+    port = raw.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise ConfigError(f'Config key "metrics.port" is {port!r} — use a TCP port number like 9108')
+    host = raw.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f'Config key "metrics.host" is {host!r} — use an address to listen on, e.g. "127.0.0.1" '
+                          'or "0.0.0.0" for every interface')
+    return MetricsConfig(textfile=_bool(raw.get("textfile", True), "metrics.textfile"), port=port, host=host)

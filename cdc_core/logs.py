@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def add_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
-def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with every known secret (credential variables, `add_secret`, `secrets`) masked as `***`."""
     known = {os.environ.get(name, "") for name in SECRET_VARIABLES} | _secrets | set(secrets)
     for value in sorted((v for v in known if len(v) >= 4), key=len, reverse=True):

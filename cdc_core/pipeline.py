@@ -20,6 +20,7 @@ from .config import Config, TableConfig
 from .errors import CdcError, LakeError, SourceError, StateError
 from .lake import Lake, make_lake
 from .logs import redact
+from .monitor import after_cycle
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
 from .stage import Previous, rebase, stage
@@ -95,6 +96,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
         if publish_preview:
             report.source_version = next((t.source_version for t in report.tables if t.source_version), None)
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
+        after_cycle(config, report)  # outcome, metrics file, notifications (not for a dry run); never raises
     return report
 
 

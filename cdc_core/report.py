@@ -21,7 +21,7 @@ class TableReport:
     """What one cycle did to one table."""
 
     table: str
-    status: str = "pending"  # full_load | changes | unchanged | skipped | failed
+    status: str = "pending"  # full_load | changes | unchanged | skipped | failed | held
     counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0})
     rows: int | None = None
     uploads: list[Upload] = field(default_factory=list)
@@ -52,7 +52,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(t.status != "failed" for t in self.tables)
+        return all(t.status not in ("failed", "held") for t in self.tables)
 
     def _repr_html_(self) -> str:
         """The run and one row per table (status, I/U/D counts, rows, warnings or error) as an HTML table."""

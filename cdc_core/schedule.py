@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from .config import Config
 from .errors import CdcError
+from .metrics import MetricsServer
 from .pipeline import RunReport, run_once
 
 log = logging.getLogger("cdc_core")
@@ -33,6 +34,7 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: stop.set())
     interval = config.timer.seconds
+    metrics = MetricsServer(config)  # /metrics while the loop runs, when "metrics.port" is set
     start = time.monotonic()
     log.info("timed loop: a cycle every %g %s; stop with Ctrl-C or SIGTERM", config.timer.value, config.timer.unit)
     while not stop.is_set():
@@ -44,8 +46,10 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
             log.error("cycle failed: %s — the next tick tries again", exc)
         except Exception:
             log.exception("cycle failed unexpectedly — the next tick tries again")
+        metrics.update()
         wait = next_tick(start, interval, time.monotonic()) - time.monotonic()
         log.info("next cycle in %.0f s", wait)
         stop.wait(max(0.0, wait))
+    metrics.stop()
     log.info("stopped")
     return 0
