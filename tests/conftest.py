@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -96,3 +97,29 @@ def same_rows(a: pd.DataFrame, b: pd.DataFrame, key: list[str]) -> bool:
         return df.where(df.notna(), None).sort_values(key).reset_index(drop=True)
 
     return norm(a).equals(norm(b))
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the whole session (initdb + pg_ctl on 127.0.0.1, a free port, a temp dir)."""
+    from .pg_server import PostgresServer
+
+    server = PostgresServer.find()
+    if server is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg(pg_server, request):
+    """A fresh database for one test, owned by the login role `cdc` (password auth over TCP)."""
+    from .pg_server import create_database
+
+    pg_server.start_if_stopped()
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50] + f"_{os.getpid()}_{id(request) % 10**6}"
+    return create_database(pg_server, name)

@@ -74,6 +74,14 @@ class PostgresServer:
         self._run(str(self.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
                   "-l", str(self.root / "server.log"), "-o", opts)
 
+    def running(self) -> bool:
+        return self._run(str(self.bindir / "pg_ctl"), "status", "-D", str(self.data), check=False).returncode == 0
+
+    def start_if_stopped(self) -> None:
+        """Start the server again if a test stopped it."""
+        if not self.running():
+            self.start()
+
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bindir / "pg_ctl"), "stop", "-w", "-D", str(self.data), "-m", mode, check=False)
 
@@ -85,13 +93,49 @@ class PostgresServer:
         auth = f"{user}:{password}" if password else user
         return f"postgresql://{auth}@{self.host}:{self.port}/{db}"
 
-    def sql(self, *statements: str, db: str = "postgres") -> list[tuple]:
-        """Run statements as the superuser, each in its own transaction; the rows of the last one."""
+    def sql(self, *statements: str, db: str = "postgres", user: str = SUPERUSER,
+            password: str = SUPERUSER_PASSWORD) -> list[tuple]:
+        """Run statements (as the superuser unless told), each in its own transaction; the rows of the last one."""
         import adbc_driver_postgresql.dbapi as adbc
 
         rows: list[tuple] = []
-        with adbc.connect(self.dsn(db=db), autocommit=True) as con, con.cursor() as cur:
+        with adbc.connect(self.dsn(user, password, db), autocommit=True) as con, con.cursor() as cur:
             for statement in statements:
                 cur.execute(statement)
                 rows = cur.fetchall() if cur.description else []
         return rows
+
+
+@dataclass
+class Database:
+    """A database owned by a login role with a password (what a capture connects as)."""
+
+    server: PostgresServer
+    name: str
+    user: str
+    password: str
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn(self.user, self.password, self.name)
+
+    def sql(self, *statements: str) -> list[tuple]:
+        """Run statements as the owner, each in its own transaction; the rows of the last one."""
+        return self.server.sql(*statements, db=self.name, user=self.user, password=self.password)
+
+    def ingest(self, table: str, data) -> None:
+        """Append an Arrow table's rows to an existing table (COPY through ADBC)."""
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(self.dsn) as con, con.cursor() as cur:
+            cur.adbc_ingest(table, data, mode="append")
+            con.commit()
+
+
+def create_database(server: PostgresServer, name: str, user: str = "cdc", password: str = "cdc-pass-Z9") -> Database:
+    """A fresh database `name` owned by `user` (created once, with `password`)."""
+    exists = server.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'")
+    if not exists:
+        server.sql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+    server.sql(f"CREATE DATABASE {name} OWNER {user}")
+    return Database(server, name, user, password)
