@@ -108,9 +108,11 @@ class PostgresSource:
 
     # --- errors: one line, never a password -----------------------------------------------------------------
     def _first_line(self, exc: BaseException) -> str:
-        text = str(exc).replace("[libpq] ", "")
-        text = re.sub(r"^(IO|INVALID_STATE|NOT_FOUND|INVALID_ARGUMENT|UNKNOWN|INTERNAL): ", "", text.strip())
-        text = re.sub(r"\s+", " ", text.split("\nQuery was:")[0]).strip()
+        text = re.split(r"\n\s*(?:Query was:|CONTEXT:|DETAIL:|HINT:|LINE \d+:)", str(exc))[0]
+        text = re.sub(r"\[libpq\] |Execution error \[\w+\]: |Failed to (?:prepare|execute) query: |"
+                      r"\b(?:ERROR|FATAL): +|^(?:IO|INVALID_STATE|NOT_FOUND|INVALID_ARGUMENT|UNKNOWN|INTERNAL): ",
+                      "", text.strip())
+        text = re.sub(r"\s+", " ", text).strip()
         for secret in (self.parts.get("password"), os.environ.get("PGPASSWORD")):
             if secret and len(secret) >= 3:
                 text = text.replace(secret, "***")
