@@ -393,7 +393,10 @@ def _source(raw: dict, base_dir: Path) -> SourceConfig:
 def _database_source(kind: str, src: dict, base_dir: Path) -> SourceConfig:
     """postgres: a DSN (or none: the PG* variables); sqlite: a database file."""
     if kind == "sqlite":
-        return SourceConfig(type="sqlite", path=_path(src.get("path"), "source.path", base_dir))
+        if not isinstance(src.get("path"), str) or not src["path"]:
+            raise ConfigError(f'Config key "source.path" is {src.get("path")!r} — give the SQLite database file, '
+                              'like "data/shop.db"')
+        return SourceConfig(type="sqlite", path=_path(src["path"], "source.path", base_dir))
     dsn = src.get("dsn")
     if dsn is not None and (not isinstance(dsn, str) or not dsn.strip()):
         raise ConfigError('Config key "source.dsn" must be a connection string like '
@@ -419,7 +422,8 @@ def _s3_source(src: dict, raw: dict) -> SourceConfig:
     options = {key: src.get(key, aws.get(key)) for key in ("region", "endpoint_url", "profile")}
     for key, value in options.items():
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f'Config key "source.{key}" must be a string')
+            raise ConfigError(f'Config key "source.{key}" is {value!r} — use a string, or leave it out to use '
+                              f'"aws.{key}"')
     prefix = "/".join(part for part in prefix.split("/") if part)
     url = f"s3://{bucket}/{prefix}"
     return SourceConfig(type="s3", url=url, s3=LakeConfig(

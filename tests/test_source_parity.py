@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,9 @@ def drop(request: pytest.FixtureRequest, tmp_path: Path):
                                                  or tmp_path / "www" / "exports" / "clientes.csv"))
     elif kind == "s3":
         s3 = request.getfixturevalue("s3")
-        yield Drop({"type": "s3", "url": f"s3://{BUCKET}/drop/loyalty/"},
-                   lambda v: s3.put_object(Bucket=BUCKET, Key="drop/loyalty/clientes.csv", Body=v.read_bytes()))
+        folder = f"drop-{uuid.uuid4().hex[:8]}/loyalty"  # moto keeps objects across its servers in one process
+        yield Drop({"type": "s3", "url": f"s3://{BUCKET}/{folder}/"},
+                   lambda v: s3.put_object(Bucket=BUCKET, Key=f"{folder}/clientes.csv", Body=v.read_bytes()))
     else:
         db = request.getfixturevalue("pg")
         yield Drop({"type": "postgres", "dsn": db.dsn},

@@ -70,12 +70,12 @@ class S3Source:
         return f"{self.config.prefix}/{name}" if self.config.prefix else name
 
     def _list(self, client: Any) -> dict[str, str]:
-        """The folder's objects (directly under the prefix): name → ETag."""
+        """The folder's objects (directly under the prefix): name → ETag (without its quotes)."""
         start = len(self._key(""))
         try:
             pages = client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.config.bucket, Prefix=self._key(""), Delimiter="/")
-            return {item["Key"][start:]: item["ETag"] for page in pages for item in page.get("Contents", [])}
+            return {item["Key"][start:]: item["ETag"].strip('"') for page in pages for item in page.get("Contents", [])}
         except _errors() as exc:
             raise self._error(exc, f"Cannot list {self.url}") from None
 
@@ -89,7 +89,7 @@ class S3Source:
         except _errors() as exc:
             partial.unlink(missing_ok=True)
             raise self._error(exc, f"downloading {self.url}{name} failed") from None
-        return partial.replace(dest / name), response["ETag"]
+        return partial.replace(dest / name), response["ETag"].strip('"')
 
     def _error(self, exc: Exception, what: str) -> SourceError:
         """One line that says what failed and how to fix it; never a credential."""

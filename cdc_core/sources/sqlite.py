@@ -34,8 +34,8 @@ EXACT = 2**53  # integers a double holds exactly
 class SqliteSource:
     """Reads each configured table (or query) of a SQLite file, read-only, in one transaction."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path, *, timeout: float = 30.0):
+        self.path, self.timeout = Path(path), timeout
         self.description = f"sqlite {self.path}"
 
     def fetch(self, tables: Sequence[TableConfig], dest: Path, *, last_version: str | None = None) -> Fetch:
@@ -47,7 +47,8 @@ class SqliteSource:
         result = Fetch(version=version)
         uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
         try:
-            con = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30, check_same_thread=False)
+            con = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=self.timeout,
+                                  check_same_thread=False)
         except sqlite3.Error as exc:
             raise SourceError(f"Cannot open the SQLite database {self.path} read-only ({exc}) — check that the "
                               "file is readable (and, for a WAL database, that its folder is)") from None
@@ -175,7 +176,7 @@ def _text(value: Any) -> str:
 
 def _is_file_error(exc: BaseException) -> bool:
     """Errors about the database file as a whole (locked, damaged, unreadable), not about one table."""
-    return isinstance(exc, sqlite3.OperationalError) and any(
+    return isinstance(exc, sqlite3.DatabaseError) and any(
         word in str(exc) for word in ("locked", "malformed", "disk I/O", "unable to open", "not a database"))
 
 
