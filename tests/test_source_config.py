@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
-from cdc_core.config import load_config
+from cdc_core.config import load_config, parse_config
 from cdc_core.errors import ConfigError
 from cdc_core.sources import make_source
 
-from .conftest import write_config
+from .conftest import ROOT, write_config
 
 TABLE = [{"name": "clientes", "pk": "idCliente"}]
 
@@ -84,3 +86,15 @@ def test_bad_source_config_names_the_key_and_the_fix(tmp_path: Path, source: dic
     assert message in str(caught.value)
     assert " — " in str(caught.value)
     assert "pw@" not in str(caught.value)
+
+
+def test_the_readmes_source_examples_are_valid_configs(tmp_path: Path):
+    section = (ROOT / "README.md").read_text().split("## Databases, web servers and S3 drop folders", 1)[1]
+    blocks = re.findall(r"```json\n(.*?)```", section.split("\n## ", 1)[0], re.DOTALL)
+    kinds = set()
+    for block in blocks:
+        raw = json.loads("{" + block + "}")
+        raw.setdefault("tables", [{"name": "clientes", "pk": "idCliente"}])
+        config = parse_config({**raw, "lake": "lake"}, base_dir=tmp_path)
+        kinds.add(make_source(config.source).description.split()[0])
+    assert kinds == {"postgres", "sqlite", "http", "s3"}
