@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -99,6 +100,9 @@ def same_rows(a: pd.DataFrame, b: pd.DataFrame, key: list[str]) -> bool:
     return norm(a).equals(norm(b))
 
 
+_DATABASES = itertools.count(1)
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL server for the whole session (initdb + pg_ctl on 127.0.0.1, a free port, a temp dir)."""
@@ -121,5 +125,5 @@ def pg(pg_server, request):
     from .pg_server import create_database
 
     pg_server.start_if_stopped()
-    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50] + f"_{os.getpid()}_{id(request) % 10**6}"
+    name = f"t{next(_DATABASES)}_" + re.sub(r"\W+", "_", request.node.name.lower())[:40]  # ≤ 63 characters
     return create_database(pg_server, name)

@@ -214,7 +214,9 @@ def _convert(batch: Any, schema: Any, table: TableConfig) -> Any:
             try:
                 column = column.cast(field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise _TableFailed(f'column "{field.name}" has a value that is not a {field.type} ({exc}) — pin '
+                kind = (f"DECIMAL({field.type.precision},{field.type.scale})" if pa.types.is_decimal(field.type)
+                        else str(field.type))
+                raise _TableFailed(f'column "{field.name}" has a value that does not fit {kind} ({exc}) — pin '
                                    'it to "VARCHAR" in the table\'s "columns"') from None
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
