@@ -25,8 +25,7 @@ class FileServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status = server._answer(self)
-                server.requests.append({"path": self.path, "headers": dict(self.headers), "status": status})
+                server._answer(self)
 
             def log_message(self, *args) -> None:
                 pass
@@ -47,6 +46,7 @@ class FileServer:
         return [r["status"] for r in self.requests if r["path"] == path]
 
     def _answer(self, h: BaseHTTPRequestHandler) -> int:
+        """Answer one GET; its record is complete before the first byte of the answer goes out."""
         if self.delay:
             time.sleep(self.delay)
         if self.auth and h.headers.get("Authorization") != self.auth:
@@ -66,6 +66,7 @@ class FileServer:
         if self.last_modified and since and not (self.etag and h.headers.get("If-None-Match")) \
                 and mtime <= parsedate_to_datetime(since).timestamp():
             return self._status(h, 304, tag, mtime)
+        self._record(h, 200)
         h.send_response(200)
         h.send_header("Content-Type", self.content_type or "application/octet-stream")
         h.send_header("Content-Length", str(len(body)))
@@ -74,7 +75,11 @@ class FileServer:
         h.wfile.write(body)
         return 200
 
+    def _record(self, h: BaseHTTPRequestHandler, status: int) -> None:
+        self.requests.append({"path": h.path, "headers": dict(h.headers), "status": status})
+
     def _status(self, h: BaseHTTPRequestHandler, status: int, tag: str | None = None, mtime: int = 0) -> int:
+        self._record(h, status)
         h.send_response(status)
         if tag:
             self._validators(h, tag, mtime)
