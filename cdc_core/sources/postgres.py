@@ -3,7 +3,7 @@
 A fetch opens one connection, starts one `REPEATABLE READ, READ ONLY` transaction, and reads each configured table
 (`SELECT * FROM schema.name`, or the table's own `query`) through ADBC's PostgreSQL driver: COPY BINARY decoded to
 Arrow in C++, written batch by batch with a Parquet writer, so a table never sits whole in memory (ADBC streams
-about 3-4× faster than psycopg 3 at the same memory: bench/postgres_bench.py). Each table runs under a savepoint:
+about 4× faster than psycopg 3 at the same memory: bench/postgres_bench.py). Each table runs under a savepoint:
 a missing table, a denied permission or a bad query fails that table only. A failed login or a connection lost
 mid-read fails the whole cycle (the tables must come from one snapshot); nothing is committed, the next cycle
 reads again.
