@@ -23,15 +23,18 @@ TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 DETECT_MODES = ("content", "date_field")
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
-SOURCE_TYPES = ("demo", "directory", "kaggle")
+SOURCE_TYPES = ("demo", "directory", "kaggle", "postgres", "sqlite", "http", "s3")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
             "retention", "workers", "lake_claim_timeout", "notify", "metrics"}
-TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns"}
+TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns",
+              "schema", "query"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
             "multipart_threshold_mb"}
 ENGINE_KEYS = {"memory_limit", "threads"}
-SOURCE_KEYS = {"demo": {"type", "seed", "scale"}, "directory": {"type", "path"}, "kaggle": {"type", "dataset"}}
+SOURCE_KEYS = {"demo": {"type", "seed", "scale"}, "directory": {"type", "path"}, "kaggle": {"type", "dataset"},
+               "postgres": {"type", "dsn"}, "sqlite": {"type", "path"}, "http": {"type", "url"},
+               "s3": {"type", "url", "region", "endpoint_url", "profile"}}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class TableConfig:
     quote: str = '"'
     escape: str = '"'
     columns: tuple[Column, ...] = ()  # pinned types (and date layouts) that win over what a file looks like
+    schema: str | None = None  # database sources: the table's schema (postgres; default "public")
+    query: str | None = None  # database sources: a SELECT whose result is the table (instead of `name`)
 
     def pinned(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -54,13 +59,16 @@ class TableConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where snapshots come from: `demo`, `directory` or `kaggle`."""
+    """Where snapshots come from: `demo`, `directory`, `kaggle`, `postgres`, `sqlite`, `http` or `s3`."""
 
     type: str
     seed: int = 42
     scale: float = 1.0
     path: Path | None = None
     dataset: str | None = None
+    dsn: str | None = None  # postgres: a libpq URI or key=value string; None → the PG* environment variables
+    url: str | None = None  # http: a URL with {table}; s3: s3://bucket/prefix/
+    s3: LakeConfig | None = None  # s3: the drop folder's bucket, prefix and client options (as the lake's)
 
 
 @dataclass(frozen=True)
@@ -168,8 +176,10 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         raise ConfigError("The config must be a JSON object with at least \"tables\" — see README.md")
     _check_keys(raw, TOP_KEYS, "")
     tables = _tables(raw.get("tables"))
+    source = _source(raw, base_dir)
+    _check_database_keys(tables, source)
     return Config(
-        source=_source(raw, base_dir),
+        source=source,
         lake=_lake(raw, base_dir),
         tables=tables,
         timer=_timer(raw.get("timer")),
@@ -220,7 +230,12 @@ def _tables(raw: Any) -> tuple[TableConfig, ...]:
             columns=_columns(item.get("columns", {}), f"{where}.columns"),
             detect=_choice(item.get("detect", "content"), DETECT_MODES, f"{where}.detect"),
             allow_empty=_bool(item.get("allow_empty", False), f"{where}.allow_empty"),
+            schema=_optional_text(item.get("schema"), f"{where}.schema", "a schema name like \"public\""),
+            query=_optional_text(item.get("query"), f"{where}.query", 'a query like "SELECT … FROM …"'),
         ))
+        if tables[-1].schema and tables[-1].query:
+            raise ConfigError(f'Config key "{where}.schema" goes with a table\'s name, not with "{where}.query" '
+                              "— remove one of them (a query names its own schemas)")
         _check_pins(tables[-1], where)
         if tables[-1].detect == "date_field" and tables[-1].date_field is None:
             raise ConfigError(f'Config key "{where}.detect" is "date_field" but "{where}.date_field" is not set '
@@ -244,6 +259,14 @@ def _optional_str(raw: Any, where: str) -> str | None:
     if not isinstance(raw, str):
         raise ConfigError(f'Config key "{where}" must be a column name (a string) or null')
     return raw
+
+
+def _optional_text(raw: Any, where: str, example: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use {example}, or remove the key')
+    return raw.strip()
 
 
 def _sep(raw: Any, where: str) -> str:
@@ -375,11 +398,72 @@ def _source(raw: dict, base_dir: Path) -> SourceConfig:
         return SourceConfig(type="demo", seed=seed, scale=float(scale))
     if kind == "directory":
         return SourceConfig(type="directory", path=_path(src.get("path"), "source.path", base_dir))
+    if kind in ("postgres", "sqlite"):
+        return _database_source(kind, src, base_dir)
+    if kind == "http":
+        return _http_source(src)
+    if kind == "s3":
+        return _s3_source(src, raw)
     dataset = src.get("dataset") or raw.get("dataset_name")
     if not isinstance(dataset, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+(/\d+)?", dataset):
         raise ConfigError(f'Config key "source.dataset" is {dataset!r} — use "owner/slug" '
                           '(or "owner/slug/N" to pin version N)')
     return SourceConfig(type="kaggle", dataset=dataset)
+
+
+def _database_source(kind: str, src: dict, base_dir: Path) -> SourceConfig:
+    """postgres: a DSN (or none: the PG* variables); sqlite: a database file."""
+    if kind == "sqlite":
+        if not isinstance(src.get("path"), str) or not src["path"]:
+            raise ConfigError(f'Config key "source.path" is {src.get("path")!r} — give the SQLite database file, '
+                              'like "data/shop.db"')
+        return SourceConfig(type="sqlite", path=_path(src["path"], "source.path", base_dir))
+    dsn = src.get("dsn")
+    if dsn is not None and (not isinstance(dsn, str) or not dsn.strip()):
+        raise ConfigError('Config key "source.dsn" must be a connection string like '
+                          '"postgresql://user@host:5432/db" — or leave it out to use the PG* variables')
+    return SourceConfig(type="postgres", dsn=dsn.strip() if dsn else None)
+
+
+def _http_source(src: dict) -> SourceConfig:
+    url = src.get("url")
+    if not isinstance(url, str) or not re.match(r"https?://[^/]+", url) or "{table}" not in url:
+        raise ConfigError(f'Config key "source.url" is {_masked(url)!r} — use an http(s) URL with {{table}} where '
+                          'the table\'s name goes, like "https://example.com/exports/{table}.csv"')
+    return SourceConfig(type="http", url=url)
+
+
+def _s3_source(src: dict, raw: dict) -> SourceConfig:
+    """An S3 drop folder; client options from `source`, else from the lake's `aws` block."""
+    url = src.get("url")
+    bucket, _, prefix = url[5:].partition("/") if isinstance(url, str) and url.startswith("s3://") else ("", "", "")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ConfigError(f'Config key "source.url" is {url!r} — use "s3://bucket/folder/" (a valid bucket name)')
+    aws = raw.get("aws") if isinstance(raw.get("aws"), dict) else {}
+    options = {key: src.get(key, aws.get(key)) for key in ("region", "endpoint_url", "profile")}
+    for key, value in options.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f'Config key "source.{key}" is {value!r} — use a string, or leave it out to use '
+                              f'"aws.{key}"')
+    prefix = "/".join(part for part in prefix.split("/") if part)
+    url = f"s3://{bucket}/{prefix}"
+    return SourceConfig(type="s3", url=url, s3=LakeConfig(
+        url=url, bucket=bucket, prefix=prefix, **options,
+        max_attempts=_positive_int(aws.get("max_attempts", 5), "aws.max_attempts")))
+
+
+def _masked(url: Any) -> Any:
+    """A URL with any password replaced by ***."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url) if isinstance(url, str) else url
+
+
+def _check_database_keys(tables: tuple[TableConfig, ...], source: SourceConfig) -> None:
+    for i, table in enumerate(tables):
+        if table.query and source.type not in ("postgres", "sqlite"):
+            raise ConfigError(f'Config key "tables[{i}].query" only works with a database source (postgres, '
+                              f'sqlite), not {source.type} — remove it')
+        if table.schema and source.type != "postgres":
+            raise ConfigError(f'Config key "tables[{i}].schema" only works with the postgres source — remove it')
 
 
 def _lake(raw: dict, base_dir: Path) -> LakeConfig:

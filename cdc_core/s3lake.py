@@ -15,20 +15,10 @@ class S3Lake:
     """`s3://bucket/prefix` through boto3: the standard credential chain, botocore retries, multipart uploads."""
 
     def __init__(self, config: LakeConfig):
-        import boto3
         from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config as BotoConfig
 
         self.config, self.url = config, config.url
-        session = boto3.Session(profile_name=config.profile) if config.profile else boto3.Session()
-        credentials = session.get_credentials()  # also from ~/.aws/credentials or a profile: mask them in logs
-        if credentials is not None:
-            add_secret(credentials.secret_key)
-            add_secret(credentials.token)
-        self.client = session.client(
-            "s3", region_name=config.region, endpoint_url=config.endpoint_url,
-            config=BotoConfig(retries={"max_attempts": config.max_attempts, "mode": "standard"},
-                              connect_timeout=10, read_timeout=60))
+        self.client = s3_client(config)
         threshold = config.multipart_threshold_mb * 1024 * 1024
         self.transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
         self.extra = {}
@@ -150,6 +140,23 @@ class S3Lake:
                              "credentials and that they may read, write and list the bucket")
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return LakeError(f"{what} ({detail}) — {retry}")
+
+
+def s3_client(config: LakeConfig):
+    """A boto3 S3 client for a bucket's settings: the standard credential chain (or `profile`), `region`,
+    `endpoint_url` (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), botocore's standard retries, timeouts.
+    Credentials it finds (also in ~/.aws/credentials or a profile) are masked wherever they would be logged."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    session = boto3.Session(profile_name=config.profile) if config.profile else boto3.Session()
+    credentials = session.get_credentials()
+    if credentials is not None:
+        add_secret(credentials.secret_key)
+        add_secret(credentials.token)
+    return session.client("s3", region_name=config.region, endpoint_url=config.endpoint_url,
+                          config=BotoConfig(retries={"max_attempts": config.max_attempts, "mode": "standard"},
+                                            connect_timeout=10, read_timeout=60))
 
 
 def _missing(exc: Exception) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -99,3 +101,32 @@ def same_rows(a: pd.DataFrame, b: pd.DataFrame, key: list[str]) -> bool:
         return df.where(df.notna(), None).sort_values(key).reset_index(drop=True)
 
     return norm(a).equals(norm(b))
+
+
+_DATABASES = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the whole session (initdb + pg_ctl on 127.0.0.1, a free port, a temp dir)."""
+    from .pg_server import PostgresServer
+
+    server = PostgresServer.find()
+    if server is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg(pg_server, request):
+    """A fresh database for one test, owned by the login role `cdc` (password auth over TCP)."""
+    from .pg_server import create_database
+
+    pg_server.start_if_stopped()
+    name = f"t{next(_DATABASES)}_" + re.sub(r"\W+", "_", request.node.name.lower())[:40]  # ≤ 63 characters
+    return create_database(pg_server, name)

@@ -35,7 +35,7 @@ class Fetch:
 
 
 class Source(Protocol):
-    """Anything that can deliver `{table}.csv` files."""
+    """Anything that can deliver `{table}.csv` (or `.csv.gz`, `.parquet`) files."""
 
     description: str
 
@@ -52,6 +52,22 @@ def make_source(config: SourceConfig) -> Source:
         from .directory import DirectorySource
 
         return DirectorySource(config.path)
+    if config.type == "postgres":
+        from .postgres import PostgresSource
+
+        return PostgresSource(config.dsn)
+    if config.type == "sqlite":
+        from .sqlite import SqliteSource
+
+        return SqliteSource(config.path)
+    if config.type == "http":
+        from .http import HttpSource
+
+        return HttpSource(config.url)
+    if config.type == "s3":
+        from .s3 import S3Source
+
+        return S3Source(config.s3)
     from .kaggle import KaggleSource
 
     return KaggleSource(config.dataset)

@@ -1,0 +1,152 @@
+"""The http source against a real local web server: conditional GETs, skips, retries, and one-line failures."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from cdc_core.config import TableConfig, parse_config
+from cdc_core.pipeline import run_once
+from cdc_core.sources.http import HttpSource
+
+from .clientes_db import KEY, V1, V2
+from .conftest import run_cli, write_config
+from .http_server import FileServer
+
+DATA = Path(__file__).resolve().parent / "data"
+TABLES = [{"name": "clientes", "pk": KEY, "sep": ";"}, {"name": "produtos", "pk": "IdProduto", "sep": ";"}]
+
+
+@pytest.fixture
+def www(tmp_path: Path) -> Path:
+    folder = tmp_path / "www"
+    folder.mkdir()
+    shutil.copyfile(V1, folder / "clientes.csv")
+    shutil.copyfile(DATA / "produtos_41.csv", folder / "produtos.csv")
+    return folder
+
+
+def config(folder: Path, url: str, tables: list[dict] = TABLES):
+    return parse_config({"source": {"type": "http", "url": url}, "lake": "lake", "data_dir": "data",
+                         "tables": tables}, base_dir=folder)
+
+
+def fetch(source: HttpSource, dest: Path, names=("clientes",), last_version: str | None = None):
+    dest.mkdir(exist_ok=True)
+    return source.fetch([TableConfig(n, ("id",)) for n in names], dest, last_version=last_version)
+
+
+def test_an_unchanged_file_is_not_downloaded_again_and_the_cycle_is_skipped(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        path = write_config(tmp_path, source={"type": "http", "url": server.url + "/{table}.csv"}, tables=TABLES)
+        first = run_cli("--once", "--config", str(path))
+        assert first.code == 0, first.err
+        second = run_cli("--once", "--config", str(path))
+        assert second.code == 0, second.err
+        assert "nothing to capture" in second.err + second.out and "skipped" in second.out
+        assert server.statuses("/clientes.csv") == [200, 304] and server.statuses("/produtos.csv") == [200, 304]
+        sent = [r["headers"] for r in server.requests if r["status"] == 304]
+        assert all(h.get("If-None-Match", "").startswith('"') and h.get("If-Modified-Since") for h in sent)
+
+
+def test_a_changed_file_is_captured_and_the_unchanged_one_is_fetched_again(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        cfg = config(tmp_path, server.url + "/{table}.csv")
+        assert run_once(cfg).ok
+        shutil.copyfile(V2, www / "clientes.csv")
+        report = run_once(cfg)
+        assert [(t.status, t.counts) for t in report.tables] == [
+            ("changes", {"I": 27, "U": 138, "D": 0}), ("unchanged", {"I": 0, "U": 0, "D": 0})]
+        assert server.statuses("/produtos.csv") == [200, 304, 200]  # needed again for the capture
+        third = run_once(cfg)
+        assert [t.status for t in third.tables] == ["skipped", "skipped"]  # the new validators were recorded
+
+
+@pytest.mark.parametrize(("etag", "last_modified", "statuses"), [
+    (False, True, [200, 304]),  # Last-Modified alone: If-Modified-Since
+    (False, False, [200, 200]),  # no validators: downloaded, and recognised unchanged by its bytes
+])
+def test_weaker_servers_are_still_skipped_when_unchanged(www: Path, tmp_path: Path, etag: bool,
+                                                         last_modified: bool, statuses: list[int]):
+    with FileServer(www, etag=etag, last_modified=last_modified) as server:
+        cfg = config(tmp_path, server.url + "/{table}.csv", TABLES[:1])
+        assert run_once(cfg).ok
+        assert run_once(cfg).tables[0].status == "skipped"
+        assert server.statuses("/clientes.csv") == statuses
+
+
+@pytest.mark.parametrize(("faults", "message"), [
+    ([404], r'Table "clientes": http://127\.0\.0\.1:\d+/clientes\.csv does not exist \(HTTP 404\) — fix'),
+    ([401], r"was refused \(HTTP 401\) — the server wants credentials"),
+    ([403], r"was refused \(HTTP 403\)"),
+    ([500, 502, 503], r"did not answer after 3 attempts \(last: HTTP 503 Service Unavailable\) — the server"),
+    ([418], r"answered HTTP 418"),
+])
+def test_faults_fail_the_table_in_one_line(www: Path, tmp_path: Path, faults: list[int], message: str):
+    with FileServer(www) as server:
+        server.faults["/clientes.csv"] = list(faults)
+        got = fetch(HttpSource(server.url + "/{table}.csv", attempts=3, backoff=0.001), tmp_path / "in")
+        assert list(got.errors) == ["clientes"] and not got.files
+        assert len(str(got.errors["clientes"]).splitlines()) == 1
+        assert re.search(message, str(got.errors["clientes"]))
+        assert not list((tmp_path / "in").iterdir())  # no partial file left behind
+
+
+@pytest.mark.parametrize("faults", [[503, 503], [429], [500]])
+def test_transient_answers_are_retried(www: Path, tmp_path: Path, faults: list[int]):
+    with FileServer(www) as server:
+        server.faults["/clientes.csv"] = list(faults)
+        got = fetch(HttpSource(server.url + "/{table}.csv", attempts=3, backoff=0.001), tmp_path / "in")
+        assert not got.errors and got.files["clientes"].read_bytes() == V1.read_bytes()
+        assert server.statuses("/clientes.csv") == [*faults, 200]
+
+
+def test_a_server_that_does_not_answer_in_time_is_retried_then_reported(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        server.delay = 1.0
+        got = fetch(HttpSource(server.url + "/{table}.csv", attempts=2, backoff=0.001, timeout=0.2),
+                    tmp_path / "in")
+    assert "did not answer after 2 attempts (last: timed out)" in str(got.errors["clientes"])
+
+
+def test_gzip_and_parquet_files_are_told_apart_by_their_bytes(www: Path, tmp_path: Path):
+    (www / "gz").mkdir()
+    (www / "gz" / "clientes").write_bytes(gzip.compress(V1.read_bytes()))  # no suffix, octet-stream
+    table = pacsv.read_csv(V1, parse_options=pacsv.ParseOptions(delimiter=";"))
+    pq.write_table(table, www / "gz" / "produtos")
+    with FileServer(www) as server:
+        got = fetch(HttpSource(server.url + "/gz/{table}"), tmp_path / "in", ("clientes", "produtos"))
+        assert sorted(p.name for p in got.files.values()) == ["clientes.csv.gz", "produtos.parquet"]
+        report = run_once(config(tmp_path, server.url + "/gz/{table}",
+                                 [TABLES[0], {"name": "produtos", "pk": KEY}]))
+        assert [t.rows for t in report.tables] == [3837, 3837]
+
+
+def test_an_html_page_is_refused(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        server.content_type = "text/html; charset=utf-8"
+        got = fetch(HttpSource(server.url + "/{table}.csv"), tmp_path / "in")
+    assert "answered with an HTML page, not a CSV or Parquet file" in str(got.errors["clientes"])
+
+
+def test_credentials_in_the_url_are_sent_and_never_shown(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        server.auth = "Basic " + base64.b64encode(b"partner:S3cret-Pass").decode()
+        url = server.url.replace("http://", "http://partner:S3cret-Pass@") + "/{table}.csv"
+        path = write_config(tmp_path, source={"type": "http", "url": url}, tables=TABLES[:1])
+        good = run_cli("--once", "--config", str(path))
+        assert good.code == 0, good.err
+        wrong = write_config(tmp_path, source={"type": "http", "url": url.replace("S3cret", "Wr0ng")},
+                             tables=TABLES[:1], data_dir="data2", lake="lake2")
+        bad = run_cli("--once", "--config", str(wrong))
+    assert bad.code == 1 and "was refused (HTTP 401)" in bad.err
+    everything = good.out + good.err + bad.out + bad.err + (tmp_path / "data" / "logs" / "cdc.log").read_text()
+    assert "S3cret-Pass" not in everything and "Wr0ng-Pass" not in everything
+    assert "http http://partner:***@127.0.0.1" in good.out

@@ -1,0 +1,250 @@
+"""The postgres source against a real PostgreSQL 15 server: types, real SQL changes, one snapshot, and faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from cdc_core.config import parse_config
+from cdc_core.pipeline import run_once
+
+from .clientes_db import KEY, V1, pg_create
+from .conftest import ROOT, run_cli, write_config
+
+GATE = """CREATE FUNCTION gate(i bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+          BEGIN IF i = {at} THEN PERFORM pg_advisory_xact_lock_shared(42); END IF; RETURN true; END $$"""
+
+
+def config(folder: Path, dsn: str | None, tables: list[dict], **extra):
+    source = {"type": "postgres", **({"dsn": dsn} if dsn else {})}
+    raw = {"source": source, "lake": "lake", "data_dir": "data", "tables": tables, **extra}
+    return parse_config(raw, base_dir=folder)
+
+
+def full_load(folder: Path, table: str) -> Path:
+    return folder / "lake" / "full-load" / table / f"{table}.parquet"
+
+
+def cdc_rows(folder: Path, table: str) -> list[dict]:
+    (path,) = sorted((folder / "lake" / "cdc" / table).glob("*.parquet"))[-1:]
+    return pq.read_table(path).drop_columns(["_cdc_run_id", "_cdc_captured_at"]).to_pylist()
+
+
+def test_database_types_reach_the_lake_as_the_lakes_types(pg, tmp_path: Path):
+    pg.sql("CREATE TYPE mood AS ENUM ('ok', 'sad')",
+           """CREATE TABLE everything (id integer PRIMARY KEY, small smallint, big bigint, price numeric(10,2),
+              exact numeric, wide numeric(40,0), ratio real, score double precision, active boolean, name text,
+              code varchar(5), fixed char(3), born date, seen timestamp(3), paid timestamptz, opens time,
+              length interval, doc json, docb jsonb, uid uuid, tags text[], raw bytea, cost money, addr inet,
+              feeling mood)""",
+           """INSERT INTO everything VALUES (1, -2, 9007199254740993, 12.50, 0.1000000000000000000001,
+              1234567890123456789012345678901234567890, 1.5, 0.1, true, 'José', 'ab', 'x', '2024-02-29',
+              '2024-02-01 10:00:00.123', '2024-02-01 10:00:00-03', '08:30', '1 day 2 hours', '{"a": [1, 2]}',
+              '{"b": 1}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{a,"b c"}', '\\x00ff', 12.34, '10.0.0.1',
+              'sad')""",
+           "INSERT INTO everything (id) VALUES (2)")
+    report = run_once(config(tmp_path, pg.dsn, [{"name": "everything", "pk": "id"}]))
+    assert report.ok, report.tables[0].error
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    path = str(full_load(tmp_path, "everything"))
+    types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+    assert types == {
+        "id": "VARCHAR", "small": "BIGINT", "big": "BIGINT", "price": "DECIMAL(10,2)", "exact": "VARCHAR",
+        "wide": "VARCHAR", "ratio": "DOUBLE", "score": "DOUBLE", "active": "BOOLEAN", "name": "VARCHAR",
+        "code": "VARCHAR", "fixed": "VARCHAR", "born": "DATE", "seen": "TIMESTAMP WITH TIME ZONE",
+        "paid": "TIMESTAMP WITH TIME ZONE", "opens": "VARCHAR", "length": "VARCHAR", "doc": "VARCHAR",
+        "docb": "VARCHAR", "uid": "VARCHAR", "tags": "VARCHAR", "raw": "BLOB", "cost": "VARCHAR",
+        "addr": "VARCHAR", "feeling": "VARCHAR"}
+    row = con.execute(f"SELECT * FROM '{path}' WHERE id = '1'").fetchone()
+    got = dict(zip(types, row, strict=True))
+    assert got["big"] == 9007199254740993 and str(got["price"]) == "12.50"
+    assert got["exact"] == "0.1000000000000000000001"  # numeric without precision: its exact text
+    assert got["wide"] == "1234567890123456789012345678901234567890"
+    assert got["score"] == 0.1 and got["name"] == "José" and got["fixed"] == "x  "
+    assert str(got["born"]) == "2024-02-29"
+    assert got["seen"].isoformat() == "2024-02-01T10:00:00.123000+00:00"  # a timestamp without zone: as UTC
+    assert got["paid"].isoformat() == "2024-02-01T13:00:00+00:00"  # timestamptz: the instant, in UTC
+    assert (got["opens"], got["length"], got["doc"], got["docb"]) == ("08:30:00", "1 day 02:00:00",
+                                                                      '{"a": [1, 2]}', '{"b": 1}')
+    assert (got["uid"], got["tags"], got["raw"], got["feeling"]) == (
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", '{a,"b c"}', b"\x00\xff", "sad")
+    empty = con.execute(f"SELECT * FROM '{path}' WHERE id = '2'").fetchone()
+    assert empty[1:] == (None,) * (len(types) - 1)
+
+
+def test_sql_updates_deletes_and_inserts_are_captured_exactly_and_nothing_else(pg, tmp_path: Path):
+    pg_create(pg, V1)
+    cfg = config(tmp_path, pg.dsn, [{"name": "clientes", "pk": KEY, "date_field": "DtAtualizacao"}])
+    first = run_once(cfg)
+    assert first.tables[0].status == "full_load" and first.tables[0].rows == 3837
+    assert first.source_version is None  # a database has no version to compare: every cycle reads
+    keys = [k for (k,) in pg.sql('SELECT "idCliente" FROM clientes ORDER BY 1 LIMIT 5')]
+    pg.sql(f"""UPDATE clientes SET "qtdePontos" = "qtdePontos" + 100, "DtAtualizacao" = '2025-09-20 12:00:00.500'
+               WHERE "idCliente" IN ('{keys[0]}', '{keys[1]}', '{keys[2]}')""",
+           f"""DELETE FROM clientes WHERE "idCliente" IN ('{keys[3]}', '{keys[4]}')""",
+           """INSERT INTO clientes VALUES ('new-client', 1, 0, 0, 0, 1, 7, '2025-09-20 12:00:00',
+              '2025-09-20 12:00:00')""")
+    second = run_once(cfg)
+    assert second.tables[0].status == "changes"
+    assert second.tables[0].counts == {"I": 1, "U": 3, "D": 2}
+    rows = {(r["op"], r[KEY]): r for r in cdc_rows(tmp_path, "clientes")}
+    assert set(rows) == {("U", k) for k in keys[:3]} | {("D", k) for k in keys[3:5]} | {("I", "new-client")}
+    assert all(rows["U", k]["DtAtualizacao"].isoformat() == "2025-09-20T12:00:00.500000+00:00" for k in keys[:3])
+    third = run_once(cfg)
+    assert third.tables[0].status == "unchanged" and third.tables[0].rows == 3836
+
+
+def test_all_tables_of_a_cycle_are_read_in_one_snapshot(pg, pg_server, tmp_path: Path):
+    """A change committed while the cycle runs is in none of its tables, even those read after it."""
+    pg.sql("CREATE TABLE a (id int PRIMARY KEY)", "INSERT INTO a VALUES (1), (2), (3)",
+           "CREATE TABLE b (id int PRIMARY KEY, v text)", "INSERT INTO b VALUES (1, 'before')", GATE.format(at=2))
+    holder = _hold_gate(pg)
+    tables = [{"name": "a", "pk": "id", "query": "SELECT id FROM a WHERE gate(id)"}, {"name": "b", "pk": "id"}]
+    result = {}
+    cycle = threading.Thread(target=lambda: result.update(report=run_once(config(tmp_path, pg.dsn, tables))))
+    cycle.start()
+    try:
+        _wait_for_gate(pg_server)  # the cycle's snapshot is taken: it is reading table a
+        pg.sql("UPDATE b SET v = 'after'", "INSERT INTO b VALUES (2, 'new')")
+    finally:
+        holder.close()
+    cycle.join(60)
+    assert result["report"].ok
+    assert pq.read_table(full_load(tmp_path, "b")).to_pylist() == [{"id": "1", "v": "before"}]
+    assert run_once(config(tmp_path, pg.dsn, tables)).tables[1].counts == {"I": 1, "U": 1, "D": 0}
+
+
+def test_a_connection_lost_mid_read_fails_the_cycle_and_the_next_one_recovers(pg, pg_server, tmp_path: Path):
+    pg.sql("CREATE TABLE small (id int PRIMARY KEY, v text)", "INSERT INTO small VALUES (1, 'a'), (2, 'b')",
+           "CREATE TABLE big AS SELECT i AS id, md5(i::text) AS v FROM generate_series(1, 100000) i",
+           "ALTER TABLE big ADD PRIMARY KEY (id)", GATE.format(at=60000))
+    tables = [{"name": "small", "pk": "id"}, {"name": "big", "pk": "id", "query": "SELECT * FROM big WHERE gate(id)"}]
+    path = write_config(tmp_path, source={"type": "postgres", "dsn": pg.dsn}, tables=tables)
+    assert run_cli("--once", "--config", str(path)).code == 0
+    pg.sql("UPDATE small SET v = 'changed' WHERE id = 1", "DELETE FROM big WHERE id <= 10")
+    holder = _hold_gate(pg)
+    cli = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(path)], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_gate(pg_server)  # `small` is read, `big` has streamed 59,999 rows
+        pg_server.stop("fast")  # terminates every session, then shuts down
+        out, err = cli.communicate(timeout=120)
+    finally:
+        holder.close()
+        cli.kill()
+        pg_server.start_if_stopped()
+    assert cli.returncode == 1 and out.count("FAILED") == 2  # both tables: they share one snapshot
+    lines = [line for line in err.splitlines() if line.startswith("Error") or "failed" in line.lower()]
+    assert lines and all("postgres@127.0.0.1" in line or "cdc@127.0.0.1" in line for line in lines), err
+    assert "connection was lost or the server stopped" in err and "Traceback" not in err
+    assert not (tmp_path / "lake" / "cdc").exists()  # nothing of the broken snapshot was captured
+    again = run_cli("--once", "--config", str(path))
+    assert again.code == 0, again.err
+    assert len(cdc_rows(tmp_path, "small")) == 1 and len(cdc_rows(tmp_path, "big")) == 10
+
+
+def test_a_wrong_password_is_one_line_that_never_shows_the_password(pg, tmp_path: Path):
+    pg_create(pg, V1)
+    dsn = pg.dsn.replace(pg.password, "Wr0ng-Secret-42")
+    path = write_config(tmp_path, source={"type": "postgres", "dsn": dsn}, tables=[{"name": "clientes", "pk": KEY}])
+    result = run_cli("--once", "--config", str(path))
+    assert result.code == 1
+    logged = (tmp_path / "data" / "logs" / "cdc.log").read_text()
+    assert "Wr0ng-Secret-42" not in result.out + result.err + logged
+    assert f'PostgreSQL at cdc@127.0.0.1:{pg.server.port}/{pg.name} rejected the login of user "cdc"' in result.err
+    assert "Traceback" not in result.err
+
+
+def test_an_unreachable_server_is_one_line(tmp_path: Path):
+    path = write_config(tmp_path, source={"type": "postgres", "dsn": "postgresql://cdc:pw@127.0.0.1:9/shop"},
+                        tables=[{"name": "clientes", "pk": KEY}])
+    result = run_cli("--once", "--config", str(path))
+    assert result.code == 1
+    assert "Cannot connect to PostgreSQL at cdc@127.0.0.1:9/shop" in result.err and "Traceback" not in result.err
+
+
+def test_a_missing_table_and_a_denied_table_fail_alone(pg, tmp_path: Path):
+    reader = f"reader_{pg.name}"[:60]
+    pg.server.sql(f"CREATE ROLE {reader} LOGIN PASSWORD 'reader-pw'")
+    pg_create(pg, V1)
+    pg.sql("CREATE TABLE secret (id int PRIMARY KEY)", f"GRANT SELECT ON clientes TO {reader}")
+    dsn = pg.server.dsn(reader, "reader-pw", pg.name)
+    tables = [{"name": "secret", "pk": "id"}, {"name": "nope", "pk": "id"}, {"name": "clientes", "pk": KEY}]
+    path = write_config(tmp_path, source={"type": "postgres", "dsn": dsn}, tables=tables)
+    result = run_cli("--once", "--config", str(path))
+    assert result.code == 1
+    assert (f'Table "secret": table public.secret in PostgreSQL at {reader}@127.0.0.1:{pg.server.port}/{pg.name} '
+            f'cannot be read: permission denied — GRANT SELECT on it to user "{reader}"') in result.err
+    assert 'Table "nope": table public.nope in PostgreSQL' in result.err and "does not exist" in result.err
+    assert pq.read_metadata(full_load(tmp_path, "clientes")).num_rows == 3837  # read after two failures
+
+
+def test_a_query_is_captured_like_a_table(pg, tmp_path: Path):
+    pg.sql("CREATE SCHEMA shop", "CREATE TABLE shop.orders (id int PRIMARY KEY, client text, total numeric(8,2))",
+           "INSERT INTO shop.orders VALUES (1, 'ana', 10.00), (2, 'ana', 5.50), (3, 'bia', 1.25)")
+    tables = [{"name": "totals", "pk": "client",
+               "query": "SELECT client, sum(total)::numeric(12,2) AS total, count(*) AS n FROM shop.orders "
+                        "GROUP BY client;"},
+              {"name": "orders", "pk": "id", "schema": "shop"}]
+    cfg = config(tmp_path, pg.dsn, tables)
+    assert run_once(cfg).ok
+    pg.sql("UPDATE shop.orders SET total = 6.50 WHERE id = 2")
+    second = run_once(cfg)
+    assert [t.counts for t in second.tables] == [{"I": 0, "U": 1, "D": 0}, {"I": 0, "U": 1, "D": 0}]
+    assert [(r["client"], str(r["total"]), r["n"]) for r in cdc_rows(tmp_path, "totals")] == [("ana", "16.50", 2)]
+
+
+def test_a_value_a_decimal_cannot_hold_asks_for_a_pin_and_the_pin_works(pg, tmp_path: Path):
+    pg.sql("CREATE TABLE prices (id int PRIMARY KEY, price numeric(8,2))",
+           "INSERT INTO prices VALUES (1, 1.50), (2, 'NaN')")
+    report = run_once(config(tmp_path, pg.dsn, [{"name": "prices", "pk": "id"}]))
+    assert report.tables[0].status == "failed"
+    assert 'column "price"' in report.tables[0].error and '"VARCHAR"' in report.tables[0].error
+    pinned = run_once(config(tmp_path, pg.dsn, [{"name": "prices", "pk": "id", "columns": {"price": "VARCHAR"}}]))
+    assert pinned.ok
+    assert pq.read_table(full_load(tmp_path, "prices")).sort_by("id").column("price").to_pylist() == ["1.50", "NaN"]
+
+
+def test_the_connection_may_come_from_the_pg_variables_in_dotenv(pg, tmp_path: Path):
+    pg_create(pg, V1)
+    (tmp_path / ".env").write_text(f"PGHOST=127.0.0.1\nPGPORT={pg.server.port}\nPGUSER={pg.user}\n"
+                                   f"PGPASSWORD={pg.password}\nPGDATABASE={pg.name}\n")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"source": {"type": "postgres"}, "lake": "lake", "data_dir": "data",
+                                "tables": [{"name": "clientes", "pk": KEY}]}))
+    result = run_cli("--once", "--config", str(path))
+    assert result.code == 0, result.err
+    assert f"postgres cdc@127.0.0.1:{pg.server.port}/{pg.name}" in result.out
+    assert pg.password not in result.out + result.err
+
+
+def _hold_gate(pg):
+    """A session holding the advisory lock that `gate()` waits for (advisory locks are per database)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    con = adbc.connect(pg.server.dsn(db=pg.name), autocommit=True)
+    with con.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(42)")
+        cur.fetchall()
+    return con
+
+
+def _wait_for_gate(server, timeout: float = 60) -> None:
+    """Until some session waits for the advisory lock (a capture reached the gate)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0][0]:
+            return
+        time.sleep(0.05)
+    pytest.fail("the capture never reached the gate")
