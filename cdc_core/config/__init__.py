@@ -1,0 +1,163 @@
+"""config.json (+ .env) → frozen dataclasses.
+
+The seed's keys (`dataset_name`, `aws`, `timer`, `tables`) load unchanged; `source`, `lake`, `data_dir`,
+`compression`, `engine` and `retention` are additions. Every validation error names the key and the fix.
+Relative paths (`lake`, `data_dir`, a directory source's `path`) are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .fields import _check_keys, _choice, _path, _positive_int, _seconds
+from .lakes import LakeConfig, _lake
+from .ops import ENV_REFERENCE, MetricsConfig, NotifyTarget, _metrics, _notify
+from .sources import SourceConfig, _check_database_keys, _source
+from .tables import TableConfig, _tables
+
+__all__ = ["ENV_REFERENCE", "Config", "EngineConfig", "LakeConfig", "MetricsConfig", "NotifyTarget", "SourceConfig",
+           "TableConfig", "Timer", "load_config", "parse_config"]
+
+
+TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
+TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
+            "retention", "workers", "lake_claim_timeout", "notify", "metrics"}
+ENGINE_KEYS = {"memory_limit", "threads"}
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Interval of the timed loop."""
+
+    unit: str = "hours"
+    value: float = 6
+
+    @property
+    def seconds(self) -> float:
+        return self.value * TIMER_UNITS[self.unit.rstrip("s")]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """DuckDB settings: memory cap (spills to `data_dir/tmp` beyond it) and threads."""
+
+    memory_limit: str | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, validated configuration."""
+
+    source: SourceConfig
+    lake: LakeConfig
+    tables: tuple[TableConfig, ...]
+    timer: Timer = Timer()
+    data_dir: Path = Path("data")
+    compression: str = "snappy"
+    engine: EngineConfig = EngineConfig()
+    retention: int = 10
+    workers: int = 2
+    lake_claim_timeout: float | None = None
+    notify: tuple[NotifyTarget, ...] = ()
+    metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def claim_timeout(self) -> float:
+        """Seconds after which another writer may take over a claim whose writer never came back."""
+        return self.lake_claim_timeout if self.lake_claim_timeout is not None else 3 * self.timer.seconds
+
+    def table(self, name: str) -> TableConfig:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise ConfigError(f'Table "{name}" is not in the config — choose one of: {", ".join(self.table_names)}')
+
+    @property
+    def table_names(self) -> list[str]:
+        return [t.name for t in self.tables]
+
+
+def load_config(path: str | Path = "config.json") -> Config:
+    """Read and validate a config file, loading `.env` from its folder first (existing variables win)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist — pass --config PATH or create it "
+                          "(see README.md, section Config)") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg}) — fix the JSON syntax") from None
+    _load_dotenv(path.parent / ".env")
+    return parse_config(raw, base_dir=path.parent.resolve(), path=path)
+
+
+def _load_dotenv(env_file: Path) -> None:
+    if env_file.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)
+
+
+def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Config:
+    """Validate a decoded config object; relative paths resolve against `base_dir`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("The config must be a JSON object with at least \"tables\" — see README.md")
+    _check_keys(raw, TOP_KEYS, "")
+    tables = _tables(raw.get("tables"))
+    source = _source(raw, base_dir)
+    _check_database_keys(tables, source)
+    return Config(
+        source=source,
+        lake=_lake(raw, base_dir),
+        tables=tables,
+        timer=_timer(raw.get("timer")),
+        data_dir=_path(raw.get("data_dir", "data"), "data_dir", base_dir),
+        compression=_choice(raw.get("compression", "snappy"), COMPRESSIONS, "compression"),
+        engine=_engine(raw.get("engine")),
+        retention=_positive_int(raw.get("retention", 10), "retention"),
+        workers=_positive_int(raw.get("workers", 2), "workers"),
+        lake_claim_timeout=_seconds(raw.get("lake_claim_timeout"), "lake_claim_timeout"),
+        notify=_notify(raw.get("notify")),
+        metrics=_metrics(raw.get("metrics")),
+        path=path,
+    )
+
+
+def _timer(raw: Any) -> Timer:
+    if raw is None:
+        return Timer()
+    if not isinstance(raw, dict):
+        raise ConfigError('Config key "timer" must be an object like {"unit": "hours", "value": 6}')
+    _check_keys(raw, {"unit", "value"}, "timer.")
+    unit = raw.get("unit", "hours")
+    if not isinstance(unit, str) or unit.lower().rstrip("s") not in TIMER_UNITS:
+        raise ConfigError(f'Config key "timer.unit" is {unit!r} — use seconds, minutes, hours or days')
+    value = raw.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f'Config key "timer.value" is {value!r} — use a positive number')
+    return Timer(unit=unit.lower(), value=value)
+
+
+def _engine(raw: Any) -> EngineConfig:
+    if raw is None:
+        return EngineConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError('Config key "engine" must be an object like {"memory_limit": "1GB"}')
+    _check_keys(raw, ENGINE_KEYS, "engine.")
+    limit = raw.get("memory_limit")
+    if limit is not None and not (isinstance(limit, str) and re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit)):
+        raise ConfigError(f'Config key "engine.memory_limit" is {limit!r} — use a size like "1GB" or "512MB"')
+    threads = raw.get("threads")
+    return EngineConfig(memory_limit=limit,
+                        threads=None if threads is None else _positive_int(threads, "engine.threads"))

@@ -1,0 +1,78 @@
+"""Checks of single config values: each error names the key and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f'did you mean "{close[0]}"?' if close else f"allowed keys: {', '.join(sorted(allowed))}"
+            raise ConfigError(f'Unknown config key "{where}{key}" — remove it or fix its name ({hint})')
+
+
+def _optional_str(raw: Any, where: str) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(f'Config key "{where}" must be a column name (a string) or null')
+    return raw
+
+
+def _optional_text(raw: Any, where: str, example: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use {example}, or remove the key')
+    return raw.strip()
+
+
+def _sep(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or len(raw) != 1:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use one character, e.g. ";" or ","')
+    return raw
+
+
+def _quote(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or len(raw) > 1:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use one character (default \'"\'), or "" for none')
+    return raw
+
+
+def _choice(raw: Any, allowed: tuple[str, ...], where: str) -> str:
+    if raw not in allowed:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use one of: {", ".join(allowed)}')
+    return raw
+
+
+def _bool(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use true or false')
+    return raw
+
+
+def _positive_int(raw: Any, where: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use a whole number of at least 1')
+    return raw
+
+
+def _seconds(raw: Any, where: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use a number of seconds above 0')
+    return float(raw)
+
+
+def _path(raw: Any, where: str, base_dir: Path) -> Path:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f'Config key "{where}" must be a folder path (a string)')
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else base_dir / path
