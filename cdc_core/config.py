@@ -23,7 +23,7 @@ COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 SOURCE_TYPES = ("demo", "directory", "kaggle")
 
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
-            "retention", "workers"}
+            "retention", "workers", "table_format", "iceberg"}
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "detect", "allow_empty"}
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
             "multipart_threshold_mb"}
@@ -96,6 +96,15 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class TableFormatConfig:
+    """The open table format kept in the lake next to its files: `delta` or `iceberg` (with its catalog)."""
+
+    name: str
+    namespace: str = "cdc"
+    catalog: dict[str, str] = field(default_factory=dict, hash=False)  # pyiceberg catalog properties
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, validated configuration."""
 
@@ -108,6 +117,7 @@ class Config:
     engine: EngineConfig = EngineConfig()
     retention: int = 10
     workers: int = 2
+    table_format: TableFormatConfig | None = None
     path: Path | None = field(default=None, compare=False)
 
     def table(self, name: str) -> TableConfig:
@@ -161,6 +171,7 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         engine=_engine(raw.get("engine")),
         retention=_positive_int(raw.get("retention", 10), "retention"),
         workers=_positive_int(raw.get("workers", 2), "workers"),
+        table_format=_table_format(raw),
         path=path,
     )
 
@@ -351,3 +362,35 @@ def _s3_lake(bucket: str, prefix: str, aws: dict) -> LakeConfig:
                       profile=aws.get("profile"),
                       multipart_threshold_mb=_positive_int(aws.get("multipart_threshold_mb", 64),
                                                            "aws.multipart_threshold_mb"))
+
+
+# --- table formats (Delta Lake / Iceberg tables in the lake) ---------------------------------------------------
+TABLE_FORMATS = ("delta", "iceberg")
+ICEBERG_KEYS = {"namespace", "catalog"}
+
+
+def _table_format(raw: dict) -> TableFormatConfig | None:
+    """`"table_format": "delta" | "iceberg"` and the `"iceberg"` block; an S3 lake needs an explicit catalog."""
+    name, iceberg = raw.get("table_format"), raw.get("iceberg")
+    if iceberg is not None and not isinstance(iceberg, dict):
+        raise ConfigError('Config key "iceberg" must be an object like {"namespace": "cdc", "catalog": {"type": '
+                          '"glue"}}')
+    iceberg = iceberg or {}
+    _check_keys(iceberg, ICEBERG_KEYS, "iceberg.")
+    if name is None:
+        return None
+    name = _choice(name, TABLE_FORMATS, "table_format")
+    namespace = iceberg.get("namespace", "cdc")
+    if not isinstance(namespace, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", namespace):
+        raise ConfigError(f'Config key "iceberg.namespace" is {namespace!r} — use letters, digits and "_" '
+                          '(e.g. "cdc")')
+    catalog = iceberg.get("catalog", {})
+    if not isinstance(catalog, dict) or not all(isinstance(v, str | int | float | bool) for v in catalog.values()):
+        raise ConfigError('Config key "iceberg.catalog" must be an object of pyiceberg catalog properties, e.g. '
+                          '{"type": "glue", "glue.region": "us-east-1"}')
+    catalog = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in catalog.items()}
+    lake = raw.get("lake") if isinstance(raw.get("lake"), str) else ""
+    if name == "iceberg" and not catalog and (lake.startswith("s3://") or (raw.get("lake") is None)):
+        raise ConfigError('Config key "iceberg.catalog" is missing: an S3 lake needs an explicit Iceberg catalog — '
+                          'add "iceberg": {"catalog": {"type": "glue"}} (or a SQL or REST catalog)')
+    return TableFormatConfig(name=name, namespace=namespace, catalog=catalog)
