@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,6 +75,29 @@ class Chain:
     def snapshot(self, run: FormatRun) -> pa.Table:
         return pq.read_table(run.snapshot)
 
+    def with_before_images(self) -> Chain:
+        """The same runs with change files as a later core may write them: a `B` row (the previous row) before
+        each `U` row, and a `_cdc_changed` list of column names on every row. Formats must ignore both."""
+        runs = self.runs[:1]
+        for previous, run in zip(self.runs, self.runs[1:]):
+            if run.changes is None:
+                runs.append(run)
+                continue
+            rows = pq.read_table(run.changes)
+            before = {tuple(r[k] for k in self.key): r for r in pq.read_table(previous.snapshot).to_pylist()}
+            out = []
+            for row in rows.to_pylist():
+                old = before.get(tuple(row[k] for k in self.key), {})
+                if row["op"] == "U":
+                    out.append({**{c: old.get(c) for c in row}, "op": "B", "_cdc_run_id": row["_cdc_run_id"],
+                                "_cdc_captured_at": row["_cdc_captured_at"], "_cdc_changed": None})
+                out.append({**row, "_cdc_changed": [c for c in row if c in old and old[c] != row[c]]})
+            path = run.changes.with_name(run.changes.stem + "_b.parquet")
+            pq.write_table(pa.Table.from_pylist(
+                out, schema=rows.schema.append(pa.field("_cdc_changed", pa.list_(pa.string())))), path)
+            runs.append(replace(run, changes=path))
+        return Chain(self.folder, self.table, self.key, self.sep, runs, self.counts)
+
 
 def demo_chain(folder: Path, table: str, key: str, versions: range, *, seed: int = 3,
                scale: float = 0.05) -> Chain:
@@ -117,19 +140,25 @@ def assert_same(actual: pa.Table, expected: pa.Table, key: tuple[str, ...], what
 def apply_and_check(fmt: TableFormat, chain: Chain, head: Callable[[str], object]) -> list[int]:
     """Apply every run: the state equals its snapshot, a second apply commits nothing; then travel back to each.
 
-    `head(table)` names the format table's latest commit (any value that changes on every commit).
+    `head(table)` names the format table's latest commit (any value that changes on every commit). A run with
+    nothing to write is not recorded (no commit) until a later run is: applied_version says None for it till then.
     """
     versions = []
     for run in chain.runs:
         assert fmt.applied_version(run.table, run.run_id) is None
         version = fmt.apply(run)
         versions.append(version)
-        assert fmt.applied_version(run.table, run.run_id) == version
+        applied = fmt.applied_version(run.table, run.run_id)
+        assert applied == version or (applied is None and run.changes is None and not run.first)
         assert_same(fmt.current(run.table), chain.snapshot(run), chain.key, f"state after {run.run_id}")
         before = head(run.table)
         assert fmt.apply(run) == version
         assert head(run.table) == before, f"applying {run.run_id} twice made a commit"
-    for run in chain.runs:
+    for run, version in zip(chain.runs, versions, strict=True):
+        if fmt.applied_version(run.table, run.run_id) is None:  # only trailing runs with nothing to write
+            assert run.changes is None and version == versions[-1]
+            continue
+        assert fmt.applied_version(run.table, run.run_id) == version
         assert_same(fmt.as_of(run.table, run.run_id), chain.snapshot(run), chain.key, f"as of {run.run_id}")
     return versions
 
@@ -187,3 +216,45 @@ def s3_lake(moto_endpoint: str, monkeypatch, tmp_path: Path) -> str:
     if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=BUCKET)
     return f"s3://{BUCKET}/{tmp_path.name}"
+
+
+# --- random snapshot sequences (hypothesis) ------------------------------------------------------------------
+
+def snapshot_sequences():
+    """Strategy: 2-4 small snapshots of one table keyed by `id`, whose columns come and go, hold NULLs, and may
+    widen to string once (then stay string) — the lake's rules for column types."""
+    import decimal
+
+    from hypothesis import strategies as st
+
+    pool = {
+        "i": (pa.int64(), st.integers(-(2**40), 2**40)),
+        "f": (pa.float64(), st.integers(-4000, 4000).map(lambda i: i / 4)),
+        "d": (pa.decimal128(10, 2), st.integers(-10**6, 10**6).map(lambda i: decimal.Decimal(i).scaleb(-2))),
+        "b": (pa.bool_(), st.booleans()),
+        "day": (pa.date32(), st.dates(min_value=datetime(2000, 1, 1).date(), max_value=datetime(2030, 1, 1).date())),
+        "ts": (pa.timestamp("us", tz="UTC"), st.datetimes(min_value=datetime(2000, 1, 1),
+                                                          max_value=datetime(2030, 1, 1)).map(
+            lambda d: d.replace(tzinfo=UTC))),
+        "Nome Ç": (pa.string(), st.text(max_size=5)),
+    }
+
+    @st.composite
+    def sequences(draw) -> list[pa.Table]:
+        widened: set[str] = set()
+        tables = []
+        for _ in range(draw(st.integers(2, 4))):
+            ids = sorted(draw(st.sets(st.sampled_from([f"k{i}" for i in range(8)]), max_size=6)))
+            columns = sorted(draw(st.sets(st.sampled_from(sorted(pool)))))
+            if columns and draw(st.booleans()):
+                widened.add(draw(st.sampled_from(columns)))
+            table = {"id": pa.array(ids, pa.string())}
+            for name in columns:
+                kind, values = pool[name]
+                row = [draw(st.none() | values) for _ in ids]
+                table[name] = (pa.array([None if v is None else str(v) for v in row], pa.string())
+                               if name in widened else pa.array(row, kind))
+            tables.append(pa.table(table))
+        return tables
+
+    return sequences()

@@ -7,12 +7,15 @@ import datetime as dt
 import decimal
 import multiprocessing
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
+from hypothesis import given, settings
 
 from cdc_core.errors import ConfigError, LakeError
 from cdc_core.formats.delta import APP_ID, RUN_KEY, DeltaFormat
@@ -78,8 +81,6 @@ def test_real_runs_give_state_feed_and_time_travel(fmt: DeltaFormat, tmp_path: P
 
 
 def pq_rows(run) -> int:
-    import pyarrow.parquet as pq
-
     return pq.ParquetFile(run.snapshot).metadata.num_rows
 
 
@@ -114,6 +115,14 @@ def test_demo_type_drift_widens_the_column_in_the_runs_one_commit(fmt: DeltaForm
             assert feed[versions[i]] == expected_cdf(chain.counts[i])
     assert fmt.current("transacao_produto").schema.field("IdProduto").type == pa.string()
     assert fmt.as_of("transacao_produto", chain.runs[widened - 1].run_id).schema.field("IdProduto").type == pa.int64()
+
+
+def test_before_images_and_changed_columns_of_a_later_core_are_ignored(fmt, tmp_path: Path):
+    chain = demo_chain(tmp_path / "runs", "clientes", "idCliente", range(1, 4)).with_before_images()
+    assert "B" in pq.read_table(chain.runs[1].changes)["op"].to_pylist()
+    versions = apply_and_check(fmt, chain, head(fmt))
+    feed = cdf_counts(fmt, "clientes")
+    assert [feed[v] for v in versions[1:]] == [expected_cdf(c) for c in chain.counts[1:]]
 
 
 # --- schema evolution ------------------------------------------------------------------------------------
@@ -277,3 +286,24 @@ def test_missing_deltalake_is_a_config_error_naming_the_extra(tmp_path: Path, mo
     monkeypatch.setitem(sys.modules, "deltalake", None)
     with pytest.raises(ConfigError, match=r"needs deltalake: pip install 'cdc-core\[delta\]'"):
         format_for(tmp_path, "delta")
+
+
+# --- the law, on random sequences ----------------------------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(format_runs.snapshot_sequences())
+def test_random_sequences_of_snapshots_come_back_run_by_run(snapshots):
+    with tempfile.TemporaryDirectory() as folder:
+        fmt = format_for(Path(folder), "delta")
+        chain = chain_of(Path(folder), *snapshots)
+        versions = apply_and_check(fmt, chain, head(fmt))
+        feed, history = cdf_counts(fmt, "t"), {c["version"]: c for c in commits(fmt, "t")}
+        for i in range(1, len(chain.runs)):
+            commit = history.get(versions[i])
+            if versions[i] == versions[i - 1]:  # nothing written
+                assert chain.runs[i].changes is None
+            elif commit["cdc.operation"] == "merge":
+                assert feed.get(versions[i], {}) == expected_cdf(chain.counts[i])
+            else:  # a rewrite: every old row out, every new row in
+                old, new = pq_rows(chain.runs[i - 1]), pq_rows(chain.runs[i])
+                assert feed.get(versions[i], {}) == {k: v for k, v in (("delete", old), ("insert", new)) if v}

@@ -102,13 +102,13 @@ class DeltaFormat:
                                 commit_properties=self._commit(run, "create"))
                 return self._existing(run.table).version()
             change = schema_change(pa.schema(dt.schema().to_arrow()), schema)
-            rows = change_rows(run, schema)
-            if run.first or change.rewrite or (change.added and not rows):
+            rows = None if run.first or change.rewrite else change_rows(run, schema)
+            if rows:
+                self._merge(dt, run, rows.rows, schema, added=bool(change.added))
+            elif rows is None or change.added:  # a new column but no change row names it: rewrite as well
                 why = "first capture again" if run.first else change.describe()
                 write_deltalake(dt, snapshot_reader(run), mode="overwrite", schema_mode="overwrite",
                                 commit_properties=self._commit(run, "rewrite", why))
-            elif rows:
-                self._merge(dt, run, rows.rows, schema, added=bool(change.added))
             else:
                 return dt.version()
         except CommitFailedError as exc:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -94,7 +95,7 @@ class IcebergFormat:
 
         table = self._load(run.table)
         if table is not None and self._applied(table, run.run_id):
-            return self._version_after(table, run.run_id)
+            return self._reached(table, run.run_id)
         schema = snapshot_schema(run)
         summary = {RUN_KEY: run.run_id}
         try:
@@ -103,23 +104,24 @@ class IcebergFormat:
                     self.identifier(run.table), schema=schema,
                     properties={"cdc.key": ",".join(run.key), LAST_RUN: run.run_id})
                 tx.append(snapshot_reader(run), snapshot_properties=summary)
-                tx.commit_transaction()
-                return self._version_after(self._existing(run.table), run.run_id)
+                return self._reached(tx.commit_transaction(), run.run_id)
             change = schema_change(table.schema().as_arrow(), schema)
-            rows = change_rows(run, schema)
-            if not (rows or run.first or change.added or change.removed or change.retyped):
-                return self._version_after(table, run.run_id)
+            rows = None if run.first or change.retyped else change_rows(run, schema)
+            if rows is not None and not rows and not (change.added or change.removed):
+                return table.current_snapshot().snapshot_id
             tx = table.transaction()
             _evolve(tx, change, schema)
             target = tx.table_metadata.schema().as_arrow()
-            if run.first or change.retyped:
-                tx.overwrite(_aligned(snapshot_reader(run), target), snapshot_properties=summary)
+            if rows is None:
+                with warnings.catch_warnings():  # pyiceberg warns when the table it overwrites is empty
+                    warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                    tx.overwrite(_aligned(snapshot_reader(run), target), snapshot_properties=summary)
             elif rows:
                 _copy_on_write(tx, table, run.key, rows.rows, summary)
             else:
                 tx.append(target.empty_table(), snapshot_properties=summary)
             tx.set_properties({LAST_RUN: run.run_id})
-            tx.commit_transaction()
+            table = tx.commit_transaction()
         except (CommitFailedException, ValidationException, TableAlreadyExistsError) as exc:
             raise LakeError(f'Another writer committed to the Iceberg table {".".join(self.identifier(run.table))} '
                             f"first, so run {run.run_id} was not applied ({str(exc).splitlines()[0]}) — the run "
@@ -127,7 +129,7 @@ class IcebergFormat:
         except OSError as exc:
             raise LakeError(f'Cannot write the Iceberg table of "{run.table}" ({exc}) — check the lake and the '
                             "catalog are reachable and writable; the run stays pending and is retried") from None
-        return self._version_after(self._existing(run.table), run.run_id)
+        return self._reached(self._existing(run.table), run.run_id)
 
     # --- reading -------------------------------------------------------------------------------------------
     def _applied(self, table: Table, run_id: str) -> bool:
@@ -137,21 +139,26 @@ class IcebergFormat:
                             'property) — drop it or choose another "iceberg.namespace"')
         return last >= run_id
 
-    def _version_after(self, table: Table, run_id: str) -> int:
-        """The id of the last snapshot of a run at or before `run_id` (the state right after it)."""
+    def _version_after(self, table: Table, run_id: str) -> int | None:
+        """The id of the last snapshot of a run at or before `run_id` (the state right after it), if any."""
         found = None
         for entry in table.history():  # the main branch's snapshots, oldest first
             snapshot = table.snapshot_by_id(entry.snapshot_id)
             ran = snapshot.summary[RUN_KEY] if snapshot and snapshot.summary else None
             if ran and ran <= run_id:
                 found = entry.snapshot_id
-        if found is None:
-            raise LakeError(f'The Iceberg table {".".join(table.name())} has no snapshot of run {run_id} or earlier '
-                            "— older snapshots may have been expired")
         return found
 
+    def _reached(self, table: Table, run_id: str) -> int:
+        version = self._version_after(table, run_id)
+        if version is None:
+            raise LakeError(f'The Iceberg table {".".join(table.name())} has no snapshot of run {run_id} or earlier: '
+                            "the table started with a later run, or its older snapshots were expired")
+        return version
+
     def applied_version(self, table: str, run_id: str) -> int | None:
-        """The snapshot id after `run_id`, or None when the table has not reached that run."""
+        """The snapshot id holding the state after `run_id`; None when the table has not reached that run, or
+        started after it."""
         found = self._load(table)
         if found is None or not self._applied(found, run_id):
             return None
@@ -161,10 +168,10 @@ class IcebergFormat:
         return normalize(self._existing(table).scan().to_arrow())
 
     def as_of(self, table: str, run_id: str) -> pa.Table:
-        version = self.applied_version(table, run_id)
-        if version is None:
+        found = self._existing(table)
+        if not self._applied(found, run_id):
             raise LakeError(f'Run {run_id} is not applied to the Iceberg table of "{table}" yet — capture it first')
-        return normalize(self._existing(table).scan(snapshot_id=version).to_arrow())
+        return normalize(found.scan(snapshot_id=self._reached(found, run_id)).to_arrow())
 
 
 def _evolve(tx: Transaction, change, schema: pa.Schema) -> None:
