@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -112,9 +113,15 @@ def spawn(a: argparse.Namespace, run: str, data: dict, **extra: str) -> dict:
     for k, v in extra.items():
         cmd += [f"--_{k}", str(v)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-    if proc.returncode:
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode and not (lines and lines[-1].startswith("{")):
         sys.exit(f"{proc.stderr.rstrip()}\n!! {run} {extra.get('format', '')} failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(lines[-1])
+    if proc.returncode:  # it reported, then died on the way out: keep the measurement, say so
+        print(f"!! {run} {extra.get('format', '')} exited {proc.returncode} after reporting: "
+              f"{proc.stderr.strip()[-300:]}", file=sys.stderr)
+        result["exit_code"] = proc.returncode
+    return result
 
 
 def median_of(results: list[dict]) -> dict:
@@ -128,7 +135,8 @@ def bench(a: argparse.Namespace) -> None:
     data = prepare(a.rows, "parquet", workdir)
     folder = workdir / f"clientes-{a.rows}"
     data["changes"] = str(folder / "changes.parquet")
-    result = {"rows": a.rows, "repeat": a.repeat, "expected": data["expected"], "machine": {
+    result = {"rows": a.rows, "repeat": a.repeat, "expected": data["expected"],
+              "load_avg_1m": round(os.getloadavg()[0], 2), "machine": {
         **machine(), **{m: metadata.version(m) for m in ("deltalake", "pyiceberg")}}, "formats": {}}
     diffs = []
     for i in range(a.repeat):
@@ -154,6 +162,7 @@ def bench(a: argparse.Namespace) -> None:
                   file=sys.stderr)
             applies.append(run)
         result["formats"][name] = {"create": median_of([create]), "apply": median_of(applies),
+                                   "exit_codes": [r["exit_code"] for r in [create, *applies] if "exit_code" in r],
                                    "over_diff": round(median_of(applies)["median_s"] / result["diff"]["median_s"],
                                                       2)}
         shutil.rmtree(home, ignore_errors=True)
@@ -171,7 +180,8 @@ def render(results: list[dict]) -> str:
                          f"{v['apply']['median_s']:.2f} | {', '.join(f'{s:.2f}' for s in v['apply']['runs_s'])} | "
                          f"{v['apply']['peak_rss_mib']:.0f} | {r['diff']['median_s']:.2f} | {v['over_diff']}× |")
     m = results[0]["machine"]
-    lines += ["", f"{m['cores']} cores, {m['ram']}, Python {m['python']}, deltalake {m['deltalake']}, pyiceberg "
+    lines += ["", "load average at start: " + ", ".join(f"{label(r['rows'])}: {r.get('load_avg_1m')}" for r in results),
+              "", f"{m['cores']} cores, {m['ram']}, Python {m['python']}, deltalake {m['deltalake']}, pyiceberg "
               f"{m['pyiceberg']}, pyarrow {m['pyarrow']}, commit {m['git']}, {m['date']}; churn per run: "
               + ", ".join(f"{label(r['rows'])}: I {r['expected']['I']:,} U {r['expected']['U']:,} "
                           f"D {r['expected']['D']:,}" for r in results)]

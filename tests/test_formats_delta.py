@@ -8,6 +8,7 @@ import decimal
 import multiprocessing
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from deltalake import DeltaTable
 from hypothesis import given, settings
 
 from cdc_core.errors import ConfigError, LakeError
+from cdc_core.formats import differences
 from cdc_core.formats.delta import APP_ID, RUN_KEY, DeltaFormat
 
 from . import format_runs
@@ -269,6 +271,18 @@ def test_kill_9_during_apply_then_rerun_applies_the_run_exactly_once(fmt: DeltaF
     assert cdf_counts(fmt, "clientes")[version] == expected_cdf(chain.counts[1])
 
 
+def test_tables_applied_from_parallel_workers(fmt, tmp_path: Path):
+    """The pipeline captures tables in parallel threads with one format object."""
+    chains = [demo_chain(tmp_path / name, name, key, range(1, 5))
+              for name, key in (("clientes", "idCliente"), ("transacoes", "IdTransacao"), ("produtos", "IdProduto"))]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda chain: [fmt.apply(run) for run in chain.runs], chains))
+    for chain in chains:
+        assert_same(fmt.current(chain.table), chain.snapshot(chain.runs[-1]), chain.key, chain.table)
+        for run in chain.runs[1:]:
+            assert fmt.applied_version(chain.table, run.run_id) is not None or run.changes is None
+
+
 # --- S3 ----------------------------------------------------------------------------------------------------
 
 def test_s3_lake_real_runs_with_change_feed(s3_lake: str, tmp_path: Path):
@@ -307,3 +321,16 @@ def test_random_sequences_of_snapshots_come_back_run_by_run(snapshots):
             else:  # a rewrite: every old row out, every new row in
                 old, new = pq_rows(chain.runs[i - 1]), pq_rows(chain.runs[i])
                 assert feed.get(versions[i], {}) == {k: v for k, v in (("delete", old), ("insert", new)) if v}
+
+
+def test_differences_says_what_differs_for_verify(fmt: DeltaFormat, tmp_path: Path):
+    chain = chain_of(tmp_path, BASE, BASE.slice(1))
+    fmt.apply(chain.runs[0])
+    state, key = fmt.current("t"), ("id",)
+    assert differences(state, BASE, key) is None
+    assert differences(state, chain.snapshot(chain.runs[1]), key) == "4 rows, not 3"
+    assert differences(state, BASE.drop_columns(["name"]), key) == "columns differ (extra: name; missing: —)"
+    assert differences(state, BASE.set_column(1, "n", pa.array(["1", "2", "3", "4"])), key) == \
+        "column types differ: n is int64, not string"
+    assert differences(state, BASE.set_column(2, "name", pa.array(["a", "b", "x", "d"])), key) == \
+        "row 3 in key order differs (id='3')"

@@ -8,6 +8,7 @@ import decimal
 import multiprocessing
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -208,6 +209,18 @@ def test_kill_9_during_apply_then_rerun_applies_the_run_exactly_once(fmt: Iceber
     fmt.apply(chain.runs[1])
     assert [r for r, _ in run_snapshots(fmt, "clientes")] == [r.run_id for r in chain.runs]
     assert_same(fmt.current("clientes"), chain.snapshot(chain.runs[1]), ("idCliente",))
+
+
+def test_tables_applied_from_parallel_workers(fmt, tmp_path: Path):
+    """The pipeline captures tables in parallel threads with one format object."""
+    chains = [demo_chain(tmp_path / name, name, key, range(1, 5))
+              for name, key in (("clientes", "idCliente"), ("transacoes", "IdTransacao"), ("produtos", "IdProduto"))]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda chain: [fmt.apply(run) for run in chain.runs], chains))
+    for chain in chains:
+        assert_same(fmt.current(chain.table), chain.snapshot(chain.runs[-1]), chain.key, chain.table)
+        for run in chain.runs[1:]:
+            assert fmt.applied_version(chain.table, run.run_id) is not None or run.changes is None
 
 
 # --- S3 with the Glue catalog ------------------------------------------------------------------------------

@@ -89,4 +89,11 @@ def run_number(run_id: str) -> int:
     return int(digits)
 
 
-__all__ = ["KNOWN_FORMATS", "FormatRun", "TableFormat", "make_format", "run_number"]
+def differences(actual: pa.Table, expected: pa.Table, key: tuple[str, ...]) -> str | None:
+    """None when a format table's state equals a snapshot (columns, types, rows in any order); else what differs."""
+    from .changes import differences as compare
+
+    return compare(actual, expected, key)
+
+
+__all__ = ["KNOWN_FORMATS", "FormatRun", "TableFormat", "differences", "make_format", "run_number"]

@@ -114,3 +114,34 @@ def schema_change(table: pa.Schema, snapshot: pa.Schema) -> SchemaChange:
     return SchemaChange(added=[f.name for f in new if f.name not in old.names],
                         removed=[f.name for f in old if f.name not in new.names],
                         retyped=[f.name for f in new if f.name in old.names and old.field(f.name).type != f.type])
+
+
+def differences(actual: pa.Table, expected: pa.Table, key: tuple[str, ...]) -> str | None:
+    """None when two states hold the same columns, types and rows (any order); else what differs, in one line.
+
+    For `verify`: a format table's `current()` against the committed snapshot.
+    """
+    actual, expected = normalize(actual), normalize(expected)
+    if set(actual.column_names) != set(expected.column_names):
+        extra = sorted(set(actual.column_names) - set(expected.column_names))
+        missing = sorted(set(expected.column_names) - set(actual.column_names))
+        return f"columns differ (extra: {', '.join(extra) or '—'}; missing: {', '.join(missing) or '—'})"
+    actual = actual.select(expected.column_names)
+    retyped = [f"{f.name} is {actual.schema.field(f.name).type}, not {f.type}" for f in expected.schema
+               if actual.schema.field(f.name).type != f.type]
+    if retyped:
+        return "column types differ: " + "; ".join(retyped)
+    if actual.num_rows != expected.num_rows:
+        return f"{actual.num_rows:,} rows, not {expected.num_rows:,}"
+    order = [(k, "ascending") for k in key]
+    a, e = actual.sort_by(order), expected.sort_by(order)
+    if a.equals(e):
+        return None
+    for start in range(0, a.num_rows, 65536):  # find the first differing row without materialising all rows
+        a_part, e_part = a.slice(start, 65536), e.slice(start, 65536)
+        if not a_part.equals(e_part):
+            for i, (x, y) in enumerate(zip(a_part.to_pylist(), e_part.to_pylist(), strict=True)):
+                if x != y:
+                    where = ", ".join(f"{k}={y[k]!r}" for k in key)
+                    return f"row {start + i + 1:,} in key order differs ({where})"
+    return "the rows differ"

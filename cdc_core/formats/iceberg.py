@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import warnings
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,7 @@ class IcebergFormat:
     def __init__(self, config: TableFormatConfig, lake: LakeConfig):
         self.config, self.lake = config, lake
         self._catalog: Catalog | None = None
+        self._lock = threading.Lock()
 
     def catalog_properties(self) -> dict[str, str]:
         """The pyiceberg catalog properties: the configured ones, else SQLite in the local lake."""
@@ -62,13 +64,19 @@ class IcebergFormat:
 
     @property
     def catalog(self) -> Catalog:
-        if self._catalog is None:
-            from pyiceberg.catalog import load_catalog
+        """The catalog, connected once (tables are captured in parallel threads) with the namespace made."""
+        with self._lock:
+            if self._catalog is None:
+                from pyiceberg.catalog import load_catalog
 
-            catalog = load_catalog(CATALOG_NAME, **self.catalog_properties())
-            catalog.create_namespace_if_not_exists(self.config.namespace)
-            self._catalog = catalog
-        return self._catalog
+                catalog = load_catalog(CATALOG_NAME, **self.catalog_properties())
+                try:
+                    catalog.create_namespace_if_not_exists(self.config.namespace)
+                except Exception:  # another process made it at the same moment (a SQLite unique-key error)
+                    if not catalog.namespace_exists(self.config.namespace):
+                        raise
+                self._catalog = catalog
+            return self._catalog
 
     def identifier(self, table: str) -> tuple[str, str]:
         return (self.config.namespace, table)
