@@ -334,3 +334,26 @@ def test_differences_says_what_differs_for_verify(fmt: DeltaFormat, tmp_path: Pa
         "column types differ: n is int64, not string"
     assert differences(state, BASE.set_column(2, "name", pa.array(["a", "b", "x", "d"])), key) == \
         "row 3 in key order differs (id='3')"
+
+
+def test_readme_readers_deltalake_and_pyarrow(tmp_path: Path):
+    """What the README shows a user: the table read with deltalake and pyarrow, by path, now and as of a run."""
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+
+    chain = real_chain(tmp_path / "runs", "clientes")
+    fmt = format_for(tmp_path, "delta")
+    versions = [fmt.apply(run) for run in chain.runs]
+    path = str(tmp_path / "lake" / "delta" / "clientes")
+    dt_ = DeltaTable(path)
+    assert dt_.to_pyarrow_table().num_rows == pq_rows(chain.runs[1])
+    dataset = dt_.to_pyarrow_dataset()
+    assert dataset.to_table(filter=ds.field("flEmail") == 1).num_rows == \
+        pq.read_table(chain.runs[1].snapshot, filters=[("flEmail", "=", 1)]).num_rows
+    runs = {h["cdc.run_id"]: h["version"] for h in dt_.history() if "cdc.run_id" in h}
+    assert runs == dict(zip([r.run_id for r in chain.runs], versions, strict=True))
+    assert DeltaTable(path, version=runs[chain.runs[0].run_id]).to_pyarrow_table().num_rows == \
+        pq_rows(chain.runs[0])
+    changes = pa.table(dt_.load_cdf(starting_version=1))
+    assert sorted(set(changes["_change_type"].cast(pa.string()).to_pylist())) == \
+        ["insert", "update_postimage", "update_preimage"]

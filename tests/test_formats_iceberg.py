@@ -262,3 +262,23 @@ def test_random_sequences_of_snapshots_come_back_run_by_run(snapshots):
         fmt = format_for(Path(folder), "iceberg")
         chain = chain_of(Path(folder), *snapshots)
         apply_and_check(fmt, chain, head(fmt))
+
+
+def test_readme_reader_pyiceberg_with_the_default_sqlite_catalog(tmp_path: Path):
+    """What the README shows a user: the default catalog opened by hand, the table now and as of a run."""
+    from pyiceberg.catalog import load_catalog
+
+    chain = real_chain(tmp_path / "runs", "clientes")
+    fmt = format_for(tmp_path, "iceberg")
+    for run in chain.runs:
+        fmt.apply(run)
+    lake = tmp_path / "lake"
+    catalog = load_catalog("cdc", type="sql", uri=f"sqlite:///{lake}/iceberg/catalog.db",
+                           warehouse=f"file://{lake}/iceberg")
+    table = catalog.load_table("cdc.clientes")
+    assert table.location() == f"file://{lake}/iceberg/cdc/clientes"
+    assert table.scan().to_arrow().num_rows == chain.snapshot(chain.runs[1]).num_rows
+    runs = {s.summary["cdc.run_id"]: s.snapshot_id for s in table.snapshots()}
+    assert table.scan(snapshot_id=runs[chain.runs[0].run_id]).to_arrow().num_rows == \
+        chain.snapshot(chain.runs[0]).num_rows
+    assert table.properties["cdc.key"] == "idCliente"
