@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 from hypothesis import given, settings
 
 from cdc_core.errors import ConfigError, LakeError
-from cdc_core.formats import differences
+from cdc_core.formats import CommitConflict, differences
 from cdc_core.formats.delta import APP_ID, RUN_KEY, DeltaFormat
 
 from . import format_runs
@@ -236,10 +236,20 @@ def test_a_writer_that_read_before_another_committed_loses_the_race(fmt: DeltaFo
     stale = delta(fmt, "t")  # the other writer read version 0 …
     fmt.apply(chain.runs[1])  # … then this one committed run 2
     monkeypatch.setattr(other, "_open", lambda table, version=None: stale)
-    with pytest.raises(LakeError, match="lost the race"):
+    with pytest.raises(CommitConflict, match="lost the race"):
         other.apply(chain.runs[1])
     assert [c.get(RUN_KEY) for c in commits(fmt, "t")] == [r.run_id for r in chain.runs]
     assert_same(fmt.current("t"), chain.snapshot(chain.runs[1]), ("id",))
+
+
+def test_two_writers_creating_the_table_one_loses(fmt, tmp_path: Path, monkeypatch):
+    chain = chain_of(tmp_path, BASE)
+    other = format_for(tmp_path, "delta")
+    monkeypatch.setattr(other, "_open", lambda table, version=None: None)  # it looked before this one created the table
+    fmt.apply(chain.runs[0])
+    with pytest.raises(CommitConflict, match="lost the race"):
+        other.apply(chain.runs[0])
+    assert_same(fmt.current("t"), BASE, ("id",))
 
 
 def _apply_in_child(lake: str, folder: str, run, ready) -> None:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 
 from cdc_core.errors import ConfigError, LakeError
+from cdc_core.formats import CommitConflict
 from cdc_core.formats.iceberg import LAST_RUN, RUN_KEY, IcebergFormat
 
 from . import format_runs
@@ -177,10 +178,20 @@ def test_a_writer_that_read_before_another_committed_loses_the_race(fmt: Iceberg
     stale = other._existing("t")  # the other writer loaded the table …
     fmt.apply(chain.runs[1])  # … then this one committed run 2
     monkeypatch.setattr(other, "_load", lambda table: stale)
-    with pytest.raises(LakeError, match="lost the race"):
+    with pytest.raises(CommitConflict, match="lost the race"):
         other.apply(chain.runs[1])
     assert [r for r, _ in run_snapshots(fmt, "t")] == [r.run_id for r in chain.runs]
     assert_same(fmt.current("t"), chain.snapshot(chain.runs[1]), ("id",))
+
+
+def test_two_writers_creating_the_table_one_loses(fmt, tmp_path: Path, monkeypatch):
+    chain = chain_of(tmp_path, BASE)
+    other = format_for(tmp_path, "iceberg")
+    monkeypatch.setattr(other, "_load", lambda table: None)  # it looked before this one created the table
+    fmt.apply(chain.runs[0])
+    with pytest.raises(CommitConflict, match="lost the race"):
+        other.apply(chain.runs[0])
+    assert_same(fmt.current("t"), BASE, ("id",))
 
 
 def _apply_in_child(folder: str, run, ready) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..config import LakeConfig, TableFormatConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, LakeError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -27,6 +27,10 @@ KNOWN_FORMATS = {
     "delta": ("cdc_core.formats.delta:DeltaFormat", "deltalake", "delta", "Delta"),
     "iceberg": ("cdc_core.formats.iceberg:IcebergFormat", "pyiceberg", "iceberg", "Iceberg"),
 }
+
+
+class CommitConflict(LakeError):
+    "Another writer committed to the format table first: the run was not applied (it lost the race)."
 
 
 @dataclass(frozen=True)
@@ -96,4 +100,4 @@ def differences(actual: pa.Table, expected: pa.Table, key: tuple[str, ...]) -> s
     return compare(actual, expected, key)
 
 
-__all__ = ["KNOWN_FORMATS", "FormatRun", "TableFormat", "differences", "make_format", "run_number"]
+__all__ = ["KNOWN_FORMATS", "CommitConflict", "FormatRun", "TableFormat", "differences", "make_format", "run_number"]

@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
-from . import FormatRun, run_number
+from ..logs import redact
+from . import CommitConflict, FormatRun, run_number
 from .changes import (
     DELETE,
     OP,
@@ -71,12 +72,15 @@ class DeltaFormat:
 
     def _open(self, table: str, version: int | None = None) -> DeltaTable | None:
         from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
+        from deltalake.exceptions import DeltaError, TableNotFoundError
 
         try:
             return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except DeltaError as exc:
+            raise LakeError(f'Cannot read the Delta table of "{table}" at {self.uri(table)} ({_first_line(exc)}) '
+                            "— check the lake is reachable") from None
 
     def _existing(self, table: str) -> DeltaTable:
         dt = self._open(table)
@@ -89,7 +93,7 @@ class DeltaFormat:
     def apply(self, run: FormatRun) -> int:
         """Apply `run` in one commit (none if it changes nothing) and return the table's version after it."""
         from deltalake import write_deltalake
-        from deltalake.exceptions import CommitFailedError
+        from deltalake.exceptions import CommitFailedError, DeltaError
 
         dt = self._open(run.table)
         if dt is not None and self._applied(dt, run.run_id):
@@ -112,9 +116,13 @@ class DeltaFormat:
             else:
                 return dt.version()
         except CommitFailedError as exc:
-            raise LakeError(f'Another writer committed to the Delta table of "{run.table}" first, so run '
-                            f"{run.run_id} was not applied ({str(exc).splitlines()[0]}) — the run lost the race; "
-                            "rebase on the lake and retry") from None
+            raise _conflict(run, exc) from None
+        except DeltaError as exc:
+            if "already exists" in str(exc):  # another writer created the table first
+                raise _conflict(run, exc) from None
+            raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} '
+                            f"({_first_line(exc)}) — check the lake is reachable and writable; the run stays "
+                            "pending and is retried") from None
         except OSError as exc:
             raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} ({exc}) — '
                             "check the lake is reachable and writable; the run stays pending and is retried") \
@@ -177,6 +185,16 @@ class DeltaFormat:
             raise LakeError(f'Run {run_id} is not applied to the Delta table of "{table}" yet — capture it first')
         version = _reached(self._version_after(dt, run_id), dt.table_uri, run_id)
         return normalize(self._open(table, version).to_pyarrow_table())
+
+
+def _conflict(run: FormatRun, exc: Exception) -> CommitConflict:
+    return CommitConflict(f'Another writer committed to the Delta table of "{run.table}" first, so run {run.run_id} '
+                          f"was not applied ({_first_line(exc)}) — the run lost the race; rebase on the lake and "
+                          "retry")
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _reached(version: int | None, uri: str, run_id: str) -> int:

@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 
 from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
-from . import FormatRun
+from ..logs import redact
+from . import CommitConflict, FormatRun
 from .changes import OP, UPSERT, change_rows, normalize, schema_change, snapshot_reader, snapshot_schema
 from .storage import iceberg_file_io, lake_uri
 
@@ -131,13 +132,14 @@ class IcebergFormat:
             tx.set_properties({LAST_RUN: run.run_id})
             table = tx.commit_transaction()
         except (CommitFailedException, ValidationException, TableAlreadyExistsError) as exc:
-            raise LakeError(f'Another writer committed to the Iceberg table {".".join(self.identifier(run.table))} '
-                            f"first, so run {run.run_id} was not applied ({str(exc).splitlines()[0]}) — the run "
-                            "lost the race; rebase on the lake and retry") from None
-        except OSError as exc:
-            raise LakeError(f'Cannot write the Iceberg table of "{run.table}" ({exc}) — check the lake and the '
-                            "catalog are reachable and writable; the run stays pending and is retried") from None
-        return self._reached(self._existing(run.table), run.run_id)
+            raise CommitConflict(f"Another writer committed to the Iceberg table {'.'.join(self.identifier(run.table))}"
+                                 f" first, so run {run.run_id} was not applied ({_first_line(exc)}) — the run lost "
+                                 "the race; rebase on the lake and retry") from None
+        except _backend_errors() as exc:
+            raise LakeError(f'Cannot write the Iceberg table of "{run.table}" ({_first_line(exc)}) — check the lake '
+                            "and the catalog are reachable and writable; the run stays pending and is retried") \
+                from None
+        return self._reached(table, run.run_id)
 
     # --- reading -------------------------------------------------------------------------------------------
     def _applied(self, table: Table, run_id: str) -> bool:
@@ -180,6 +182,28 @@ class IcebergFormat:
         if not self._applied(found, run_id):
             raise LakeError(f'Run {run_id} is not applied to the Iceberg table of "{table}" yet — capture it first')
         return normalize(found.scan(snapshot_id=self._reached(found, run_id)).to_arrow())
+
+
+def _backend_errors() -> tuple[type[Exception], ...]:
+    """What the file system, Glue (botocore) and SQL (SQLAlchemy) catalogs raise when storage fails."""
+    errors: list[type[Exception]] = [OSError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        errors += [BotoCoreError, ClientError]
+    except ImportError:
+        pass
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        errors.append(SQLAlchemyError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _evolve(tx: Transaction, change, schema: pa.Schema) -> None:
