@@ -9,6 +9,7 @@ import multiprocessing
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -183,6 +184,15 @@ def test_widened_column_becomes_string_in_one_commit(fmt: DeltaFormat, tmp_path:
     assert len(commits(fmt, "t")) == 2
 
 
+def test_zone_less_timestamps_are_written_as_utc_never_timestamp_ntz(fmt: DeltaFormat, tmp_path: Path):
+    naive = pa.array([dt.datetime(2025, 1, 1, h) for h in (1, 2, 3, 4)], pa.timestamp("ms"))
+    chain = chain_of(tmp_path, BASE.append_column("at", naive), BASE.append_column("at", naive).slice(1))
+    apply_and_check(fmt, chain, head(fmt))
+    assert fmt.current("t").schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert "timestampNtz" not in (delta(fmt, "t").protocol().writer_features or [])
+    assert fmt.current("t").sort_by("id")["at"][0].as_py() == dt.datetime(2025, 1, 1, 2, tzinfo=dt.UTC)
+
+
 def test_composite_key_and_awkward_column_names(fmt: DeltaFormat, tmp_path: Path):
     base = pa.table({"Loja": ["1", "1", "2"], "id item": ["a", "b", "a"], "preço.R$": [1.0, 2.0, 3.0],
                      "q`x": pa.array([1, 2, 3], pa.int64())})
@@ -215,6 +225,14 @@ def test_format_switched_on_later_starts_from_the_runs_snapshot(fmt: DeltaFormat
         fmt.as_of("t", chain.runs[0].run_id)
     with pytest.raises(LakeError, match="not applied"):
         fmt.as_of("t", chain.runs[1].run_id[:-1] + "9")
+
+
+def test_a_first_capture_again_replaces_the_state(fmt, tmp_path: Path):
+    """A lake started afresh (its first full load again) on an existing table: the snapshot becomes the state."""
+    other = pa.table({"id": ["9"], "n": ["x"]})
+    chain = chain_of(tmp_path, BASE, BASE.slice(1), other)
+    chain.runs[2] = replace(chain.runs[2], changes=None, first=True)
+    apply_and_check(fmt, chain, head(fmt))
 
 
 def test_a_foreign_delta_table_is_refused(fmt: DeltaFormat, tmp_path: Path):

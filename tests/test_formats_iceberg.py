@@ -9,6 +9,7 @@ import multiprocessing
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -159,6 +160,14 @@ def test_run_without_changes_makes_no_commit(fmt: IcebergFormat, tmp_path: Path)
     fmt.apply(chain.runs[2])
     assert fmt.applied_version("t", chain.runs[1].run_id) == first
     assert_same(fmt.as_of("t", chain.runs[1].run_id), BASE, ("id",))
+
+
+def test_a_first_capture_again_replaces_the_state(fmt, tmp_path: Path):
+    """A lake started afresh (its first full load again) on an existing table: the snapshot becomes the state."""
+    other = pa.table({"id": ["9"], "n": ["x"]})
+    chain = chain_of(tmp_path, BASE, BASE.slice(1), other)
+    chain.runs[2] = replace(chain.runs[2], changes=None, first=True)
+    apply_and_check(fmt, chain, head(fmt))
 
 
 def test_a_foreign_iceberg_table_is_refused(fmt: IcebergFormat, tmp_path: Path):
