@@ -127,8 +127,7 @@ class DeltaFormat:
             raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} ({exc}) — '
                             "check the lake is reachable and writable; the run stays pending and is retried") \
                 from None
-        dt.update_incremental()
-        return dt.version()
+        return dt.version()  # the MERGE or overwrite moved `dt` to its own commit, not to a later writer's
 
     def _merge(self, dt: DeltaTable, run: FormatRun, rows: pa.Table, schema: pa.Schema, *, added: bool) -> None:
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in run.key)
