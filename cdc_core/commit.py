@@ -12,6 +12,10 @@ publishes a pending run R (parent P) in four steps:
 4. **Manifest** `manifests/{t}/{t}_{R}.json` (what readers read; any writer completes a link whose manifest a
    crash left unwritten), then the **full load**, the one object that is replaced.
 
+With a table format (Delta, Iceberg), the claimant applies the run to it between the data and the link; the
+format records the run in the same commit, so a retry never applies it twice, and the manifest records the
+format table's version for the run.
+
 `claims/` and `commits/` are keys readers ignore. Links stay forever (they keep a stalled writer from ever forking
 the chain); a claim is removed once its run is committed.
 """
@@ -26,6 +30,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
@@ -45,6 +50,9 @@ from .lake import (
 )
 from .report import Upload
 from .state import Entry, State, write_json_atomic
+
+if TYPE_CHECKING:
+    from .formats import TableFormat
 
 log = logging.getLogger("cdc_core")
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
@@ -95,8 +103,8 @@ def plan(entry: Entry, state: State) -> list[Upload]:
                       _upload(state.snapshot_of(entry), full_load_key(entry.table))]
 
 
-def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float,
-            transfer: Transfer | None = None) -> list[Upload]:
+def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float, transfer: Transfer | None = None,
+            table_format: TableFormat | None = None) -> list[Upload]:
     """Commit an entry into the lake with the protocol above; raises `LostRace` if another writer won its parent."""
     table, run_id, parent = entry.table, entry.run_id, entry.meta.get("parent")
     top = head(lake, table)
@@ -110,6 +118,8 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float,
             _create(lake, local, key, _meter(transfer, table, key, local.stat().st_size))
             faults.point(fault, table)
             uploads.append(_upload(local, key))
+        if table_format is not None and not (entry.dir / "manifest.json").is_file():
+            _apply_format(table_format, entry, state)
         manifest = _manifest(entry, state, uploads)
         if not lake.create(manifest, link_key(table, parent)):
             winner = json.loads(lake.read(link_key(table, parent)))
@@ -127,6 +137,20 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float,
     faults.point("after_put_full", table)
     return uploads + [Upload(key=manifest_key(table, run_id), rows=None, bytes=_manifest(entry).stat().st_size),
                       _upload(snapshot, full_load_key(table))]
+
+
+def _apply_format(table_format: TableFormat, entry: Entry, state: State) -> None:
+    """Apply the run to the format table (idempotent) and note its version for the manifest."""
+    from .formats import CommitConflict, FormatRun
+
+    run = FormatRun(table=entry.table, run_id=entry.run_id, key=tuple(entry.meta["pk"]),
+                    snapshot=state.snapshot_of(entry), changes=entry.changes, first=entry.meta["kind"] == "full_load")
+    try:
+        version = table_format.apply(run)
+    except CommitConflict as exc:
+        raise _lost(entry, None, f"committed to the {table_format.name} table first ({exc})") from None
+    entry.meta["table_format"] = {"name": table_format.name, "version": version}
+    faults.point("after_format", entry.table)
 
 
 def _manifest(entry: Entry, state: State | None = None, uploads: list[Upload] | None = None) -> Path:

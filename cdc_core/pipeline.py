@@ -18,6 +18,7 @@ from . import faults
 from .commit import LostRace, head, plan, publish
 from .config import Config, TableConfig
 from .errors import CdcError, LakeError, SourceError, StateError
+from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
 from .monitor import after_cycle
@@ -48,6 +49,7 @@ class _Cycle:
     transfer: Transfer | None
     heads: dict[str, dict | None] = field(default_factory=dict)
     head_errors: dict[str, CdcError] = field(default_factory=dict)
+    table_format: TableFormat | None = None
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
@@ -63,6 +65,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
     progress = on_progress or (lambda table, message: log.info("%s%s", f"{table}: " if table else "", message))
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
     source, lake, state = make_source(config.source), make_lake(config.lake), State(config.data_dir)
+    table_format = make_format(config.table_format, config.lake)  # a missing library stops here, with its extra
     with state.lock():
         started = datetime.now(UTC).replace(microsecond=0)
         heads, head_errors = {}, {}
@@ -88,7 +91,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                 fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
-                       on_transfer, heads, head_errors)
+                       on_transfer, heads, head_errors, table_format)
         with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
                                 thread_name_prefix="cdc-table") as pool:
             for _ in pool.map(lambda pair: _capture(cycle, *pair), zip(selected, report.tables)):
@@ -218,7 +221,7 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
     """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
     try:
         report.uploads += publish(entry, cycle.state, cycle.lake, claim_timeout=cycle.config.claim_timeout,
-                                  transfer=cycle.transfer)
+                                  transfer=cycle.transfer, table_format=cycle.table_format)
     except LakeError as exc:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None

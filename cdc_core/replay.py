@@ -106,21 +106,26 @@ def _columns(manifest: dict) -> dict[str, str]:
 
 def verify(config: Config, tables: list[str] | None = None) -> list[TableCheck]:
     """Replay every table from the lake and compare it with the committed snapshot; also check CDC checksums."""
+    from .formats import make_format
+
     lake, state = make_lake(config.lake), State(config.data_dir)
+    table_format = make_format(config.table_format, config.lake)
     checks = []
     for table in [config.table(n) for n in tables] if tables else config.tables:
         check = TableCheck(table.name)
         checks.append(check)
         try:
-            _verify_table(lake, state, table.name, table.pk, check)
+            _verify_table(lake, state, table.name, table.pk, check, table_format)
         except CdcError as exc:
             check.problems.append(str(exc))
     return checks
 
 
-def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], check: TableCheck) -> None:
+def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], check: TableCheck,
+                  table_format=None) -> None:
     """In step with the lake: replay == the committed snapshot. A data dir that never captured (or a fresh one):
-    the lake alone, replay of its latest run == its full load. Every data file must match its manifest."""
+    the lake alone, replay of its latest run == its full load. Every data file must match its manifest, and a
+    table format's current state must equal the replayed table."""
     committed = state.committed(name)
     with tempfile.TemporaryDirectory(prefix="cdc-verify-") as tmp:
         folder = Path(tmp)
@@ -143,6 +148,8 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
         check.run_id = committed.run_id if committed else latest["run_id"]
         replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id)
         check.rows = replayed.rows
+        if table_format is not None:
+            _check_format(table_format, name, pk, replayed.path, check)
         if committed is not None:
             _compare(committed.snapshot, replayed.path, pk, "the committed snapshot", check)
             return
@@ -153,6 +160,16 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
                                   "before refreshing it) — the next capture rewrites it")
             return
         _compare(local_full, replayed.path, pk, "the latest full load", check)
+
+
+def _check_format(table_format, name: str, pk: tuple[str, ...], replayed: Path, check: TableCheck) -> None:
+    import pyarrow.parquet as pq
+
+    from .formats import differences
+
+    found = differences(table_format.current(name), pq.read_table(replayed), tuple(pk))
+    if found:
+        check.problems.append(f"the {table_format.name} table differs from the lake's run {check.run_id}: {found}")
 
 
 def _compare(expected: Path, replayed: Path, pk: tuple[str, ...], what: str, check: TableCheck) -> None:

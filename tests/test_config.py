@@ -152,3 +152,40 @@ def test_cli_help_and_usage_errors():
     assert result.code == 0 and "--skip-download" in result.out and "--once" in result.out
     result = run_cli("--bogus")
     assert result.code == 2 and "unrecognized arguments: --bogus" in result.err
+
+
+# --- table formats (issue 15) ---------------------------------------------------------------------------------
+
+def test_table_format_is_off_unless_named(tmp_path: Path):
+    assert load_config(write_config(tmp_path)).table_format is None
+    config = load_config(write_config(tmp_path, table_format="delta"))
+    assert config.table_format.name == "delta"
+
+
+def test_iceberg_block_namespace_and_catalog_properties(tmp_path: Path):
+    catalog = {"type": "glue", "glue.region": "eu-west-1", "glue.max-retries": 3, "py-io-impl-flag": True}
+    config = load_config(write_config(tmp_path, lake="s3://my-lake/x", table_format="iceberg",
+                                      iceberg={"namespace": "loyalty", "catalog": catalog}))
+    assert config.table_format.namespace == "loyalty"
+    assert config.table_format.catalog == {"type": "glue", "glue.region": "eu-west-1", "glue.max-retries": "3",
+                                           "py-io-impl-flag": "true"}
+    local = load_config(write_config(tmp_path, table_format="iceberg")).table_format
+    assert local.namespace == "cdc" and local.catalog == {}  # SQLite in the lake, made by the format
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"table_format": "hudi"}, 'Config key "table_format" is \'hudi\' — use one of: delta, iceberg'),
+    ({"table_format": "iceberg", "iceberg": {"namspace": "x"}}, 'Unknown config key "iceberg.namspace"'),
+    ({"table_format": "iceberg", "iceberg": {"namespace": "a.b"}}, 'Config key "iceberg.namespace" is \'a.b\''),
+    ({"table_format": "iceberg", "iceberg": {"catalog": "glue"}}, 'Config key "iceberg.catalog" must be an object'),
+    ({"table_format": "iceberg", "lake": "s3://my-lake/p"}, "an S3 lake needs an explicit Iceberg catalog"),
+    ({"table_format": "iceberg", "lake": None, "aws": {"bucket": "my-lake"}},
+     "an S3 lake needs an explicit Iceberg catalog"),
+])
+def test_table_format_errors_name_the_key(tmp_path: Path, overrides: dict, message: str):
+    raw = json.loads(write_config(tmp_path).read_text())
+    raw.update(overrides)
+    raw = {k: v for k, v in raw.items() if v is not None}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_config(tmp_path / "config.json")

@@ -15,19 +15,20 @@ from typing import Any
 
 from ..errors import ConfigError
 from .fields import _check_keys, _choice, _path, _positive_int, _seconds
+from .formats import TableFormatConfig, _table_format
 from .lakes import LakeConfig, _lake
 from .ops import ENV_REFERENCE, MetricsConfig, NotifyTarget, _metrics, _notify
 from .sources import SourceConfig, _check_database_keys, _source
 from .tables import TableConfig, _tables
 
 __all__ = ["ENV_REFERENCE", "Config", "EngineConfig", "LakeConfig", "MetricsConfig", "NotifyTarget", "SourceConfig",
-           "TableConfig", "Timer", "load_config", "parse_config"]
+           "TableConfig", "TableFormatConfig", "Timer", "load_config", "parse_config"]
 
 
 TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
-            "retention", "workers", "lake_claim_timeout", "notify", "metrics"}
+            "retention", "workers", "lake_claim_timeout", "notify", "metrics", "table_format", "iceberg"}
 ENGINE_KEYS = {"memory_limit", "threads"}
 
 
@@ -67,6 +68,7 @@ class Config:
     lake_claim_timeout: float | None = None
     notify: tuple[NotifyTarget, ...] = ()
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
+    table_format: TableFormatConfig | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -130,6 +132,7 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         lake_claim_timeout=_seconds(raw.get("lake_claim_timeout"), "lake_claim_timeout"),
         notify=_notify(raw.get("notify")),
         metrics=_metrics(raw.get("metrics")),
+        table_format=_table_format(raw),
         path=path,
     )
 

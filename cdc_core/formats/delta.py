@@ -1,0 +1,203 @@
+"""Delta Lake tables (delta-rs) at `{lake}/delta/{table}`: one commit per run, change data feed on.
+
+- The first capture creates the table from the snapshot with `delta.enableChangeDataFeed=true`.
+- A run with change rows is ONE MERGE commit: D deletes the key, I and U upsert it (replay-safe: an I whose key
+  exists updates it, a D whose key is gone does nothing). The table's change data feed then shows insert /
+  update_preimage / update_postimage / delete rows in the run's I/U/D counts. An added column enters in the same
+  MERGE (`merge_schema`); rows the run did not touch hold NULL in it, as in the snapshot.
+- A run that removes a column or widens one (int64 → string, …) cannot be a MERGE: Delta without column mapping
+  has no metadata-only drop, no string widening, and delta-rs refuses schema evolution on column-mapped tables.
+  That run is ONE overwrite commit of the snapshot with the new schema: the current state and time travel stay
+  exact, and the change feed of that version shows every old row deleted and every new row inserted, which
+  replayed still gives the right state (Spark does the same for `overwriteSchema`). The commit says why in its
+  `cdc.schema_change` metadata; the run's own I/U/D rows stay in the lake's cdc file.
+- A run without change rows or schema change makes no commit.
+- Every commit carries `cdc.run_id` in its metadata and the app transaction (`cdc_core`, run id as a number),
+  checked before writing: delta-rs records it but does not refuse a second commit on its own.
+- Another writer committing first (`CommitFailedError`) raises LakeError: the run lost the race.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ..config import LakeConfig, TableFormatConfig
+from ..errors import LakeError
+from ..logs import redact
+from . import CommitConflict, FormatRun, run_number
+from .changes import (
+    DELETE,
+    OP,
+    UPSERT,
+    change_rows,
+    normalize,
+    schema_change,
+    snapshot_reader,
+    snapshot_schema,
+)
+from .storage import delta_storage_options, lake_uri
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+APP_ID = "cdc_core"
+RUN_KEY = "cdc.run_id"
+TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
+
+
+def _q(column: str) -> str:
+    """A column name quoted for delta-rs SQL predicates."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+class DeltaFormat:
+    """Delta tables at `{lake}/delta/{table}`, local or on S3."""
+
+    name = "delta"
+
+    def __init__(self, config: TableFormatConfig, lake: LakeConfig):
+        self.lake = lake
+        self._options: dict[str, str] | None = None
+
+    def uri(self, table: str) -> str:
+        return lake_uri(self.lake, "delta", table)
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        if self._options is None and self.lake.is_s3:
+            self._options = delta_storage_options(self.lake)
+        return self._options
+
+    def _open(self, table: str, version: int | None = None) -> DeltaTable | None:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError, TableNotFoundError
+
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        except DeltaError as exc:
+            raise LakeError(f'Cannot read the Delta table of "{table}" at {self.uri(table)} ({_first_line(exc)}) '
+                            "— check the lake is reachable") from None
+
+    def _existing(self, table: str) -> DeltaTable:
+        dt = self._open(table)
+        if dt is None:
+            raise LakeError(f'There is no Delta table for "{table}" at {self.uri(table)} yet — it is created by the '
+                            'first capture with "table_format": "delta"')
+        return dt
+
+    # --- writing -------------------------------------------------------------------------------------------
+    def apply(self, run: FormatRun) -> int:
+        """Apply `run` in one commit (none if it changes nothing) and return the table's version after it."""
+        from deltalake import write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError
+
+        dt = self._open(run.table)
+        if dt is not None and self._applied(dt, run.run_id):
+            return _reached(self._version_after(dt, run.run_id), dt.table_uri, run.run_id)
+        schema = snapshot_schema(run)
+        try:
+            if dt is None:  # the first capture, or a table format switched on later: the snapshot is the state
+                write_deltalake(self.uri(run.table), snapshot_reader(run), mode="error", name=run.table,
+                                configuration=TABLE_CONFIG, storage_options=self.storage_options,
+                                commit_properties=self._commit(run, "create"))
+                return self._existing(run.table).version()
+            change = schema_change(pa.schema(dt.schema().to_arrow()), schema)
+            rows = None if run.first or change.rewrite else change_rows(run, schema)
+            if rows:
+                self._merge(dt, run, rows.rows, schema, added=bool(change.added))
+            elif rows is None or change.added:  # a new column but no change row names it: rewrite as well
+                why = "first capture again" if run.first else change.describe()
+                write_deltalake(dt, snapshot_reader(run), mode="overwrite", schema_mode="overwrite",
+                                commit_properties=self._commit(run, "rewrite", why))
+            else:
+                return dt.version()
+        except CommitFailedError as exc:
+            raise _conflict(run, exc) from None
+        except DeltaError as exc:
+            if "already exists" in str(exc):  # another writer created the table first
+                raise _conflict(run, exc) from None
+            raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} '
+                            f"({_first_line(exc)}) — check the lake is reachable and writable; the run stays "
+                            "pending and is retried") from None
+        except OSError as exc:
+            raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} ({exc}) — '
+                            "check the lake is reachable and writable; the run stays pending and is retried") \
+                from None
+        return dt.version()  # the MERGE or overwrite moved `dt` to its own commit, not to a later writer's
+
+    def _merge(self, dt: DeltaTable, run: FormatRun, rows: pa.Table, schema: pa.Schema, *, added: bool) -> None:
+        on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in run.key)
+        values = {f"t.{_q(c)}": f"s.{_q(c)}" for c in schema.names}
+        (dt.merge(rows, on, source_alias="s", target_alias="t", merge_schema=added,
+                  commit_properties=self._commit(run, "merge"))
+         .when_matched_delete(f"s.{OP} = '{DELETE}'")
+         .when_matched_update(values, f"s.{OP} = '{UPSERT}'")
+         .when_not_matched_insert(values, f"s.{OP} = '{UPSERT}'")
+         .execute())
+
+    def _commit(self, run: FormatRun, operation: str, schema_change: str = ""):
+        from deltalake.transaction import CommitProperties, Transaction
+
+        metadata = {RUN_KEY: run.run_id, "cdc.operation": operation}
+        if schema_change:
+            metadata["cdc.schema_change"] = schema_change
+        return CommitProperties(custom_metadata=metadata,
+                                app_transactions=[Transaction(app_id=APP_ID, version=run_number(run.run_id))])
+
+    # --- reading -------------------------------------------------------------------------------------------
+    def _applied(self, dt: DeltaTable, run_id: str) -> bool:
+        done = dt.transaction_version(APP_ID)
+        if done is None:
+            raise LakeError(f"{dt.table_uri} holds a Delta table that cdc_core did not write (no {APP_ID} "
+                            "transaction) — move it away or point the lake elsewhere")
+        return done >= run_number(run_id)
+
+    def _version_after(self, dt: DeltaTable, run_id: str) -> int | None:
+        """The version of the last commit of a run at or before `run_id` (the state right after it), if any."""
+        for limit in (20, None):  # the run asked about is almost always among the last commits
+            history = dt.history(limit)
+            found = [h["version"] for h in history if h.get(RUN_KEY, "") and h[RUN_KEY] <= run_id]
+            if found:
+                return max(found)
+            if limit is None or len(history) < limit:
+                break
+        return None
+
+    def applied_version(self, table: str, run_id: str) -> int | None:
+        """The version holding the state after `run_id`; None when the table has not reached that run, or
+        started after it."""
+        dt = self._open(table)
+        if dt is None or not self._applied(dt, run_id):
+            return None
+        return self._version_after(dt, run_id)
+
+    def current(self, table: str) -> pa.Table:
+        return normalize(self._existing(table).to_pyarrow_table())
+
+    def as_of(self, table: str, run_id: str) -> pa.Table:
+        dt = self._existing(table)
+        if not self._applied(dt, run_id):
+            raise LakeError(f'Run {run_id} is not applied to the Delta table of "{table}" yet — capture it first')
+        version = _reached(self._version_after(dt, run_id), dt.table_uri, run_id)
+        return normalize(self._open(table, version).to_pyarrow_table())
+
+
+def _conflict(run: FormatRun, exc: Exception) -> CommitConflict:
+    return CommitConflict(f'Another writer committed to the Delta table of "{run.table}" first, so run {run.run_id} '
+                          f"was not applied ({_first_line(exc)}) — the run lost the race; rebase on the lake and "
+                          "retry")
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+def _reached(version: int | None, uri: str, run_id: str) -> int:
+    if version is None:
+        raise LakeError(f"The Delta table {uri} has no commit of run {run_id} or earlier: the table started with a "
+                        "later run, or its older versions were cleaned up (delta.logRetentionDuration)")
+    return version
