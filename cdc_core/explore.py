@@ -226,7 +226,7 @@ def as_of(lake: Lake, table: str, run_id: str | None = None, *, limit: int = 10_
     with tempfile.TemporaryDirectory(prefix="cdc-explore-") as tmp:
         folder = Path(tmp)
         with closing(connect()) as con:
-            rebuilt = replay(lake, table, folder / "as_of.parquet", as_of=run_id, con=con)
+            rebuilt = replay(lake, table, folder / "as_of.parquet", as_of=run_id)
             latest = lake.local(full_load_key(table), folder)
             since = diff(rebuilt.path, latest, pk, con=con)
             head = con.sql(f"SELECT * FROM {_parquet([rebuilt.path])} LIMIT {int(limit)}").to_arrow_table()

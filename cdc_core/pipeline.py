@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from . import faults
 from .commit import LostRace, head, plan, publish
 from .config import Config, TableConfig
+from .engines import Engine, make_engine
 from .errors import CdcError, LakeError, SourceError, StateError
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
@@ -50,6 +51,7 @@ class _Cycle:
     heads: dict[str, dict | None] = field(default_factory=dict)
     head_errors: dict[str, CdcError] = field(default_factory=dict)
     table_format: TableFormat | None = None
+    engine: Engine | None = None
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
@@ -66,6 +68,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
     source, lake, state = make_source(config.source), make_lake(config.lake), State(config.data_dir)
     table_format = make_format(config.table_format, config.lake)  # a missing library stops here, with its extra
+    engine = make_engine(config)
     with state.lock():
         started = datetime.now(UTC).replace(microsecond=0)
         heads, head_errors = {}, {}
@@ -91,11 +94,14 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                 fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
-                       on_transfer, heads, head_errors, table_format)
-        with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
-                                thread_name_prefix="cdc-table") as pool:
-            for _ in pool.map(lambda pair: _capture(cycle, *pair), zip(selected, report.tables)):
-                pass
+                       on_transfer, heads, head_errors, table_format, engine)
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
+                                    thread_name_prefix="cdc-table") as pool:
+                for _ in pool.map(lambda pair: _capture(cycle, *pair), zip(selected, report.tables)):
+                    pass
+        finally:
+            engine.close()
         if publish_preview:
             report.source_version = next((t.source_version for t in report.tables if t.source_version), None)
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
@@ -180,7 +186,7 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
             committed = state.committed(name)  # publishing it later checks it is still on the lake's head
             log.warning("%s", cycle.head_errors[name])
         else:
-            committed = rebase(state, cycle.lake, name, top, report)
+            committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
         if cycle.publish:
             _publish_preview(cycle, table, report, committed)
             return
@@ -194,7 +200,7 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
         previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
                     if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                     if committed else None)
-        entry = stage(cycle.config, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
+        entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                       started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run)
         if entry is None:
             report.status = "unchanged"

@@ -10,16 +10,17 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .diff import diff
-from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
 from .lake import Lake, make_lake, manifest_file, read_manifests, sha256
 from .state import State
-from .types import kv_metadata, project, sql_type
+from .types import sql_type
+
+if TYPE_CHECKING:
+    from .engines import Engine
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,8 @@ class TableCheck:
 
 
 def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
-           con: duckdb.DuckDBPyConnection | None = None) -> Replayed:
+           engine: Engine | None = None) -> Replayed:
     """Write `table` as of run `as_of` (default: the latest committed run) to `output` as Parquet."""
-    con = con or connect()
     with tempfile.TemporaryDirectory(prefix="cdc-replay-") as tmp:
         folder = Path(tmp)
         runs = read_manifests(lake, table)
@@ -72,27 +72,19 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
         cdc_files = [lake.local(manifest_file(m, "cdc"), folder) for m in runs
                      if m["run_id"] > base["run_id"] and m.get("has_changes")]
         columns, key = _columns(target), target["pk"]
-        alias = {col: f"c{i}" for i, col in enumerate(columns)}
-        output.parent.mkdir(parents=True, exist_ok=True)
-        base_rows = project(con, base_file, columns, alias)
-        if cdc_files:
-            changes = " UNION ALL ".join(project(con, p, columns, alias, ops=True) for p in cdc_files)
-            keys = ", ".join(alias[k] for k in key)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __cdc_last AS SELECT * FROM ({changes}) "
-                        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _cdc_run_id DESC) = 1")
-            match = " AND ".join(f"l.{alias[k]} = b.{alias[k]}" for k in key)
-            rows = (f"SELECT * FROM ({base_rows}) b WHERE NOT EXISTS (SELECT 1 FROM __cdc_last l WHERE {match}) "
-                    f"UNION ALL SELECT {', '.join(alias.values())} FROM __cdc_last WHERE op <> 'D'")
-        else:
-            rows = base_rows
-        named = ", ".join(f"{alias[c]} AS {quote(c)}" for c in columns)
-        order = ", ".join(alias[k] for k in key)
+        if not set(key) <= set(columns):
+            raise LakeError(f'Manifest of run {target["run_id"]} ({table}) has a key that is not one of its columns — '
+                            "the lake is damaged: restore the manifest")
         layouts = {c: layout for c, layout in target.get("layouts", {}).items() if c in columns}
-        con.execute(f"COPY (SELECT {named} FROM ({rows}) ORDER BY {order}) TO {literal(str(output))} "
-                    f"(FORMAT parquet{kv_metadata(layouts)})")
-        con.execute("DROP TABLE IF EXISTS __cdc_last")
-    rows = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(output))})").fetchall()[0][0]
+        rows = (engine or _local_engine()).replay(base_file, cdc_files, columns, key, layouts, output)
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
+
+
+def _local_engine() -> Engine:
+    """DuckDB with default settings, for a replay asked for without a config (the notebooks, a script)."""
+    from .engines.duckdb import DuckDBEngine
+
+    return DuckDBEngine()
 
 
 def _columns(manifest: dict) -> dict[str, str]:
@@ -106,22 +98,24 @@ def _columns(manifest: dict) -> dict[str, str]:
 
 def verify(config: Config, tables: list[str] | None = None) -> list[TableCheck]:
     """Replay every table from the lake and compare it with the committed snapshot; also check CDC checksums."""
+    from .engines import make_engine
     from .formats import make_format
 
     lake, state = make_lake(config.lake), State(config.data_dir)
-    table_format = make_format(config.table_format, config.lake)
+    table_format, engine = make_format(config.table_format, config.lake), make_engine(config)
     checks = []
     for table in [config.table(n) for n in tables] if tables else config.tables:
         check = TableCheck(table.name)
         checks.append(check)
         try:
-            _verify_table(lake, state, table.name, table.pk, check, table_format)
+            _verify_table(lake, state, table.name, table.pk, check, engine, table_format)
         except CdcError as exc:
             check.problems.append(str(exc))
+    engine.close()
     return checks
 
 
-def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], check: TableCheck,
+def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], check: TableCheck, engine: Engine,
                   table_format=None) -> None:
     """In step with the lake: replay == the committed snapshot. A data dir that never captured (or a fresh one):
     the lake alone, replay of its latest run == its full load. Every data file must match its manifest, and a
@@ -146,7 +140,7 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
         if latest is None:
             return
         check.run_id = committed.run_id if committed else latest["run_id"]
-        replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id)
+        replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id, engine=engine)
         check.rows = replayed.rows
         if table_format is not None:
             _check_format(table_format, name, pk, replayed.path, check)

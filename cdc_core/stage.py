@@ -14,17 +14,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import engine, faults
-from .config import Config, TableConfig
-from .diff import diff
-from .engine import literal
+from . import faults
+from .config import TableConfig
 from .errors import InputError
 from .lake import Lake, full_load_key
 from .replay import replay
 from .report import TableReport
-from .snapshot import hold_back, load_snapshot, schema_of
+from .snapshot import schema_of
 from .state import Committed, Entry, State
+
+if TYPE_CHECKING:
+    from .engines import Engine
 
 log = logging.getLogger("cdc_core")
 
@@ -38,7 +40,8 @@ class Previous:
     rows: int
 
 
-def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableReport) -> Committed | None:
+def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableReport,
+           engine: Engine | None = None) -> Committed | None:
     """Make the lake's head run of `name` the committed local state, if it is not already; returns that state."""
     committed = state.committed(name)
     if top is None:
@@ -57,7 +60,7 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
         if lake.checksum(full["key"]) == full["sha256"]:
             path = lake.local(full["key"], folder)
         else:  # the full load lags the run (its writer stopped before refreshing it): rebuild the run
-            path = replay(lake, name, folder / "replayed.parquet", as_of=top["run_id"]).path
+            path = replay(lake, name, folder / "replayed.parquet", as_of=top["run_id"], engine=engine).path
         adopted = state.adopt(name, top["run_id"], top.get("source_version"), path, top["rows"])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -67,56 +70,49 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
     return adopted
 
 
-def stage(config: Config, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
+def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
           run_id: str, started: datetime, version: str | None, report: TableReport,
           dry_run: bool) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
-    name, codec = table.name, "uncompressed" if config.compression == "none" else config.compression
-    con = engine.connect(config.engine, spill_dir=config.data_dir / "tmp")
-    try:
-        folder = state.staging(name, run_id)
-        snap = load_snapshot(file, table, folder / "snapshot.parquet", con=con, compression=codec,
-                             previous=schema_of(previous.path) if previous else None)
-        report.rows = snap.rows
-        faults.point("after_snapshot", name)
-        meta = {"table": name, "run_id": run_id, "token": uuid.uuid4().hex,  # this capture, whoever else picks run_id
-                "parent": previous.run_id if previous else None,
-                "source_version": version, "rows": snap.rows, "captured_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "kind": "full_load", "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0},
-                "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
-        if previous is not None and snap.rows == 0 < previous.rows and not table.allow_empty:
-            raise InputError(f'Table "{name}": {file.name} has a header but no rows, while the last capture had '
-                             f"{previous.rows:,} — a cut download? If the table really was emptied, set "
-                             '"allow_empty": true on the table in the config')
-        if previous is not None:
-            changes = diff(previous.path, snap.path, table.pk, date_field=table.date_field, detect=table.detect,
-                           con=con, output=folder / "changes.parquet", compression=codec,
-                           constants={"_cdc_run_id": literal(run_id),
-                                      "_cdc_captured_at": f"TIMESTAMPTZ {literal(started.isoformat())}"})
-            faults.point("after_diff", name)
-            warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
-                                        if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
-            report.counts, report.warnings = dict(changes.counts), warnings
-            if not changes and not changes.schema_changed:
-                if dry_run:  # the preview remembers that nothing changed (publishing it records the version)
-                    for leftover in folder.iterdir():
-                        leftover.unlink()
-                    state.seal_preview(folder, {**meta, "kind": "unchanged"})
-                else:
-                    shutil.rmtree(folder, ignore_errors=True)
-                return None
-            if changes.held_keys is not None:  # date_field mode: what the change set does not capture stays as it was
-                hold_back(con, previous.path, snap.path, changes.held_keys, table.pk, folder / "held.parquet",
-                          compression=codec)
-                os.replace(folder / "held.parquet", snap.path)
-                changes.held_keys.unlink()
-            if not changes:
-                (folder / "changes.parquet").unlink()
-            meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings)
-        if dry_run:
-            return state.seal_preview(folder, meta)
-        entry = state.add_entry(folder, meta)
-        faults.point("after_stage", name)
-        return entry
-    finally:
-        con.close()
+    name = table.name
+    folder = state.staging(name, run_id)
+    snap = engine.load_snapshot(file, table, folder / "snapshot.parquet",
+                                previous=schema_of(previous.path) if previous else None)
+    report.rows = snap.rows
+    faults.point("after_snapshot", name)
+    meta = {"table": name, "run_id": run_id, "token": uuid.uuid4().hex,  # this capture, whoever else picks run_id
+            "parent": previous.run_id if previous else None,
+            "source_version": version, "rows": snap.rows, "captured_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "kind": "full_load", "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0},
+            "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
+    if previous is not None and snap.rows == 0 < previous.rows and not table.allow_empty:
+        raise InputError(f'Table "{name}": {file.name} has a header but no rows, while the last capture had '
+                         f"{previous.rows:,} — a cut download? If the table really was emptied, set "
+                         '"allow_empty": true on the table in the config')
+    if previous is not None:
+        changes = engine.diff(previous.path, snap.path, table, output=folder / "changes.parquet",
+                              stamp={"_cdc_run_id": run_id, "_cdc_captured_at": started})
+        faults.point("after_diff", name)
+        warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
+                                    if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
+        report.counts, report.warnings = dict(changes.counts), warnings
+        if not changes and not changes.schema_changed:
+            if dry_run:  # the preview remembers that nothing changed (publishing it records the version)
+                for leftover in folder.iterdir():
+                    leftover.unlink()
+                state.seal_preview(folder, {**meta, "kind": "unchanged"})
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+            return None
+        if changes.held_keys is not None:  # date_field mode: what the change set does not capture stays as it was
+            engine.hold_back(previous.path, snap.path, changes.held_keys, table.pk, folder / "held.parquet")
+            os.replace(folder / "held.parquet", snap.path)
+            changes.held_keys.unlink()
+        if not changes:
+            (folder / "changes.parquet").unlink()
+        meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings)
+    if dry_run:
+        return state.seal_preview(folder, meta)
+    entry = state.add_entry(folder, meta)
+    faults.point("after_stage", name)
+    return entry

@@ -151,17 +151,17 @@ def test_credentials_from_an_aws_credentials_file_are_masked(s3, tmp_path: Path,
 
 # --- 5. change rows never held whole in Python --------------------------------------------------------------------
 def test_the_cycle_writes_change_rows_straight_to_parquet(tmp_path: Path, monkeypatch):
-    import cdc_core.stage
+    import cdc_core.engines.duckdb
 
     seen = []
-    real_diff = cdc_core.stage.diff
+    real_diff = cdc_core.engines.duckdb.diff
 
     def spy(*args, **kwargs):
         changes = real_diff(*args, **kwargs)
         seen.append(changes)
         return changes
 
-    monkeypatch.setattr(cdc_core.stage, "diff", spy)
+    monkeypatch.setattr(cdc_core.engines.duckdb, "diff", spy)
     csv, config = directory_lake(tmp_path)
     capture(config, csv, "".join(["id;v\n"] + [f"{i};{i}\n" for i in range(1000)]))
     capture(config, csv, "".join(["id;v\n"] + [f"{i};{i + 1}\n" for i in range(1000)]))

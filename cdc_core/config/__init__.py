@@ -29,7 +29,8 @@ TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
             "retention", "workers", "lake_claim_timeout", "notify", "metrics", "table_format", "iceberg"}
-ENGINE_KEYS = {"memory_limit", "threads"}
+ENGINE_KEYS = {"type", "memory_limit", "threads", "master", "remote", "conf"}
+ENGINE_TYPES = ("duckdb", "spark")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,15 @@ class Timer:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """DuckDB settings: memory cap (spills to `data_dir/tmp` beyond it) and threads."""
+    """The engine: `duckdb` (memory cap, spilling to `data_dir/tmp` beyond it; threads) or `spark` (a master URL
+    or a Spark Connect `remote`, and Spark conf)."""
 
     memory_limit: str | None = None
     threads: int | None = None
+    type: str = "duckdb"
+    master: str | None = None
+    remote: str | None = None
+    conf: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -162,5 +168,24 @@ def _engine(raw: Any) -> EngineConfig:
     if limit is not None and not (isinstance(limit, str) and re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit)):
         raise ConfigError(f'Config key "engine.memory_limit" is {limit!r} — use a size like "1GB" or "512MB"')
     threads = raw.get("threads")
+    kind = _choice(raw.get("type", "duckdb"), ENGINE_TYPES, "engine.type")
+    master, remote, conf = raw.get("master"), raw.get("remote"), raw.get("conf", {})
+    if kind == "duckdb" and (master or remote or conf):
+        raise ConfigError('Config keys "engine.master", "engine.remote" and "engine.conf" are for Spark — add '
+                          '"type": "spark" or remove them')
+    if master is not None and remote is not None:
+        raise ConfigError('Config keys "engine.master" and "engine.remote" exclude each other — give a master URL '
+                          '(e.g. "local[2]", "spark://host:7077") or a Spark Connect URL ("sc://host:15002")')
+    for name, value in (("master", master), ("remote", remote)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f'Config key "engine.{name}" must be a URL (a string)')
+    if remote is not None and not remote.startswith("sc://"):
+        raise ConfigError(f'Config key "engine.remote" is {remote!r} — a Spark Connect URL starts with "sc://"')
+    if not isinstance(conf, dict) or not all(isinstance(v, str | int | float | bool) for v in conf.values()):
+        raise ConfigError('Config key "engine.conf" must be an object of Spark settings, e.g. '
+                          '{"spark.driver.memory": "2g"}')
     return EngineConfig(memory_limit=limit,
-                        threads=None if threads is None else _positive_int(threads, "engine.threads"))
+                        threads=None if threads is None else _positive_int(threads, "engine.threads"),
+                        type=kind, master=master if kind != "spark" or remote else master or "local[*]",
+                        remote=remote,
+                        conf={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()})

@@ -1,0 +1,70 @@
+"""Engines: where snapshots are typed, diffed and replayed. DuckDB (the default, in this process) or Spark.
+
+Every engine gives the same results on the same files: the same column types (see `types`), the same change rows
+(I/U/D, NULL-safe, dates as UTC instants, composite keys, widened columns compared on their read text), the same
+one-line errors for duplicate or NULL keys. The pipeline, replay, verify, the TUI and the notebooks only talk to
+this interface; an engine's library is imported when the engine is made, and its absence names the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config, TableConfig
+    from ..diff import ChangeSet
+    from ..snapshot import Snapshot
+    from ..types import Column
+
+# name -> (implementation, the library it needs, the extra that installs it)
+KNOWN_ENGINES = {
+    "duckdb": ("cdc_core.engines.duckdb:DuckDBEngine", "duckdb", None),
+    "spark": ("cdc_core.engines.spark:SparkEngine", "pyspark", "spark"),
+}
+
+
+class Engine(Protocol):
+    """Types a table's file into a snapshot, diffs two snapshots, keeps held-back rows, replays change sets."""
+
+    name: str
+
+    def load_snapshot(self, src: Path, table: TableConfig, out: Path, *,
+                      previous: dict[str, Column] | None = None) -> Snapshot:
+        """Check and type a table's file (CSV, gzipped CSV or Parquet) into a Parquet snapshot at `out`."""
+        ...
+
+    def diff(self, previous: Path, current: Path, table: TableConfig, *, output: Path,
+             stamp: dict[str, str | datetime]) -> ChangeSet:
+        """The change rows of `current` against `previous`, written to `output` with the `stamp` columns."""
+        ...
+
+    def hold_back(self, previous: Path, current: Path, held: Path, key: Sequence[str], out: Path) -> None:
+        """`current`, except that the rows whose keys are in `held` keep their `previous` values."""
+        ...
+
+    def replay(self, base: Path, changes: Sequence[Path], columns: dict[str, str], key: Sequence[str],
+               layouts: dict[str, str], output: Path) -> int:
+        """`base` with the change files applied in order (per key the last change wins), as `columns`; rows."""
+        ...
+
+    def close(self) -> None:
+        """Free what the engine holds (a session, a connection)."""
+        ...
+
+
+def make_engine(config: Config) -> Engine:
+    """The engine a config names (DuckDB by default); ConfigError naming the extra if its library is missing."""
+    target, library, extra = KNOWN_ENGINES[config.engine.type]
+    try:
+        importlib.import_module(library)
+    except ImportError:
+        raise ConfigError(f"the {config.engine.type} engine needs {library}: pip install 'cdc-core[{extra}]'") \
+            from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)(config)
