@@ -31,7 +31,7 @@ from .pipeline import RunReport
 from .replay import replay
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
-_CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at")
+_CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at", "_cdc_changed")
 _download_dir: Path | None = None
 
 
@@ -194,7 +194,8 @@ def key_history(lake: Lake, table: str, key: str | Mapping[str, str], *, pending
         holding = con.execute(f"SELECT DISTINCT filename FROM {_parquet(files, filename=True)} WHERE {where}"
                               ).fetchall() if files else []
         for (file,) in holding:  # each file alone: its values in the types that run stored
-            for row in con.sql(f"SELECT * FROM {_parquet([file])} WHERE {where}").to_arrow_table().to_pylist():
+            for row in con.sql(f"SELECT * FROM {_parquet([file])} WHERE {where} AND op IN ('I', 'U', 'D')"
+                               ).to_arrow_table().to_pylist():  # B rows (before-images) repeat what is known
                 events.append((row["_cdc_run_id"], pd.Timestamp(row["_cdc_captured_at"]), row["op"], row))
     events.sort(key=lambda e: (e[0], e[2] != "full load"))
     out, state = [], {}

@@ -201,7 +201,8 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
                     if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                     if committed else None)
         entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
-                      started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run)
+                      started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
+                      options=cycle.config.cdc)
         if entry is None:
             report.status = "unchanged"
             cycle.progress(name, f"no changes ({report.rows} rows)")
@@ -257,6 +258,7 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
         raise StateError(f'Table "{name}": the preview of run {cycle.run_id} was diffed against run '
                          f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
     report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
+    report.column_counts = dict(preview.meta.get("changed_columns", {}))
     report.warnings, report.source_version = list(preview.meta["warnings"]), preview.meta.get("source_version")
     if preview.meta["kind"] == "unchanged":
         report.status = "unchanged"

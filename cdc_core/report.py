@@ -23,6 +23,7 @@ class TableReport:
     table: str
     status: str = "pending"  # full_load | changes | unchanged | skipped | failed | held
     counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0})
+    column_counts: dict[str, int] = field(default_factory=dict)  # updated rows per changed column
     rows: int | None = None
     uploads: list[Upload] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import faults
-from .config import TableConfig
+from .config import CdcOptions, TableConfig
 from .errors import InputError
 from .lake import Lake, full_load_key
 from .replay import replay
@@ -71,8 +71,8 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
 
 
 def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
-          run_id: str, started: datetime, version: str | None, report: TableReport,
-          dry_run: bool) -> Entry | None:
+          run_id: str, started: datetime, version: str | None, report: TableReport, dry_run: bool,
+          options: CdcOptions) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
     name = table.name
     folder = state.staging(name, run_id)
@@ -91,11 +91,14 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
                          '"allow_empty": true on the table in the config')
     if previous is not None:
         changes = engine.diff(previous.path, snap.path, table, output=folder / "changes.parquet",
-                              stamp={"_cdc_run_id": run_id, "_cdc_captured_at": started})
+                              stamp={"_cdc_run_id": run_id, "_cdc_captured_at": started},
+                              changed_columns=options.changed_columns, before_image=options.before_image,
+                              details=folder / "details.parquet" if dry_run else None)
         faults.point("after_diff", name)
         warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
                                     if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
         report.counts, report.warnings = dict(changes.counts), warnings
+        report.column_counts = dict(changes.column_counts)
         if not changes and not changes.schema_changed:
             if dry_run:  # the preview remembers that nothing changed (publishing it records the version)
                 for leftover in folder.iterdir():
@@ -110,7 +113,8 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
             changes.held_keys.unlink()
         if not changes:
             (folder / "changes.parquet").unlink()
-        meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings)
+        meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings,
+                    changed_columns=dict(changes.column_counts))
     if dry_run:
         return state.seal_preview(folder, meta)
     entry = state.add_entry(folder, meta)
