@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="re-use the last fetched files instead of fetching again (they are kept)")
     parser.add_argument("--dry-run", action="store_true",
                         help="fetch and diff, then list what would be uploaded; upload and commit nothing")
+    parser.add_argument("--accept-held", metavar="A,B",
+                        help="publish these tables' captures even if they break a guard (they were held)")
     parser.add_argument("--publish", metavar="RUN_ID",
                         help="publish exactly what the dry run RUN_ID showed (refused if the lake moved since)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
@@ -100,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_forever(config, tables=tables, skip_download=args.skip_download, on_report=print_report)
         with _transfer_bars(enabled=not args.quiet) as on_transfer:
+            accepted = [t.strip() for t in args.accept_held.split(",") if t.strip()] if args.accept_held else []
+            for name in accepted:
+                config.table(name)
             report = run_once(config, tables=tables, skip_download=args.skip_download, dry_run=args.dry_run,
-                              publish_preview=args.publish, on_transfer=on_transfer)
+                              publish_preview=args.publish, accept_held=accepted, on_transfer=on_transfer)
     except ConfigError as exc:
         print(f"Error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -263,3 +268,7 @@ def print_report(report: RunReport) -> None:
         others = "; the others were captured" if failed < len(report.tables) else ""
         print(f"{failed} of {len(report.tables)} table(s) failed{others}. Fix the error(s) above and run again: "
               "nothing was lost.")
+    held = [t.table for t in report.tables if t.status == "held"]
+    if held and not report.dry_run:
+        print(f"{len(held)} table(s) held by a guard: nothing of them was published. Look at the numbers above, "
+              f"then publish with --accept-held {','.join(held)}, or fix the source.")

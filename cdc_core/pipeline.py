@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from . import faults
 from .commit import LostRace, head, plan, publish
 from .config import Config, TableConfig
 from .engines import Engine, make_engine
-from .errors import CdcError, LakeError, SourceError, StateError
+from .errors import CdcError, HeldError, LakeError, SourceError, StateError
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
@@ -52,17 +52,19 @@ class _Cycle:
     head_errors: dict[str, CdcError] = field(default_factory=dict)
     table_format: TableFormat | None = None
     engine: Engine | None = None
+    accept_held: frozenset[str] = frozenset()
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
-             dry_run: bool = False, publish_preview: str | None = None, on_progress: Progress | None = None,
-             on_transfer: Transfer | None = None) -> RunReport:
+             dry_run: bool = False, publish_preview: str | None = None, accept_held: Collection[str] = (),
+             on_progress: Progress | None = None, on_transfer: Transfer | None = None) -> RunReport:
     """Run one capture cycle and return its report; per-table errors are in the report, not raised.
 
     With `dry_run`, fetch and diff but neither upload nor commit: each table's report lists the uploads it would
     make, and `preview` points at its sealed change set. `publish_preview=<that dry run's run id>` then publishes
     exactly those change sets (nothing is fetched or diffed again); a table whose lake moved in between is refused
-    with "preview again".
+    with "preview again". A capture that breaks one of its table's guards is held (status "held", nothing
+    published) unless its table is in `accept_held`.
     """
     progress = on_progress or (lambda table, message: log.info("%s%s", f"{table}: " if table else "", message))
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
@@ -94,7 +96,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                 fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
-                       on_transfer, heads, head_errors, table_format, engine)
+                       on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held))
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
                                     thread_name_prefix="cdc-table") as pool:
@@ -202,7 +204,7 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
                     if committed else None)
         entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                       started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
-                      options=cycle.config.cdc)
+                      options=cycle.config.cdc, accept_held=name in cycle.accept_held)
         if entry is None:
             report.status = "unchanged"
             cycle.progress(name, f"no changes ({report.rows} rows)")
@@ -213,9 +215,14 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
         if cycle.dry_run:
             report.uploads += plan(entry, state)
             report.preview = entry.dir
+            if entry.meta.get("held"):
+                report.status, report.error = "held", entry.meta["held"]
             return
         cycle.progress(name, f"publishing to {cycle.lake.url}")
         _publish(cycle, entry, report)
+    except HeldError as exc:
+        report.status, report.error = "held", redact(str(exc))
+        log.warning("%s", exc)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
         log.error("%s", exc)
@@ -265,6 +272,8 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
         state.record_version(name, report.source_version)
         shutil.rmtree(preview.dir, ignore_errors=True)
         return
+    if preview.meta.get("held") and name not in cycle.accept_held:
+        raise HeldError(preview.meta["held"])
     report.status = preview.meta["kind"]
     cycle.progress(name, f"publishing the previewed run {cycle.run_id} to {cycle.lake.url}")
     _publish(cycle, state.add_entry(preview.dir, preview.meta), report)

@@ -50,6 +50,7 @@ class Snapshot:
     columns: dict[str, str]
     layouts: dict[str, str] = field(default_factory=dict)
     widened: dict[str, tuple[str, str]] = field(default_factory=dict)  # column → (type it had, a value that broke it)
+    quality: dict[str, dict] = field(default_factory=dict)  # column → nulls, distinct (approximate), min, max
 
     @property
     def warnings(self) -> list[str]:
@@ -120,13 +121,28 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
         if header is None:
             raise InputError(f"{at} cannot be read as Parquet ({str(exc).splitlines()[0]}) — fix the file") from None
         raise csvfile.explain(exc, src, table, header) from None
+    written = f"read_parquet({literal(str(out_path))})"
     try:
-        check_keys(con, f"read_parquet({literal(str(out_path))})", table.pk, at)
+        check_keys(con, written, table.pk, at)
     except InputError:
         out_path.unlink(missing_ok=True)
         raise
     return Snapshot(table=table.name, path=out_path, rows=rows, columns={p.name: p.type for p in plans},
-                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened)
+                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened,
+                    quality=profile(con, written, [p.name for p in plans]))
+
+
+def profile(con, relation: str, columns: list[str]) -> dict[str, dict]:
+    """Data-quality numbers of each column in one scan: NULLs, distinct values (HyperLogLog, ±2 %), min and max
+    (as text, cut at 100 characters)."""
+    if not columns:
+        return {}
+    probes = ", ".join(f"count(*) - count({quote(c)}), approx_count_distinct({quote(c)}), "
+                       f"left(CAST(min({quote(c)}) AS VARCHAR), 100), left(CAST(max({quote(c)}) AS VARCHAR), 100)"
+                       for c in columns)
+    found = con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0]
+    return {c: dict(zip(("nulls", "distinct", "min", "max"), found[i * 4:(i + 1) * 4], strict=True))
+            for i, c in enumerate(columns)}
 
 
 def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_path: Path, compression: str,

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from . import faults
 from .config import CdcOptions, TableConfig
-from .errors import InputError
+from .config.guards import broken
+from .errors import HeldError, InputError
 from .lake import Lake, full_load_key
 from .replay import replay
 from .report import TableReport
@@ -72,7 +73,7 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
 
 def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
           run_id: str, started: datetime, version: str | None, report: TableReport, dry_run: bool,
-          options: CdcOptions) -> Entry | None:
+          options: CdcOptions, accept_held: bool = False) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
     name = table.name
     folder = state.staging(name, run_id)
@@ -84,7 +85,8 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
             "parent": previous.run_id if previous else None,
             "source_version": version, "rows": snap.rows, "captured_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "kind": "full_load", "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0},
-            "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
+            "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts,
+            "quality": snap.quality}
     if previous is not None and snap.rows == 0 < previous.rows and not table.allow_empty:
         raise InputError(f'Table "{name}": {file.name} has a header but no rows, while the last capture had '
                          f"{previous.rows:,} — a cut download? If the table really was emptied, set "
@@ -115,6 +117,14 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
             (folder / "changes.parquet").unlink()
         meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings,
                     changed_columns=dict(changes.column_counts))
+        reason = broken(table.guards, previous_rows=previous.rows, rows=snap.rows, counts=changes.counts)
+        if reason and not accept_held and not (snap.rows == 0 and table.allow_empty):  # emptied on purpose
+            held = (f'Table "{name}": held — {reason}; nothing was published — publish it with --accept-held '
+                    f'{name} (or the TUI\'s upload screen), or change "guards" in the config')
+            if not dry_run:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise HeldError(held)
+            meta["held"] = held  # the preview shows it; publishing the preview needs the same acceptance
     if dry_run:
         return state.seal_preview(folder, meta)
     entry = state.add_entry(folder, meta)
