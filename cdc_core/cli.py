@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--publish", metavar="RUN_ID",
                         help="publish exactly what the dry run RUN_ID showed (refused if the lake moved since)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also log each table's stage timings (snapshot, diff, publish…) and other details")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     d = commands.add_parser("diff", help="compare two snapshot files by key and write the change rows",
                             description="Compare two snapshots (CSV or Parquet) by key; print the I/U/D counts and "
@@ -81,12 +83,12 @@ def _config_option(parser: argparse.ArgumentParser, default: str = argparse.SUPP
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, verbose=args.verbose)
     if args.command == "diff":
         return _diff_command(args)
     try:
         config = load_config(args.config)
-        setup_logging(config.data_dir, quiet=args.quiet)
+        setup_logging(config.data_dir, quiet=args.quiet, verbose=args.verbose)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         for name in tables or []:
             config.table(name)

@@ -72,7 +72,8 @@ class _Temps:
 def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...], *, date_field: str | None = None,
          detect: str = "content", sep: str = ",", quote_char: str = '"', con: duckdb.DuckDBPyConnection | None = None,
          output: Path | None = None, constants: dict[str, str] | None = None, compression: str = "snappy",
-         changed_columns: bool = False, before_image: bool = False, details: Path | None = None) -> ChangeSet:
+         changed_columns: bool = False, before_image: bool = False, details: Path | None = None,
+         labels: tuple[str, str] | None = None) -> ChangeSet:
     """Compare two snapshots by `key` and return the change set.
 
     `previous` and `current` are Arrow tables or paths to Parquet or CSV files. CSV files are typed as the
@@ -81,7 +82,8 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
     With `output`, the change rows go straight to that Parquet file, with the `constants` columns (name → SQL
     expression, e.g. the run id) appended to every row. `changed_columns` adds `_cdc_changed` (each U row's changed
     columns), `before_image` a `B` row with the previous values before each `U`; `details` writes each U row's key
-    and changed columns to a side file. The change set always counts the updated rows per column.
+    and changed columns to a side file. The change set always counts the updated rows per column. `labels` name the
+    two inputs in messages (default: their paths).
     """
     key = (key,) if isinstance(key, str) else tuple(key)
     if detect not in ("content", "date_field"):
@@ -95,6 +97,8 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
     try:
         prev = _open(con, previous, "previous", csv, temps, None)
         cur = _open(con, current, "current", csv, temps, prev)
+        if labels:
+            prev.label, cur.label = labels
         try:
             return compare(con, prev, cur, key, date_field, detect,
                            Output(output, constants or {}, compression, changed_columns, before_image, details))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from .logs import redact
 from .monitor import after_cycle
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
-from .stage import Previous, rebase, stage
+from .stage import Previous, _lap, rebase, stage
 from .state import Entry, State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
@@ -87,7 +88,9 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
             fetched = Fetch(version=None)
         else:
             try:
+                clock = time.perf_counter()
                 fetched = _fetch(source, state, selected, run_id, skip_download, progress, heads)
+                report.timings["fetch"] = round(time.perf_counter() - clock, 3)
             except Exception as exc:  # the whole source failed: every table fails, pending entries still go out
                 if skip_download or not isinstance(exc, CdcError | OSError):
                     raise
@@ -168,6 +171,15 @@ def _latest(versions: set[str | None]) -> str | None:
 
 
 def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
+    """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
+    try:
+        _capture_table(cycle, table, report)
+    finally:
+        if report.timings:
+            log.debug("%s: %s", table.name, " · ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
+
+
+def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
     name, state = table.name, cycle.state
     try:
         state.clean_staging(name)
@@ -233,6 +245,7 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
 
 def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
     """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
+    clock = time.perf_counter()
     try:
         report.uploads += publish(entry, cycle.state, cycle.lake, claim_timeout=cycle.config.claim_timeout,
                                   transfer=cycle.transfer, table_format=cycle.table_format)
@@ -249,7 +262,9 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
                                     f"(run {lost.winner['run_id']})")
         return False
+    clock = _lap(report, "publish", clock)
     cycle.state.commit(entry, keep=cycle.config.retention)
+    _lap(report, "commit", clock)
     return True
 
 

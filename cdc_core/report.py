@@ -31,6 +31,7 @@ class TableReport:
     preview: Path | None = None  # dry run: the sealed snapshot and change set that publishing the preview sends
     rebased: str | None = None  # the lake's run this capture started from, when the local state was not on it
     source_version: str | None = None  # when publishing a preview: the version the dry run fetched
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: snapshot, diff, seal, publish…
     error: str | None = None
 
     @property
@@ -50,6 +51,7 @@ class RunReport:
     tables: list[TableReport]
     finished_at: datetime | None = None
     dry_run: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of the cycle's own stages (fetch)
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,11 +76,11 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
           run_id: str, started: datetime, version: str | None, report: TableReport, dry_run: bool,
           options: CdcOptions, accept_held: bool = False) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
-    name = table.name
+    name, clock = table.name, time.perf_counter()
     folder = state.staging(name, run_id)
     snap = engine.load_snapshot(file, table, folder / "snapshot.parquet",
                                 previous=schema_of(previous.path) if previous else None)
-    report.rows = snap.rows
+    report.rows, clock = snap.rows, _lap(report, "snapshot", clock)
     faults.point("after_snapshot", name)
     meta = {"table": name, "run_id": run_id, "token": uuid.uuid4().hex,  # this capture, whoever else picks run_id
             "parent": previous.run_id if previous else None,
@@ -95,8 +96,10 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
         changes = engine.diff(previous.path, snap.path, table, output=folder / "changes.parquet",
                               stamp={"_cdc_run_id": run_id, "_cdc_captured_at": started},
                               changed_columns=options.changed_columns, before_image=options.before_image,
-                              details=folder / "details.parquet" if dry_run else None)
+                              details=folder / "details.parquet" if dry_run else None,
+                              labels=(f'Table "{name}": the last capture', f'Table "{name}": {file.name}'))
         faults.point("after_diff", name)
+        clock = _lap(report, "diff", clock)
         warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
                                     if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
         report.counts, report.warnings = dict(changes.counts), warnings
@@ -128,5 +131,13 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
     if dry_run:
         return state.seal_preview(folder, meta)
     entry = state.add_entry(folder, meta)
+    _lap(report, "seal", clock)
     faults.point("after_stage", name)
     return entry
+
+
+def _lap(report: TableReport, stage: str, since: float) -> float:
+    """Record the seconds a stage took (the run report and the debug log show them); returns the new lap start."""
+    now = time.perf_counter()
+    report.timings[stage] = round(report.timings.get(stage, 0) + now - since, 3)
+    return now
