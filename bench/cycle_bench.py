@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from diff_bench import KEY, label, machine, method_duckdb, prepare, rss_mib  # noqa: E402
+from diff_bench import KEY, label, machine, method_duckdb, prepare, rss_mib
 
 TABLE = {"name": "clientes", "pk": KEY, "date_field": "DtAtualizacao", "sep": ";", "guards": {"max_delete_ratio": None}}
 
@@ -67,27 +67,27 @@ def child_cycle(config: Path) -> dict:
 
     loaded = load_config(config)
     base = rss_mib("VmRSS")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = run_once(loaded)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     table = report.tables[0]
     assert table.status == "changes", table.error
-    return {"seconds": seconds, "peak_rss_mib": rss_mib("VmHWM"), "base_rss_mib": base, "counts": table.counts,
-            "stages": {**report.timings, **table.timings}}
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_mib": rss_mib("VmHWM"), "base_rss_mib": base,
+            "counts": table.counts, "stages": {**report.timings, **table.timings}}
 
 
 def child_duckdb(previous: str, current: str, fmt: str, output: Path) -> dict:
     args = argparse.Namespace(format=fmt, previous=previous, current=current, output=str(output))
     run = method_duckdb(args)
     base = rss_mib("VmRSS")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     ops = pc.value_counts(pq.read_table(output, columns=["op"])["op"]).to_pylist()
-    return {"seconds": seconds, "peak_rss_mib": rss_mib("VmHWM"), "base_rss_mib": base,
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_mib": rss_mib("VmHWM"), "base_rss_mib": base,
             "counts": {"I": 0, "U": 0, "D": 0} | {v["values"]: v["counts"] for v in ops}}
 
 
@@ -97,7 +97,7 @@ def bench(a: argparse.Namespace) -> dict:
     runs: dict[str, list[dict]] = {"cycle": [], "duckdb": []}
     load = round(os.getloadavg()[0], 2)
     for i in range(a.repeat):
-        for method in runs:  # interleaved: cycle, duckdb, cycle, duckdb, …
+        for method in ("cycle", "duckdb"):  # interleaved: cycle, duckdb, cycle, duckdb, …
             if method == "cycle":
                 config = fresh_copy(folder, data["current"], a.format, workdir / "cycle-run")
                 cmd = [sys.executable, __file__, "--_cycle", str(config)]
@@ -111,9 +111,10 @@ def bench(a: argparse.Namespace) -> dict:
             if result["counts"] != data["expected"]:
                 sys.exit(f"{method}: counts {result['counts']} differ from the generator's {data['expected']}")
             runs[method].append(result)
-            print(f"{method} {i + 1}/{a.repeat}: {result['seconds']:.2f} s, peak {result['peak_rss_mib']:.0f} MiB",
-                  file=sys.stderr)
+            print(f"{method} {i + 1}/{a.repeat}: {result['seconds']:.2f} s ({result['cpu_s']:.2f} s CPU), "
+                  f"peak {result['peak_rss_mib']:.0f} MiB", file=sys.stderr)
     summary = {m: {"median_s": round(statistics.median(r["seconds"] for r in rs), 3),
+                   "median_cpu_s": round(statistics.median(r["cpu_s"] for r in rs), 3),
                    "runs_s": [round(r["seconds"], 3) for r in rs],
                    "peak_rss_mib": round(max(r["peak_rss_mib"] for r in rs), 1),
                    "base_rss_mib": round(max(r["base_rss_mib"] for r in rs), 1)} for m, rs in runs.items()}
@@ -122,16 +123,18 @@ def bench(a: argparse.Namespace) -> dict:
     return {"rows": a.rows, "format": a.format, "repeat": a.repeat, "expected": data["expected"],
             "load_avg_1m": load, "machine": machine(), "methods": summary, "cycle_stages_s": stages,
             "ratio": round(summary["cycle"]["median_s"] / summary["duckdb"]["median_s"], 2),
+            "cpu_ratio": round(summary["cycle"]["median_cpu_s"] / summary["duckdb"]["median_cpu_s"], 2),
             "rss_ratio": round(summary["cycle"]["peak_rss_mib"] / summary["duckdb"]["peak_rss_mib"], 2)}
 
 
 def render(results: list[dict]) -> str:
-    lines = ["| rows | input | cycle median s | hand-written diff median s | cycle / diff | cycle peak RSS MiB | "
-             "diff peak RSS MiB | load avg |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| rows | input | cycle median s | hand-written diff median s | cycle / diff | CPU time cycle / diff | "
+             "cycle peak RSS MiB | diff peak RSS MiB | load avg |"), "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(results, key=lambda r: (r["format"], r["rows"])):
         c, d = r["methods"]["cycle"], r["methods"]["duckdb"]
         lines.append(f"| {label(r['rows'])} | {r['format']} | {c['median_s']:.2f} | {d['median_s']:.2f} | "
-                     f"{r['ratio']:.2f}× | {c['peak_rss_mib']:.0f} | {d['peak_rss_mib']:.0f} | {r['load_avg_1m']} |")
+                     f"{r['ratio']:.2f}× | {r['cpu_ratio']:.2f}× | {c['peak_rss_mib']:.0f} | {d['peak_rss_mib']:.0f} | "
+                     f"{r['load_avg_1m']} |")
     lines += ["", "Where the cycle's time goes (medians, seconds):", "",
               "| rows | input | " + " | ".join(results[0]["cycle_stages_s"]) + " |",
               "|---:|---|" + "---:|" * len(results[0]["cycle_stages_s"])]

@@ -239,6 +239,20 @@ def as_of(lake: Lake, table: str, run_id: str | None = None, *, limit: int = 10_
                 since=since)
 
 
+def quality(lake: Lake, table: str) -> pd.DataFrame:
+    """Each run's data-quality numbers per column (from its manifest): run_id, captured_at, column, rows, nulls,
+    null_ratio, distinct, min, max. Runs captured before cdc_core recorded them are left out."""
+    out = []
+    for m in manifests(lake, table):
+        for column, numbers in (m.get("quality") or {}).items():
+            nulls = numbers.get("nulls") or 0
+            out.append({"run_id": m["run_id"], "captured_at": pd.Timestamp(m["captured_at"]), "column": column,
+                        "rows": m["rows"], "nulls": nulls, "null_ratio": nulls / m["rows"] if m["rows"] else 0.0,
+                        "distinct": numbers.get("distinct"), "min": numbers.get("min"), "max": numbers.get("max")})
+    columns = ["run_id", "captured_at", "column", "rows", "nulls", "null_ratio", "distinct", "min", "max"]
+    return pd.DataFrame.from_records(out, columns=columns)
+
+
 def run_notes(lake: Lake, table: str) -> pd.DataFrame:
     """Schema changes (from consecutive manifests' columns) and data-quality warnings, per run."""
     out, before = [], None

@@ -133,25 +133,31 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
         except InputError:
             out_path.unlink(missing_ok=True)
             raise
-    names = [p.name for p in plans]
-    return Snapshot(table=table.name, path=out_path, rows=sum(r[1] for r in stats),
-                    columns={p.name: p.type for p in plans}, layouts={p.name: p.layout for p in plans if p.layout},
-                    widened=widened, quality=profile(con, written, names, stats))
+    rows = sum(r[1] for r in stats)
+    unique = {table.pk[0]: rows} if len(table.pk) == 1 else {}  # a key is unique: no need to count its values
+    return Snapshot(table=table.name, path=out_path, rows=rows, columns={p.name: p.type for p in plans},
+                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened,
+                    quality=profile(con, written, [p.name for p in plans], stats, unique))
 
 
-def profile(con, relation: str, columns: list[str], stats: list[tuple]) -> dict[str, dict]:
+def profile(con, relation: str, columns: list[str], stats: list[tuple],
+            known: dict[str, int] | None = None) -> dict[str, dict]:
     """Data-quality numbers per column: NULLs, min and max from the statistics the write itself returned (min and
-    max as text, cut at 100 characters), distinct values from one HyperLogLog scan (approximate, ±2 %)."""
-    if not columns:
-        return {}
+    max as text, cut at 100 characters), distinct values from one HyperLogLog scan (approximate, ±2 %) of the
+    columns whose count is not `known` (a single-column key has as many values as rows)."""
+    known = known or {}
     written: dict[str, dict[str, str]] = {}
     for row in stats:  # one row per file written; DuckDB names the columns quoted
         for name, numbers in (row[4] or {}).items():
             written.setdefault(name.strip('"').replace('""', '"'), {}).update(numbers)
-    distinct = con.execute(f"SELECT {', '.join(f'approx_count_distinct({quote(c)})' for c in columns)} "
-                           f"FROM {relation}").fetchall()[0]
+    counted = [c for c in columns if c not in known]
+    distinct = dict(known)
+    if counted:
+        found_counts = con.execute(f"SELECT {', '.join(f'approx_count_distinct({quote(c)})' for c in counted)} "
+                                   f"FROM {relation}").fetchall()[0]
+        distinct.update(zip(counted, found_counts, strict=True))
     found = {}
-    for column, count in zip(columns, distinct, strict=True):
+    for column, count in ((c, distinct[c]) for c in columns):
         numbers = written.get(column, {})
         found[column] = {"nulls": int(numbers.get("null_count", 0)), "distinct": count,
                          "min": numbers.get("min", "")[:100] or None, "max": numbers.get("max", "")[:100] or None}

@@ -86,6 +86,11 @@ def test_each_run_records_data_quality_per_column(tmp_path: Path):
     assert run_cli("--once", "--config", str(config)).code == 0
     first, second = read_manifests(LocalLake(tmp_path / "lake"), "clientes")
     points = first["quality"]["qtdePontos"]
-    assert points["nulls"] == 0 and points["min"] == "0" and 3000 < first["quality"]["idCliente"]["distinct"] < 4000
+    assert points["nulls"] == 0 and points["min"] == "0" and first["quality"]["idCliente"]["distinct"] == 3837
     assert second["quality"]["idCliente"]["distinct"] < first["quality"]["idCliente"]["distinct"]
     assert set(first["quality"]) == set(first["columns"])
+    from cdc_core import explore
+
+    over_time = explore.quality(LocalLake(tmp_path / "lake"), "clientes")
+    keys_per_run = over_time[over_time["column"] == "idCliente"][["run_id", "distinct", "nulls"]].values.tolist()
+    assert keys_per_run == [[first["run_id"], first["rows"], 0], [second["run_id"], second["rows"], 0]]
