@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 
 from cdc_core.pipeline import TableReport
 
-from .data import OPS, TableOverview
+from .data import OPS, RowDetail, TableOverview
 
 OP_STYLES = {"I": "bold green", "U": "bold yellow", "D": "bold red"}
 OP_NAMES = {"I": "inserts", "U": "updates", "D": "deletes"}
+CHANGED_STYLE = "bold underline"  # a changed cell of a U row: reads without colour too
 BLOCKS = "▁▂▃▄▅▆▇█"
 NAME_WIDTH = 18
 STATUS = {"full_load": "first capture", "changes": "changes", "unchanged": "no changes",
@@ -118,16 +120,15 @@ def overview_detail(item: TableOverview, now: datetime) -> Text:
 
 
 def history(manifests: Sequence[dict]) -> Text:
-    """Three sparklines (I, U, D) over the recent captures with changes, scaled to the largest count."""
+    """Three sparklines (I, U, D) over the recent captures with changes, each scaled to its own largest count."""
     runs = [m for m in manifests if m.get("kind") == "changes"]
     if not runs:
         return Text("history: no change sets yet", "dim")
     series = {op: [int(m.get("counts", {}).get(op, 0)) for m in runs] for op in OPS}
-    top = max(max(values) for values in series.values())
-    text = Text(f"history of the last {len(runs)} change set(s), oldest → newest\n", "dim")
+    text = Text(f"history of the last {len(runs)} change set(s), oldest → newest, each op to its own max\n", "dim")
     for op in OPS:
         text.append(f"{op} ", OP_STYLES[op])
-        text.append(f"{spark(series[op], top):<24}", OP_STYLES[op].replace("bold ", ""))
+        text.append(f"{spark(series[op], max(series[op])):<24}", OP_STYLES[op].replace("bold ", ""))
         text.append(f" last {series[op][-1]:,} · max {max(series[op]):,}\n")
     text.rstrip()
     return text
@@ -145,3 +146,68 @@ def report_line(report: TableReport) -> Text:
     if report.rows is not None:
         line.append(f"  {report.rows:>8,} rows", "dim")
     return line
+
+
+def value_text(value: Any) -> str:
+    """A cell value as the detail pane shows it: `null` for a missing value, times as the grid shows them."""
+    if value is None:
+        return "null"
+    if isinstance(value, datetime | time):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return repr(value[:32]) + (f" (+{len(value) - 32} bytes)" if len(value) > 32 else "")
+    if isinstance(value, str):
+        return '""' if value == "" else value
+    return str(value)  # numbers as Python prints them: a DECIMAL keeps its scale (20.50)
+
+
+def _value(value: Any) -> Text:
+    return Text("null", "dim italic") if value is None else Text(value_text(value))
+
+
+def key_text(key: Sequence[Any]) -> str:
+    """A row's key for display; a composite key joined by "/" (as the notebooks take it)."""
+    return "/".join(value_text(k) for k in key)
+
+
+def detail_title(detail: RowDetail, columns: int) -> Text:
+    """The detail pane's title: op, key and what the lines below list."""
+    op = detail.op
+    what = {"U": f"{len(detail.values)} of {columns} column(s) changed: old → new",
+            "I": "inserted: its values", "D": "deleted: the values it had",
+            None: "first capture: its values"}[op]
+    if op == "U" and not detail.old_known:
+        what += " (old values unknown: the previous snapshot is gone)"
+    text = Text.assemble((op, OP_STYLES[op]), " ") if op else Text()
+    return text.append(key_text(detail.key), "bold").append(f" · {what}")
+
+
+def detail_lines(detail: RowDetail) -> Text:
+    """One line per column: `column  old → new` for a U row, `column  value` for the others."""
+    if not detail.values:
+        return Text("no column changed: the schema changed, or only the date field moved", "dim")
+    width = min(24, max(len(column) for column, _, _ in detail.values))
+    text = Text()
+    for column, old, new in detail.values:
+        text.append(f"{column:<{width}}  ", "bold")
+        if detail.op == "U":
+            text.append_text(_value(old) if detail.old_known else Text("?", "dim"))
+            after = _value(new)
+            after.stylize(CHANGED_STYLE)
+            text.append(" → ").append_text(after)
+        else:
+            text.append_text(_value(old if detail.op == "D" else new))
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+def columns_summary(column_counts: Mapping[str, int]) -> Text:
+    """Which columns the updates changed and in how many rows, most changed first."""
+    text = Text("updated columns  ", "dim")
+    ranked = sorted(column_counts.items(), key=lambda item: (-item[1], item[0]))
+    for i, (column, rows) in enumerate(ranked):
+        text.append(" · " if i else "").append(column, "bold").append(f" {rows:,}")
+    return text
