@@ -91,15 +91,16 @@ class LoopScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="loop")
     def run_loop(self, stop: threading.Event) -> None:
-        """`run_forever` until `stop` is set; each report goes to the UI thread."""
+        """`run_forever` until `stop` is set; each report and each wait go to the UI thread."""
+        app = self.app  # held: once the app has exited, `self.app` cannot be looked up from this thread
         try:
-            run_forever(self.app.config, tables=self.tables, skip_download=self.skip_download, stop=stop,
-                        on_report=lambda report: self.app.from_worker(self._reported, report),
-                        on_wait=lambda seconds: self.app.from_worker(self._waiting, time.monotonic() + seconds))
+            run_forever(app.config, tables=self.tables, skip_download=self.skip_download, stop=stop,
+                        on_report=lambda report: app.from_worker(self._reported, report),
+                        on_wait=lambda seconds: app.from_worker(self._waiting, time.monotonic() + seconds))
         except Exception:  # run_forever logs cycle errors itself; this is a bug in the loop
             log.exception("the timed loop stopped unexpectedly")
         finally:
-            self.app.from_worker(self._stopped)
+            app.from_worker(self._stopped)
 
     def _reported(self, report: RunReport) -> None:
         self.last = report

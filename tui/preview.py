@@ -166,10 +166,12 @@ class PreviewScreen(Screen[None]):
             self.app.push_screen(ConfirmScreen(self.report), self._confirmed)
 
     def _confirmed(self, yes: bool | None) -> None:
-        if not yes:
-            log.info("preview of run %s discarded: nothing was written", self.report.run_id)
-            self.notify("Preview discarded — nothing was written to the lake.", title="Upload cancelled")
-            self.app.pop_screen()
+        if not yes:  # back to the preview: it stays sealed, so `c` can still publish exactly it
+            log.info("run %s not uploaded: nothing was written; c uploads the preview, Esc leaves it",
+                     self.report.run_id)
+            self.notify("Nothing was written to the lake. The preview stays: c uploads it, Esc goes back to the "
+                        "tables.", title="Not uploaded")
+            self._focus_grid()
             return
         files, size = upload_totals(self.report)
         bar = self.query_one("#publish-bar", ProgressBar)

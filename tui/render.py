@@ -110,13 +110,25 @@ def overview_detail(item: TableOverview, now: datetime) -> Text:
     if item.committed is None:
         text.append("not captured yet: the first capture writes a full load\n", "dim")
     else:
-        c = item.committed
+        c, last = item.committed, item.last or {}
         version = f" · source version {c.source_version}" if c.source_version else ""
-        text.append(f"last capture run {c.run_id} ({ago(c.committed_at, now)}){version} · {c.rows:,} rows\n")
+        text.append(f"last capture run {c.run_id} ({ago(c.committed_at, now)}){version} · {c.rows:,} rows"
+                    f"{table_version(last)}\n")
+        if last.get("changed_columns"):
+            text.append_text(columns_summary(last["changed_columns"])).append("\n")
     if item.pending:
         text.append(f"outbox: {len(item.pending)} run(s) waiting to be published: {', '.join(item.pending)}\n",
                     "magenta")
     return text.append_text(history(item.history))
+
+
+def table_version(manifest: dict) -> str:
+    """' · delta version 7' when the run was applied to a Delta/Iceberg table (its manifest's `table_format`)."""
+    applied = manifest.get("table_format") or {}
+    if not applied.get("name"):
+        return ""
+    what = "snapshot" if applied["name"] == "iceberg" else "version"
+    return f" · {applied['name']} {what} {applied.get('version')}"
 
 
 def history(manifests: Sequence[dict]) -> Text:

@@ -11,7 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.reactive import reactive
-from textual.widgets import Input, RichLog, Select, Static
+from textual.strip import Strip
+from textual.widgets import Checkbox, Input, RichLog, Select, SelectionList, Static
 from textual_fastdatatable import ArrowBackend, DataTable
 
 from cdc_core.config import TableConfig
@@ -43,6 +44,31 @@ class LogPane(RichLog):
     def on_mount(self) -> None:
         for line in self.app.log_history:
             self.write(line)
+
+
+CHECKED, UNCHECKED = "X", " "  # inside the box: a checked box differs from an empty one without colour too
+
+
+class TableChecklist(SelectionList[str]):
+    """A SelectionList whose boxes show `X` only when checked (Textual draws `X` in both, told apart by colour)."""
+
+    def render_line(self, y: int) -> Strip:
+        line = super().render_line(y)
+        index = self.scroll_offset.y + y
+        if index >= self.option_count or self.get_option_at_index(index).value in self.selected:
+            return line
+        segments = list(line)
+        if len(segments) > 1 and segments[1].text == CHECKED:  # [left edge, inner, right edge, " ", prompt…]
+            segments[1] = segments[1]._replace(text=UNCHECKED)
+        return Strip(segments, line.cell_length)
+
+
+class Tick(Checkbox):
+    """A Checkbox whose box shows `X` only when it is on."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # Textual reads this class attribute: here it follows the value
+        return CHECKED if self.value else UNCHECKED
 
 
 class ChangeTable(DataTable):
