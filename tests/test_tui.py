@@ -274,3 +274,49 @@ def test_snapshot_confirm_upload(frozen: Config, snap_compare):
         await pilot.pause()
 
     assert snap_compare(CdcApp(frozen), terminal_size=(100, 30), run_before=confirming)
+
+
+# --- at 80×24: what an update changed, before saying yes ----------------------------------------------------
+@pytest.mark.parametrize("op", ["U", "I", "D"])
+def test_snapshot_detail_pane_80x24(frozen: Config, snap_compare, op: str):
+    async def highlighted(pilot: Pilot) -> None:
+        screen = await open_preview(pilot)
+        for _ in range("IUD".index(op) + 1):  # f: all → I → U → D
+            await pilot.press("f")
+        await pilot.pause()
+        await pilot.press("down")  # the second row of that op
+        assert screen.diff("clientes").op == op
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=highlighted)
+
+
+def test_snapshot_pinned_key_after_scrolling_right_80x24(frozen: Config, snap_compare):
+    async def scrolled(pilot: Pilot) -> None:
+        await open_preview(pilot)
+        await pilot.press(*["right"] * 9)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=scrolled)
+
+
+def test_snapshot_tables_screen_80x24_one_unchecked(frozen: Config, snap_compare):
+    async def unchecked(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.items))
+        await pilot.press("down", "space", "up")
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=unchecked)
+
+
+def test_snapshot_confirm_upload_80x24(frozen: Config, snap_compare):
+    async def confirming(pilot: Pilot) -> None:
+        await open_preview(pilot)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=confirming)

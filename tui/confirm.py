@@ -62,8 +62,8 @@ class ConfirmScreen(ModalScreen[bool]):
                                   "dim"), "", "")
                 continue
             for upload in table.uploads:
-                if upload.rows is None:  # the manifest: written after the data, it commits the run (size unknown yet)
-                    grid.add_row(Text.assemble(upload.key, (" (manifest: commits the run)", "dim")), "", "")
+                if upload.rows is None:  # the manifest: written after the data, it commits the run; not sized yet
+                    grid.add_row(upload.key, "", Text("—", "dim"))
                 else:
                     grid.add_row(upload.key, f"{upload.rows:,}", human_bytes(upload.bytes))
         return grid

@@ -197,21 +197,23 @@ def detail_title(detail: RowDetail, columns: int) -> Text:
 
 
 def detail_lines(detail: RowDetail) -> Text:
-    """One line per column: `column  old → new` for a U row, `column  value` for the others."""
+    """A U row: one line per changed column, `column  old → new`. Other rows: `column value · column value …`
+    (every column, wrapped: denser, so a whole inserted or deleted row fits the pane at 80 columns)."""
     if not detail.values:
         return Text("no column changed: the schema changed, or only the date field moved", "dim")
-    width = min(24, max(len(column) for column, _, _ in detail.values))
     text = Text()
+    if detail.op != "U":
+        for i, (column, old, new) in enumerate(detail.values):
+            text.append(" · " if i else "").append(column, "bold").append(" ")
+            text.append_text(_value(old if detail.op == "D" else new))
+        return text
+    width = min(24, max(len(column) for column, _, _ in detail.values))
     for column, old, new in detail.values:
         text.append(f"{column:<{width}}  ", "bold")
-        if detail.op == "U":
-            text.append_text(_value(old) if detail.old_known else Text("?", "dim"))
-            after = _value(new)
-            after.stylize(CHANGED_STYLE)
-            text.append(" → ").append_text(after)
-        else:
-            text.append_text(_value(old if detail.op == "D" else new))
-        text.append("\n")
+        text.append_text(_value(old) if detail.old_known else Text("?", "dim"))
+        after = _value(new)
+        after.stylize(CHANGED_STYLE)
+        text.append(" → ").append_text(after).append("\n")
     text.rstrip()
     return text
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+from rich.align import Align
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -102,8 +104,9 @@ class ChangeTable(DataTable):
         if self.ops and coordinate.column == 0 and value in OP_STYLES:
             return Text(value, style=OP_STYLES[value])
         if coordinate.column in self.changed_at(coordinate.row):
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            return Text(value_text(value), style=CHANGED_STYLE, justify="right" if numeric else "left")
+            text = Text(value_text(value), style=CHANGED_STYLE)  # marked, and only the value: not its padding
+            numeric = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+            return Align(text, align="right") if numeric else text
         return value
 
 
