@@ -163,7 +163,7 @@ class LoopScreen(Screen[None]):
             text = Text("Stopping: the current cycle completes, then the loop ends…" if self.capturing
                         else "Stopping…", "bold yellow")
         elif self.capturing:
-            text = Text.assemble(("● capturing", "bold green"), f"   cycle {self.cycles + 1} running for ",
+            text = Text.assemble(("● capturing", "bold green"), f"   cycle {self.cycles + 1} for ",
                                  (clock(time.monotonic() - self.cycle_started), "bold"),
                                  f"   cycles completed {self.cycles}   s: stop after it")
         else:
