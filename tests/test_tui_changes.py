@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,16 +19,18 @@ from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from cdc_core.config import Config
+from cdc_core.config import Config, load_config
 from cdc_core.lake import make_lake, read_manifests
+from cdc_core.pipeline import run_once
 from cdc_core.state import State
 from tui.app import CdcApp
 from tui.confirm import ConfirmScreen
-from tui.data import load_overview
+from tui.data import load_overview, read_preview, row_detail
 from tui.loop import LoopScreen
 from tui.render import CHANGED_STYLE, history, overview_detail, value_text
 from tui.widgets import ChangeTable, RowPane, TableChecklist, TableDiff, Tick
 
+from .conftest import write_config
 from .test_tui import FROZEN, make_config, open_preview, rendered, text_of, wait_for
 
 SMALL = (80, 24)
@@ -275,3 +278,40 @@ def test_the_tables_screen_shows_the_format_version_and_the_updated_columns(tmp_
     assert last["table_format"]["version"] == version
     ranked = sorted(last["changed_columns"].items(), key=lambda item: (-item[1], item[0]))
     assert "updated columns  " + " · ".join(f"{c} {n:,}" for c, n in ranked) in text
+
+
+# --- the detail pane's data: a composite key, before-images in the lake ---------------------------------
+VERSIONS = [  # (region, id, points, since), from a typed source (Parquet; keys are stored as text)
+    [("north", 1, 10, "2025-01-01"), ("north", 2, 20, "2025-01-01"), ("south", 1, 30, "2025-01-01")],
+    [("north", 1, 11, "2025-01-01"), ("north", 2, 20, "2025-02-01"), ("south", 2, 40, "2025-01-01")],
+]
+
+
+def write_points(folder: Path, rows: list[tuple]) -> None:
+    region, ids, points, since = zip(*rows, strict=True)
+    pq.write_table(pa.table({"region": region, "id": pa.array(ids, pa.int64()), "points": points,
+                             "since": pa.array([date.fromisoformat(d) for d in since], pa.date32())}),
+                   folder / "points.parquet")
+
+
+@pytest.mark.parametrize("cdc", [{}, {"changed_columns": True, "before_image": True}])
+def test_read_preview_finds_old_values_by_a_composite_key(tmp_path: Path, cdc: dict):
+    (tmp_path / "source").mkdir()
+    table = {"name": "points", "pk": ["region", "id"]}
+    config = load_config(write_config(tmp_path, source={"type": "directory", "path": "source"}, tables=[table],
+                                      cdc=cdc))
+    write_points(tmp_path / "source", VERSIONS[0])
+    run_once(config)
+    write_points(tmp_path / "source", VERSIONS[1])
+    report = run_once(config, dry_run=True).tables[0]
+    assert report.status == "changes", report.error
+    rows = read_preview(report, State(config.data_dir), ["region", "id"])
+    assert rows.column_names[:3] == ["op", "region", "id"]
+    assert "B" not in rows["op"].to_pylist() and "_cdc_changed" not in rows.column_names
+    details = {(d.op, d.key): d.values for d in (row_detail(r, ["region", "id"]) for r in rows.to_pylist())}
+    assert {k: [(c, value_text(o), value_text(n)) for c, o, n in v] for k, v in details.items()} == {
+        ("U", ("north", "1")): [("points", "10", "11")],
+        ("U", ("north", "2")): [("since", "2025-01-01", "2025-02-01")],
+        ("I", ("south", "2")): [("points", "null", "40"), ("since", "null", "2025-01-01")],
+        ("D", ("south", "1")): [("points", "30", "null"), ("since", "2025-01-01", "null")],
+    }
