@@ -98,7 +98,6 @@ def prepare(rows: int, fmt: str, workdir: Path) -> dict:
 
 def method_cdc(a: argparse.Namespace):
     sys.path.insert(0, a.cdc_src or str(ROOT))
-    import pyarrow.parquet as pq
 
     import cdc_core
     from cdc_core.config import EngineConfig
@@ -111,8 +110,7 @@ def method_cdc(a: argparse.Namespace):
         if a.memory_limit:
             engine = EngineConfig(memory_limit=a.memory_limit)
             kw["con"] = connect(engine, spill_dir=Path(a.workdir) / "spill")
-        cs = cdc_core.diff(a.previous, a.current, KEY, date_field="DtAtualizacao", **kw)
-        pq.write_table(cs.rows, a.output)
+        cs = cdc_core.diff(a.previous, a.current, KEY, date_field="DtAtualizacao", output=Path(a.output), **kw)
         return cs.counts
     return run
 

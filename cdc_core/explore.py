@@ -302,6 +302,25 @@ def quality(lake: Lake, table: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(out, columns=columns)
 
 
+def quality_chart(frame: pd.DataFrame):
+    """One small line chart per column (altair): its share of NULLs and its distinct values across runs; None when
+    fewer than two runs recorded quality numbers (one point per column is no trend)."""
+    import altair as alt
+
+    if frame.empty or frame["run_id"].nunique() < 2:
+        return None
+    long = frame.melt(id_vars=["run_id", "column"], value_vars=["null_ratio", "distinct"], var_name="measure",
+                      value_name="value")
+    long["measure"] = long["measure"].map({"null_ratio": "NULL share", "distinct": "distinct values"})
+    return alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("run_id:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
+        y=alt.Y("value:Q", title=None),
+        color=alt.Color("measure:N", title=None),
+        tooltip=["run_id", "column", "measure", alt.Tooltip("value:Q", format=",.3~f")],
+    ).properties(width=150, height=70).facet(facet=alt.Facet("column:N", title=None), columns=4).resolve_scale(
+        y="independent")
+
+
 def run_notes(lake: Lake, table: str) -> pd.DataFrame:
     """Schema changes (from consecutive manifests' columns) and data-quality warnings, per run."""
     out, before = [], None

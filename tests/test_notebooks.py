@@ -131,6 +131,12 @@ def test_explore_notebook_shows_the_core_numbers(demo, monkeypatch):
                       if c in previous[r["idCliente"]] and c != "idCliente" and previous[r["idCliente"]][c] != v)
     assert runs["changed_columns"].iloc[-1] == explore.changed_columns_text(counted) != ""
     assert defs["history_line"].startswith(f"`{key}`: **{len(got)}** version(s)")
+    # data quality per column and run: the manifests' numbers, drawn one small chart per column
+    quality = defs["quality_runs"]
+    assert sorted(quality["run_id"].unique()) == [m["run_id"] for m in found]
+    last_quality = quality[quality["run_id"] == found[-1]["run_id"]].set_index("column")
+    assert last_quality["nulls"].to_dict() == {c: q["nulls"] for c, q in found[-1]["quality"].items()}
+    assert defs["quality_plot"].to_dict()["facet"]["field"] == "column"
 
 
 def test_explore_notebook_with_only_a_full_load_says_so_instead_of_an_empty_chart(tmp_path, monkeypatch):
