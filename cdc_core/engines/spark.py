@@ -124,8 +124,10 @@ class SparkEngine:
             rows = (rows.join(last.select(*keys), keys, "left_anti")
                     .unionByName(last.where(F.col("op") != "D").select(*alias.values())))
         output.parent.mkdir(parents=True, exist_ok=True)
-        named = rows.orderBy(*keys).select([F.col(alias[c]).alias(c) for c in columns])
-        write_single(named, output, compression=self.codec, layouts=layouts)
+        order = [f"__cdc_k{i}" for i in range(len(keys))]
+        named = rows.select([F.col(alias[c]).alias(c) for c in columns] +
+                            [F.col(k).alias(o) for k, o in zip(keys, order, strict=True)])
+        write_single(named, output, compression=self.codec, layouts=layouts, order=order)
         return file_rows(output)
 
     def close(self) -> None:

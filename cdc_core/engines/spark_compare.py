@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
-from pyspark.errors import PySparkException
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -22,7 +21,7 @@ from ..errors import InputError
 from ..types import read_layouts
 from . import spark_types as st
 from .spark_parquet import file_rows, file_types, spark_type, write_single
-from .spark_snapshot import check_keys, col
+from .spark_snapshot import ERRORS, check_keys, col
 
 
 @dataclass
@@ -62,7 +61,7 @@ def compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None,
     """The change set of `cur` against `prev`, written to `output.path` (see `compare.compare`)."""
     try:
         return _compare(prev, cur, key, date_field, detect, output, constants)
-    except PySparkException as exc:
+    except ERRORS as exc:
         if "CAST" not in str(exc).upper():
             raise
         first = str(exc).strip().splitlines()[0]
@@ -165,9 +164,10 @@ def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None
         if output.changed_columns:
             named.append(changed_list.alias("_cdc_changed"))  # a B row's op is not U: its list is empty
         if output.path is not None:
-            ordered = rows.orderBy(*[alias[k] for k in key], "__o").select(named)
-            result.path = write_single(ordered, output.path, compression=output.compression,
-                                       layouts=result.layouts)
+            order = [f"__cdc_k{i}" for i in range(len(key))] + ["__cdc_o"]
+            sort = [F.col(alias[k]).alias(order[i]) for i, k in enumerate(key)] + [F.col("__o").alias("__cdc_o")]
+            result.path = write_single(rows.select(*named, *sort), output.path, compression=output.compression,
+                                       layouts=result.layouts, order=order)
         keys = [F.col(alias[k]).alias(k) for k in key]
         if output.details is not None:
             write_single(work.where(updated).select(*keys, changed_list.alias("_cdc_changed")), output.details,

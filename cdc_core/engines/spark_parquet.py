@@ -1,7 +1,7 @@
 """Parquet files for the Spark engine: one file at the path the DuckDB engine writes, with the same schema.
 
 Spark writes a folder of part files; the lake and the commit protocol want one file per key. So a result is
-written by one task (`coalesce(1)` after the work, which stays distributed) into a folder beside the target, and
+written by one task (a shuffle into one partition after the work, which stays distributed) into a folder beside the target, and
 its single part file is moved onto the target. Spark cannot add Parquet key-value metadata, and the timestamp
 layouts travel there (`types.read_layouts`): the footer's key-value list is replaced in place — the data pages
 and every offset stay as they are; the key-value list becomes exactly the DuckDB engine's (Spark's own schema
@@ -74,16 +74,18 @@ def file_rows(path: Path) -> int:
 
 
 def write_single(df, path: Path, *, compression: str, layouts: dict[str, str] | None = None,
-                 order: list | None = None) -> Path:
-    """Write `df` as one Parquet file at `path`, ordered by `order`, the layouts in the key-value metadata.
+                 order: list[str] | None = None) -> Path:
+    """Write `df` as one Parquet file at `path`, the layouts in the key-value metadata; ordered by the columns
+    `order` (left out of the file: they start with `__cdc_`).
 
     Which columns are `required` (never NULL) in the footer is each engine's own inference, as with DuckDB from
     one file to the next; readers take both alike."""
+    df = df.repartition(1)  # the work before stays spread over the executors; one task writes the file
     if order:
-        df = df.orderBy(*order)
+        df = df.sortWithinPartitions(*order).drop(*order)
     folder = path.parent / f".{path.name}.spark-{uuid.uuid4().hex[:8]}"
     try:
-        (df.coalesce(1).write.mode("errorifexists").option("compression", CODECS[compression])
+        (df.write.mode("errorifexists").option("compression", CODECS[compression])
          .parquet(str(folder)))
         parts = sorted(folder.glob("part-*.parquet"))
         if len(parts) != 1:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -28,6 +29,7 @@ from . import spark_types as st
 from .spark_parquet import file_rows, file_types, spark_type, write_single
 
 NOT_UTF8 = "cdc-check not utf-8"
+ERRORS = (PySparkException, Py4JJavaError)  # a job's failure, as Spark Connect and classic Spark raise it
 
 
 @dataclass
@@ -70,7 +72,7 @@ def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compressio
             df = read_csv(spark, src, table, header, out.parent)
             plans = _csv_plans(df, table, header, previous or {})
         widened = _write(spark, df, plans, out, compression, src, table, header)
-    except PySparkException as exc:
+    except ERRORS as exc:
         out.unlink(missing_ok=True)
         if header is None:
             raise InputError(f"{at} cannot be read as Parquet ({_first_line(exc)}) — fix the file") from None
@@ -137,7 +139,7 @@ def _write(spark, df, plans: list[_Plan], out: Path, compression: str, src: Path
             write_single(inner.select([v.alias(p.name) for v, p in zip(outer, plans, strict=True)]), out,
                          compression=compression, layouts=layouts)
             return widened
-        except PySparkException as exc:
+        except ERRORS as exc:
             text = str(exc)
             if NOT_UTF8 in text:
                 _check_utf8(src, at)

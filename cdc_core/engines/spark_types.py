@@ -51,7 +51,10 @@ def parse(raw: Column, kind: str, layout: str | None = None) -> Column:
     form = safe_form(kind)
     if form is None:
         raise InputError(f"the spark engine cannot read text as {kind} — use the duckdb engine for this table")
-    return F.when(raw.rlike(form), raw.try_cast(spark_type(kind)))
+    text = raw
+    if kind == TZ:  # Spark wants the seconds before a zone (`10:00Z`): DuckDB reads them as :00
+        text = F.regexp_replace(raw, r"^(\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2})(?=[^:\d]|$)", "$1:00")
+    return F.when(raw.rlike(form), text.try_cast(spark_type(kind)))
 
 
 def exact(raw: Column, parsed: Column, kind: str, layout: str | None = None) -> Column:
