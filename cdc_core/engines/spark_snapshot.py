@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compressio
         if header is None:
             raise InputError(f"{at} cannot be read as Parquet ({_first_line(exc)}) — fix the file") from None
         raise csvfile.explain(exc, src, table, header) from None
+    finally:
+        shutil.rmtree(out.parent / ".cdc-gzip", ignore_errors=True)
     try:
         check_keys(spark.read.parquet(str(out)), table.pk, at)
     except InputError:
@@ -90,8 +93,10 @@ def read_csv(spark, src: Path, table: TableConfig, header: list[str], scratch: P
     """The file with the table's dialect, every column as text under its exact name (see `csvfile.relation`)."""
     path = src
     if csvfile.is_gzip(src) and not src.name.endswith(".gz"):  # Spark knows compression by the name only
-        path = scratch / f".{src.name}.gz"
-        path.unlink(missing_ok=True)
+        link = scratch / ".cdc-gzip"  # Hadoop skips files whose names start with "." or "_", not folders
+        shutil.rmtree(link, ignore_errors=True)
+        link.mkdir(parents=True)
+        path = link / f"{src.name}.gz"
         path.symlink_to(src.resolve())
     schema = T.StructType([T.StructField(name, T.StringType()) for name in header])
     reader = (spark.read.schema(schema).option("header", True).option("enforceSchema", True)
