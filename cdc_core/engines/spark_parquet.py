@@ -85,7 +85,7 @@ def write_single(df, path: Path, *, compression: str, layouts: dict[str, str] | 
         df = df.sortWithinPartitions(*order).drop(*order)
     folder = path.parent / f".{path.name}.spark-{uuid.uuid4().hex[:8]}"
     try:
-        (df.write.mode("errorifexists").option("compression", CODECS[compression])
+        (df.write.mode("error").option("compression", CODECS[compression])
          .parquet(str(folder)))
         parts = sorted(folder.glob("part-*.parquet"))
         if len(parts) != 1:
