@@ -68,6 +68,10 @@ T = TableConfig("t", ("id",), sep=";")
     ("id;b\n1;true\n2;false\n", "id;b\n1;true\n2;true\n", {"I": 0, "U": 1, "D": 0}),
     ("id;d\n1;2025-01-02\n", "id;d\n1;2025-01-03\n2;02/01/2025\n", {"I": 1, "U": 1, "D": 0}),
     ('id;s\n1;"a;b"\n2;"x""y"\n', 'id;s\n1;"a;b"\n2;"line\nbreak"\n', {"I": 0, "U": 1, "D": 0}),  # quotes
+    ("id;s\r\n1;a\r\n2;b\r\n", 'id;s\r\n1;a\r\n2;"b\r\nc"\r\n', {"I": 0, "U": 1, "D": 0}),  # CRLF
+    ("id;s\n1;a\nid;s\n", "id;s\n1;a\nid;t\n", {"I": 0, "U": 1, "D": 0}),  # a row that repeats the header
+    ("\ufeffid;s\n1;a\n", "id;s\n1;a\n2;\n", {"I": 1, "U": 0, "D": 0}),  # a byte order mark
+    ("id;s\n", "id;s\n1;a\n", {"I": 1, "U": 0, "D": 0}),  # no rows at first
 ])
 def test_edge_cases_match(spark_engine, tmp_path: Path, previous, current, counts):
     assert both(spark_engine, tmp_path, previous, current, T).changes.counts == counts
@@ -252,3 +256,46 @@ def test_footer_metadata_is_replaced_in_place(tmp_path: Path):
 
     assert duckdb.sql(f"SELECT sum(a) FROM '{path}'").fetchall() == [(499500,)]
     shutil.copy(path, tmp_path / "g.parquet")
+
+
+# --- typing, on random values: every column gets the same type (or widening) and every value the same text ------
+
+def _near_iso(draw) -> str:
+    """A timestamp-looking text, often valid, sometimes broken in one field or in its shape."""
+    y, mo, d = draw(st.integers(1, 2999)), draw(st.integers(0, 13)), draw(st.integers(0, 32))
+    h, mi, s = draw(st.integers(0, 24)), draw(st.integers(0, 60)), draw(st.integers(0, 60))
+    sep, frac, zone = draw(st.sampled_from([" ", "T"])), draw(st.sampled_from(["", ".123", ".5", ".123456"])), \
+        draw(st.sampled_from(["", "Z"]))
+    return f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{zone}"
+
+
+CELLS = st.one_of(
+    st.integers(-10**20, 10**20).map(str), st.sampled_from(["007", "-0", "+5", "1e3", "5.", " 5", "true", "false",
+                                                            "TRUE", "", "n/a", "2025-02-29", "2024-02-29"]),
+    st.decimals(min_value=-1000, max_value=1000, places=2, allow_nan=False).map(str),
+    st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(1, 2999), st.integers(0, 13),
+              st.integers(0, 32)),
+    st.composite(lambda draw: _near_iso(draw))(),
+)
+
+
+@st.composite
+def typed_columns(draw):
+    """Columns that mostly hold one kind of value, so that types are inferred and sometimes broken."""
+    columns = []
+    for _ in range(4):
+        kind = draw(CELLS)
+        same = st.sampled_from([kind, ""])
+        columns.append([draw(st.one_of(same, same, CELLS)) for _ in range(6)])
+    return columns
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(first=typed_columns(), second=typed_columns())
+def test_law_both_engines_type_random_values_alike(spark_engine, tmp_path_factory, first, second):
+    def text(columns):
+        rows = ["id;a;b;c;d"] + [f"{i};" + ";".join(col[i] for col in columns) for i in range(6)]
+        return "\n".join(rows) + "\n"
+
+    both(spark_engine, tmp_path_factory.mktemp("types"), text(first), text(second), T)
