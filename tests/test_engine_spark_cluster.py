@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from .conftest import run_cli, write_config
+from .spark_parity import schema
 
 pytest.importorskip("pyspark")
 STAMPS = ("_cdc_run_id", "_cdc_captured_at")
@@ -104,3 +105,17 @@ def test_spark_connect_captures_the_duckdb_lake_and_verifies(tmp_path: Path, duc
     capture(tmp_path, engine, runs=3)
     assert lake_view(tmp_path) == duckdb_lake
     verify(tmp_path, engine)  # replay on the Connect server too
+
+
+def test_the_diff_command_on_spark_prints_and_writes_what_duckdb_does(tmp_path: Path):
+    data = Path(__file__).parent / "data"
+    args = [str(data / "clientes_20250918.csv"), str(data / "clientes_20250922.csv"), "--key", "idCliente",
+            "--sep", ";", "--date-field", "DtAtualizacao", "--stat", "--changed-columns"]
+    duck = run_cli("diff", *args, "--output", str(tmp_path / "duckdb.parquet"))
+    spark = run_cli("diff", *args, "--engine", "spark", "--output", str(tmp_path / "spark.parquet"), timeout=600)
+    assert spark.code == duck.code == 0, spark.err
+    assert spark.out.replace("spark.parquet", "X") == duck.out.replace("duckdb.parquet", "X")
+    assert "I 27  U 138  D 0" in spark.out
+    written = {name: tmp_path / f"{name}.parquet" for name in ("spark", "duckdb")}
+    assert schema(written["spark"]) == schema(written["duckdb"])
+    assert pq.read_table(written["spark"]).to_pylist() == pq.read_table(written["duckdb"]).to_pylist()

@@ -101,12 +101,20 @@ def read_csv(spark, src: Path, table: TableConfig, header: list[str], scratch: P
     schema = T.StructType([T.StructField(name, T.StringType()) for name in header])
     reader = (spark.read.schema(schema).option("header", True).option("enforceSchema", True)
               .option("sep", table.sep).option("mode", "FAILFAST").option("encoding", "UTF-8")
-              .option("nullValue", "").option("multiLine", _multiline(spark, path, table)))
+              .option("nullValue", "").option("multiLine", _multiline(spark, path, table))
+              .option("lineSep", _line_end(src)))
     if table.quote:
         reader = reader.option("quote", table.quote).option("escape", table.escape or table.quote)
     else:
         reader = reader.option("quote", "\u0000")
     return reader.csv(str(path))
+
+
+def _line_end(src: Path) -> str:
+    """The file's line ending, from its first line: named, Spark keeps a quoted `\r\n` as it is (it would make
+    it `\n` when it guesses)."""
+    with csvfile.open_text(src, errors="replace") as f:
+        return "\r\n" if f.readline().endswith("\r\n") else "\n"
 
 
 def _multiline(spark, path: Path, table: TableConfig) -> bool:
