@@ -77,9 +77,8 @@ def test_edge_cases_match(spark_engine, tmp_path: Path, previous, current, count
     assert both(spark_engine, tmp_path, previous, current, T).changes.counts == counts
 
 
-@pytest.mark.parametrize("value", [
-    "2025-01-02 10:00:00", "2025-01-02T10:00:00", "2025-01-02 10:00:00.123", "2025-01-02T10:00:00.123456Z",
-    "2025-01-02 10:00", "2025-01-02T10:00Z", "2025-01-02 10:00:00Z",
+@pytest.mark.parametrize("value", [  # each part of the ISO layouts at least once
+    "2025-01-02 10:00:00", "2025-01-02T10:00:00.123", "2025-01-02 10:00:00.123456Z", "2025-01-02T10:00Z",
 ])
 def test_each_timestamp_flavour_keeps_its_layout_and_widens_on_its_text(spark_engine, tmp_path: Path, value):
     later = value.replace("10:00", "11:00")
@@ -91,7 +90,7 @@ def test_each_timestamp_flavour_keeps_its_layout_and_widens_on_its_text(spark_en
 
 @pytest.mark.parametrize("value, later", [
     ("2025-01-02", "2025-01-03"), ("2025-01-02 10:00:00+03:00", "2025-01-02 08:00:00Z"),
-    ("2025-01-02T10:00:00.5", "2025-01-02 10:00:00.500"), ("2025-1-2 1:2:3", "2025-01-02 01:02:04"),
+    ("2025-1-2T1:2:3.5", "2025-01-02 01:02:04.500"),
 ])
 @pytest.mark.parametrize("detect", ["content", "date_field"])
 def test_the_date_field_is_an_instant_and_date_field_mode_holds_back(spark_engine, tmp_path: Path, value, later,
