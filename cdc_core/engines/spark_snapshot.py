@@ -8,7 +8,6 @@ refused) and the write runs again — one pass over the data when nothing widens
 
 from __future__ import annotations
 
-import codecs
 import re
 import shutil
 from dataclasses import dataclass
@@ -175,12 +174,11 @@ def _checked(df, plans: list[_Plan]):
 
 
 def _check_utf8(src: Path, at: str) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    """Refuse a file that is not UTF-8 (slow path: Spark met a U+FFFD, which a UTF-8 file may hold too)."""
     try:
         with csvfile.open_text(src) as f:  # strict: raises on the first byte that is not UTF-8
             while f.read(1 << 20):
                 pass
-        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise InputError(f"{at} is not UTF-8 text — re-save it as UTF-8") from None
 
