@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", required=True, metavar="OUT.parquet", help="where to write the change rows")
     d.add_argument("--stat", action="store_true",
                    help="also print each changed column with its number of updated rows")
+    d.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="where to diff: DuckDB in this process (default) or Spark (local[*]; needs cdc-core[spark])")
     d.add_argument("--changed-columns", action="store_true",
                    help="add _cdc_changed (each U row's changed columns) to the change rows")
     r = commands.add_parser("replay", help="rebuild a table from the lake alone, as of any committed run",
@@ -189,9 +191,12 @@ def _diff_command(args: argparse.Namespace) -> int:
               f"path{'s' if len(missing) > 1 else ''}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
-                       sep=args.sep, quote_char=args.quote, output=Path(args.output),
-                       changed_columns=args.changed_columns)
+        if args.engine == "spark":
+            changes = _spark_diff(args)
+        else:
+            changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
+                           sep=args.sep, quote_char=args.quote, output=Path(args.output),
+                           changed_columns=args.changed_columns)
     except CdcError as exc:
         message = re.sub(r'^Table "[^"]*": ', "", str(exc))
         for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field"),
@@ -210,6 +215,23 @@ def _diff_command(args: argparse.Namespace) -> int:
     for warning in changes.warnings:
         print(f"warning: {warning}")
     return EXIT_OK
+
+
+def _spark_diff(args: argparse.Namespace):
+    """The diff command on the Spark engine (a local session unless a Spark session is already active)."""
+    from pathlib import Path
+
+    from .config import EngineConfig, TableConfig
+    from .engines import engine_class
+
+    table = TableConfig(name="", pk=tuple(args.key), date_field=args.date_field, sep=args.sep, quote=args.quote,
+                        escape=args.quote, detect=args.detect)
+    engine = engine_class("spark")(settings=EngineConfig(type="spark", master="local[*]"))
+    try:
+        return engine.diff_files(Path(args.previous), Path(args.current), table, output=Path(args.output),
+                                 changed_columns=args.changed_columns)
+    finally:
+        engine.close()
 
 
 @contextmanager

@@ -303,22 +303,24 @@ def quality(lake: Lake, table: str) -> pd.DataFrame:
 
 
 def quality_chart(frame: pd.DataFrame):
-    """One small line chart per column (altair): its share of NULLs and its distinct values across runs; None when
-    fewer than two runs recorded quality numbers (one point per column is no trend)."""
+    """Two small line charts per column (altair), one row per column: its share of NULLs and its distinct values
+    across runs; None when fewer than two runs recorded quality numbers (one point is no trend)."""
     import altair as alt
 
     if frame.empty or frame["run_id"].nunique() < 2:
         return None
-    long = frame.melt(id_vars=["run_id", "column"], value_vars=["null_ratio", "distinct"], var_name="measure",
-                      value_name="value")
-    long["measure"] = long["measure"].map({"null_ratio": "NULL share", "distinct": "distinct values"})
-    return alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("run_id:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
-        y=alt.Y("value:Q", title=None),
-        color=alt.Color("measure:N", title=None),
-        tooltip=["run_id", "column", "measure", alt.Tooltip("value:Q", format=",.3~f")],
-    ).properties(width=150, height=70).facet(facet=alt.Facet("column:N", title=None), columns=4).resolve_scale(
-        y="independent")
+    x = alt.X("run_id:O", title=None, axis=alt.Axis(labelAngle=-40, labelOverlap=True))
+    tooltip = ["run_id", "captured_at:T", "rows:Q", "nulls:Q", alt.Tooltip("null_ratio:Q", format=".2%"),
+               "distinct:Q", "min:N", "max:N"]
+    base = alt.Chart(frame).mark_line(point=True).properties(width=260, height=45)
+    nulls = base.encode(x=x, y=alt.Y("null_ratio:Q", title=None, axis=alt.Axis(format=".0%", tickCount=3)),
+                        tooltip=tooltip).facet(row=alt.Row("column:N", title=None, header=alt.Header(
+                            labelAngle=0, labelAlign="left")), title="NULL share")
+    distinct = base.encode(x=x, y=alt.Y("distinct:Q", title=None, axis=alt.Axis(format="~s", tickCount=3),
+                                        scale=alt.Scale(zero=False)), color=alt.value("#e45756"),
+                           tooltip=tooltip).facet(row=alt.Row("column:N", title=None, header=alt.Header(
+                               labels=False)), title="distinct values (approximate)").resolve_scale(y="independent")
+    return alt.hconcat(nulls, distinct)
 
 
 def run_notes(lake: Lake, table: str) -> pd.DataFrame:

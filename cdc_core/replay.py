@@ -50,7 +50,7 @@ class TableCheck:
 def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
            engine: Engine | None = None) -> Replayed:
     """Write `table` as of run `as_of` (default: the latest committed run) to `output` as Parquet."""
-    with tempfile.TemporaryDirectory(prefix="cdc-replay-") as tmp:
+    with _scratch("cdc-replay-", engine) as tmp:
         folder = Path(tmp)
         runs = read_manifests(lake, table)
         if not runs:
@@ -78,6 +78,15 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
         layouts = {c: layout for c, layout in target.get("layouts", {}).items() if c in columns}
         rows = (engine or _local_engine()).replay(base_file, cdc_files, columns, key, layouts, output)
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
+
+
+def _scratch(prefix: str, engine: Engine | None) -> tempfile.TemporaryDirectory:
+    """A temporary folder for the files an engine reads and writes: the engine's `scratch` when it has one (Spark:
+    `data_dir/tmp`, which its executors see), else the system's."""
+    folder = getattr(engine, "scratch", None)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=folder)
 
 
 def _local_engine() -> Engine:
@@ -121,7 +130,7 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
     the lake alone, replay of its latest run == its full load. Every data file must match its manifest, and a
     table format's current state must equal the replayed table."""
     committed = state.committed(name)
-    with tempfile.TemporaryDirectory(prefix="cdc-verify-") as tmp:
+    with _scratch("cdc-verify-", engine) as tmp:
         folder = Path(tmp)
         runs = read_manifests(lake, name)
         if committed is None and not runs:

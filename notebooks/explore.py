@@ -164,12 +164,13 @@ def _(explore, lake, mo, table_pick):
     quality_plot = explore.quality_chart(quality_runs)
     mo.vstack([
         mo.md("## Data quality per column"),
-        mo.md("Each run's share of NULLs and distinct values (approximate) per column, from its manifest."),
+        mo.md("Each run's share of NULLs and distinct values (approximate) per column, from its manifest; "
+              "the table lists the latest run's numbers with each column's smallest and largest value."),
         mo.ui.altair_chart(quality_plot, chart_selection=False, legend_selection=False) if quality_plot is not None
         else mo.md(f"No run of `{table_pick.value}` recorded data-quality numbers yet." if quality_runs.empty
                    else "One run so far: its numbers are below; the charts start with the second run."),
-        mo.ui.table(quality_runs.tail(len(quality_runs["column"].unique()) if len(quality_runs) else 0),
-                    selection=None, page_size=10),
+        mo.ui.table(quality_runs.tail(len(quality_runs["column"].unique()) if len(quality_runs) else 0)[
+            ["run_id", "column", "nulls", "null_ratio", "distinct", "min", "max"]], selection=None, page_size=10),
     ])
     return quality_plot, quality_runs
 

@@ -136,7 +136,9 @@ def test_explore_notebook_shows_the_core_numbers(demo, monkeypatch):
     assert sorted(quality["run_id"].unique()) == [m["run_id"] for m in found]
     last_quality = quality[quality["run_id"] == found[-1]["run_id"]].set_index("column")
     assert last_quality["nulls"].to_dict() == {c: q["nulls"] for c, q in found[-1]["quality"].items()}
-    assert defs["quality_plot"].to_dict()["facet"]["field"] == "column"
+    drawn = defs["quality_plot"].to_dict()["hconcat"]
+    assert [c["facet"]["row"]["field"] for c in drawn] == ["column", "column"]
+    assert [c["spec"]["encoding"]["y"]["field"] for c in drawn] == ["null_ratio", "distinct"]
 
 
 def test_explore_notebook_with_only_a_full_load_says_so_instead_of_an_empty_chart(tmp_path, monkeypatch):

@@ -63,11 +63,15 @@ class Engine(Protocol):
 
 def make_engine(config: Config) -> Engine:
     """The engine a config names (DuckDB by default); ConfigError naming the extra if its library is missing."""
-    target, library, extra = KNOWN_ENGINES[config.engine.type]
+    return engine_class(config.engine.type)(config)
+
+
+def engine_class(kind: str) -> type:
+    """The class of engine `kind`, imported now; ConfigError naming the extra if its library is missing."""
+    target, library, extra = KNOWN_ENGINES[kind]
     try:
         importlib.import_module(library)
     except ImportError:
-        raise ConfigError(f"the {config.engine.type} engine needs {library}: pip install 'cdc-core[{extra}]'") \
-            from None
+        raise ConfigError(f"the {kind} engine needs {library}: pip install 'cdc-core[{extra}]'") from None
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)(config)
+    return getattr(importlib.import_module(module), cls)

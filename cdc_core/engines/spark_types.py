@@ -1,0 +1,145 @@
+"""The lake's typing law (`types`) as Spark column expressions: parse text, check it round-trips, print it back.
+
+Each function mirrors its DuckDB twin in `types` (`parse`, `exact`, `text_of`), so both engines give every column
+the same type and every value the same text. DuckDB's casts read more forms than Spark's and not always alike
+(`'5.9'` is the BIGINT 6 in DuckDB, no BIGINT in Spark; `'2025'` is a timestamp in Spark, not in DuckDB), so the
+Spark engine reads text as a type only in the forms both read to the same value (`SAFE`); a pinned column or a
+date field with a value outside them is refused with the pin's one-line error, never read differently. Inferred
+types are not affected: they only take values that print back to their own text, which are all safe forms.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from ..errors import InputError
+from ..types import BOOL, DATE, DECIMAL, DOUBLE, INT, LAYOUTS, TEXT, TZ, _shape
+from .spark_parquet import spark_type
+
+_ZONE = r"( ?(Z|UTC)|[+-]\d\d(:?\d\d)?)?"
+SAFE = {
+    INT: r"[+-]?\d+",
+    DOUBLE: r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?",
+    BOOL: r"(?i:true|false|t|f|yes|no|y|n|1|0)",
+    DATE: r"\d{4}-\d{1,2}-\d{1,2}",
+    TZ: r"\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{1,2}(:\d{1,2}(\.\d{1,9})?)?)?" + _ZONE,
+}
+# strptime codes the Spark engine reads and prints: (regex when reading, Java pattern when printing)
+CODES = {"Y": (r"(\d{1,4})", "yyyy"), "m": (r"(\d{1,2})", "MM"), "d": (r"(\d{1,2})", "dd"),
+         "H": (r"(\d{1,2})", "HH"), "M": (r"(\d{1,2})", "mm"), "S": (r"(\d{1,2})", "ss"),
+         "f": (r"(\d{1,6})", "SSSSSS"), "g": (r"(\d{1,3})", "SSS")}
+
+
+def safe_form(kind: str) -> str | None:
+    """The regex (anchored) of the texts both engines read alike as `kind`; None for text."""
+    match = DECIMAL.fullmatch(kind.replace(" ", ""))
+    if match:
+        scale = int(match[2])
+        return rf"^[+-]?\d+(\.\d{{1,{scale}}})?\z" if scale else r"^[+-]?\d+\z"
+    return rf"^(?:{SAFE[kind]})\z" if kind in SAFE else None
+
+
+def parse(raw: Column, kind: str, layout: str | None = None) -> Column:
+    """`raw` (text) read as `kind`; NULL where it does not read (the twin of `types.parse`)."""
+    if kind == TEXT:
+        return raw
+    if layout and layout not in LAYOUTS and kind in (TZ, DATE):
+        return strptime(raw, layout).cast(spark_type(kind))
+    form = safe_form(kind)
+    if form is None:
+        raise InputError(f"the spark engine cannot read text as {kind} — use the duckdb engine for this table")
+    text = raw
+    if kind == TZ:  # Spark wants the seconds before a zone (`10:00Z`): DuckDB reads them as :00
+        text = F.regexp_replace(raw, r"^(\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2})(?=[^:\d]|$)", "$1:00")
+    return F.when(raw.rlike(form), text.try_cast(spark_type(kind)))
+
+
+def exact(raw: Column, parsed: Column, kind: str, layout: str | None = None) -> Column:
+    """True where `parsed` prints back to exactly `raw` (the twin of `types.exact`, shape checks included)."""
+    first_digit = F.substring(raw, 1, 1).between("0", "9")
+    if kind == DATE and layout is None:
+        return parsed.isNotNull() & raw.like("____-__-__") & first_digit
+    if kind == TZ and layout in LAYOUTS:
+        shape = _shape(layout).replace("0", "_")
+        return parsed.isNotNull() & raw.like(shape) & first_digit & (F.substring(raw, 12, 2) < F.lit("24"))
+    return text_of(parsed, kind, layout) == raw
+
+
+def text_of(value: Column, kind: str, layout: str | None = None) -> Column:
+    """The text a typed value was read from, as DuckDB prints it (the twin of `types.text_of`).
+
+    Not alike for DOUBLE (DuckDB prints `1e+20`, Spark `1.0E20`) and BLOB values (DuckDB escapes bytes): a column of
+    those types that drifts to text compares on Spark's text.
+    """
+    if kind == TEXT:
+        return value
+    if layout and kind in (TZ, DATE):
+        return F.date_format(value, java_pattern(layout))
+    if kind == TZ:
+        return F.concat(value.cast("string"), F.lit("+00"))
+    return value.cast("string")
+
+
+def java_pattern(layout: str) -> str:
+    """A strftime layout as a Java DateTimeFormatter pattern (for `date_format`)."""
+    out = []
+    for code, literal in _tokens(layout):
+        if code is not None:
+            out.append(CODES[code][1])
+        elif literal:
+            out.append("'" + literal.replace("'", "''") + "'")
+    return "".join(out)
+
+
+def strptime(raw: Column, layout: str) -> Column:
+    """`raw` read with a strftime layout (a timestamp, NULL where it does not read), as DuckDB's strptime reads it."""
+    groups, regex = [], []
+    for code, literal in _tokens(layout):
+        if code is None:
+            regex.append(re.escape(literal))
+        else:
+            regex.append(CODES[code][0])
+            groups.append(code)
+    pattern = r"^\s*" + "".join(regex) + r"\s*\z"
+
+    def part(code: str, default: int) -> Column:
+        if code not in groups:
+            return F.lit(default)
+        return F.regexp_extract(raw, pattern, groups.index(code) + 1).cast("int")
+
+    if "f" in groups or "g" in groups:
+        code = "f" if "f" in groups else "g"
+        digits = F.regexp_extract(raw, pattern, groups.index(code) + 1)
+        fraction = F.rpad(digits, 6, "0").cast("int")
+    else:
+        fraction = F.lit(0)
+    seconds = (part("S", 0) * 1_000_000 + fraction).cast("decimal(16,6)") / F.lit(1_000_000)
+    stamp = F.call_function("try_make_timestamp", part("Y", 1970), part("m", 1), part("d", 1), part("H", 0),
+                            part("M", 0), seconds.cast("decimal(16,6)"))
+    return F.when(raw.rlike(pattern), stamp)
+
+
+def _tokens(layout: str) -> list[tuple[str | None, str]]:
+    """A layout as (code, "") for each `%X` and (None, text) for the text between them; unknown codes refused."""
+    out, text, i = [], "", 0
+    while i < len(layout):
+        if layout[i] == "%" and i + 1 < len(layout):
+            code = layout[i + 1]
+            if code == "%":
+                text += "%"
+            elif code in CODES:
+                out.append((None, text))
+                out.append((code, ""))
+                text = ""
+            else:
+                raise InputError(f"the spark engine reads the date format {layout!r} only with %Y %m %d %H %M %S "
+                                 "%f %g — use the duckdb engine for this table, or change the format")
+            i += 2
+        else:
+            text += layout[i]
+            i += 1
+    out.append((None, text))
+    return out
