@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,9 +25,15 @@ from .config import LakeConfig, TableConfig, load_config
 from .diff import OPS, ChangeSet, diff
 from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
+from .extras import missing
 from .lake import Lake, LocalLake, full_load_key, make_lake, manifest_file, read_manifests
 from .pipeline import RunReport
 from .replay import replay
+
+try:  # pandas and altair come with the notebooks extra
+    import pandas as pd
+except ImportError:
+    raise missing("cdc_core.explore", "pandas") from None
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
 _CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at")
@@ -109,7 +114,10 @@ def runs(lake: Lake, table: str) -> pd.DataFrame:
 
 def counts_chart(frame: pd.DataFrame, x: str = "run_id"):
     """A stacked bar chart (altair) of I/U/D counts per `x` (a run id, or a table for a preview)."""
-    import altair as alt
+    try:
+        import altair as alt
+    except ImportError:
+        raise missing("cdc_core.explore", "altair") from None
 
     long = frame.melt(id_vars=[x], value_vars=list(OPS), var_name="op", value_name="count")
     names = {"I": "insert", "U": "update", "D": "delete"}
