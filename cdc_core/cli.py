@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import extras
 from .config import load_config
 from .errors import CdcError, ConfigError
-from .extras import DISTRIBUTION, version
 from .logs import redact, setup_logging
 from .pipeline import RunReport, run_once
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cdc_core", description=(
         "Capture inserts, updates and deletes of a dataset's CSV tables into a data lake as Parquet. "
         "Without --once, runs a cycle on every tick of the config's timer."))
-    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {version()}",
+    parser.add_argument("--version", action="version", version=f"{extras.DISTRIBUTION} {extras.version()}",
                         help="print the installed version and exit")
     parser.add_argument("--once", action="store_true", help="run one capture cycle and exit")
     _config_option(parser, default="config.json")
@@ -37,9 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="re-use the last fetched files instead of fetching again (they are kept)")
     parser.add_argument("--dry-run", action="store_true",
                         help="fetch and diff, then list what would be uploaded; upload and commit nothing")
+    parser.add_argument("--accept-held", metavar="A,B",
+                        help="publish these tables' captures even if they break a guard (they were held)")
     parser.add_argument("--publish", metavar="RUN_ID",
                         help="publish exactly what the dry run RUN_ID showed (refused if the lake moved since)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also log each table's stage timings (snapshot, diff, publish…) and other details")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     d = commands.add_parser("diff", help="compare two snapshot files by key and write the change rows",
                             description="Compare two snapshots (CSV or Parquet) by key; print the I/U/D counts and "
@@ -55,11 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--detect", choices=("content", "date_field"), default="content",
                    help="what makes an update: any content change (default) or a later date field")
     d.add_argument("--output", required=True, metavar="OUT.parquet", help="where to write the change rows")
+    d.add_argument("--stat", action="store_true",
+                   help="also print each changed column with its number of updated rows")
+    d.add_argument("--changed-columns", action="store_true",
+                   help="add _cdc_changed (each U row's changed columns) to the change rows")
     r = commands.add_parser("replay", help="rebuild a table from the lake alone, as of any committed run",
                             description="Rebuild a table from the lake alone (its base plus every CDC file), as of "
                                         "the latest committed run or --as-of RUN_ID, and write it as Parquet.")
     r.add_argument("--table", required=True, help="the table to rebuild")
-    r.add_argument("--as-of", metavar="RUN_ID", help="a run id (YYYYMMDD_HHMMSS): the table as that run left it")
+    r.add_argument("--as-of", metavar="RUN_ID|DATE",
+                   help="a run id (YYYYMMDD_HHMMSS), or an ISO date/time (UTC): the table as the last run at or "
+                        "before it left it")
     r.add_argument("--output", required=True, metavar="FILE.parquet", help="where to write the table")
     _config_option(r)
     v = commands.add_parser("verify", help="check that replaying the lake gives the committed snapshots",
@@ -77,12 +87,12 @@ def _config_option(parser: argparse.ArgumentParser, default: str = argparse.SUPP
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, verbose=args.verbose)
     if args.command == "diff":
         return _diff_command(args)
     try:
         config = load_config(args.config)
-        setup_logging(config.data_dir, quiet=args.quiet)
+        setup_logging(config.data_dir, quiet=args.quiet, verbose=args.verbose)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         for name in tables or []:
             config.table(name)
@@ -98,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_forever(config, tables=tables, skip_download=args.skip_download, on_report=print_report)
         with _transfer_bars(enabled=not args.quiet) as on_transfer:
+            accepted = [t.strip() for t in args.accept_held.split(",") if t.strip()] if args.accept_held else []
+            for name in accepted:
+                config.table(name)
             report = run_once(config, tables=tables, skip_download=args.skip_download, dry_run=args.dry_run,
-                              publish_preview=args.publish, on_transfer=on_transfer)
+                              publish_preview=args.publish, accept_held=accepted, on_transfer=on_transfer)
     except ConfigError as exc:
         print(f"Error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -117,13 +130,37 @@ def main(argv: list[str] | None = None) -> int:
 def _replay_command(config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .engines import make_engine
     from .lake import make_lake
     from .replay import replay
 
     config.table(args.table)
-    result = replay(make_lake(config.lake), args.table, Path(args.output), as_of=args.as_of)
+    engine = make_engine(config)
+    try:
+        result = replay(make_lake(config.lake), args.table, Path(args.output), as_of=as_of_run(args.as_of),
+                        engine=engine)
+    finally:
+        engine.close()
     print(f"{result.table} as of run {result.run_id}: {result.rows:,} rows → {result.path}")
     return EXIT_OK
+
+
+def as_of_run(text: str | None) -> str | None:
+    """`--as-of` as a run id: a run id itself, or an ISO date or date-time (UTC unless it says otherwise) mapped
+    to the last run at or before it (a bare date: the end of that day)."""
+    from datetime import UTC, datetime, time
+
+    if text is None or re.fullmatch(r"\d{8}_\d{6}", text):
+        return text
+    try:
+        moment = datetime.fromisoformat(text)
+        if len(text.strip()) == 10:  # a date: every run of that day counts
+            moment = datetime.combine(moment.date(), time(23, 59, 59))
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r} is neither a run id (YYYYMMDD_HHMMSS, e.g. 20250922_143000) nor an "
+                          "ISO date or time (e.g. 2025-09-22 or 2025-09-22T14:30:00Z)") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y%m%d_%H%M%S")
 
 
 def _verify_command(config, tables: list[str] | None) -> int:
@@ -143,17 +180,22 @@ def _verify_command(config, tables: list[str] | None) -> int:
 
 
 def _diff_command(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
+    from pathlib import Path
 
     from .diff import diff
 
     if args.detect == "date_field" and not args.date_field:
         print("Error: --detect date_field needs --date-field COL", file=sys.stderr)
         return EXIT_USAGE
+    missing = [p for p in (args.previous, args.current) if not Path(p).is_file()]
+    if missing:
+        print(f"Error: {' and '.join(missing)} {'do' if len(missing) > 1 else 'does'} not exist — check the "
+              f"path{'s' if len(missing) > 1 else ''}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
-                       sep=args.sep, quote_char=args.quote)
-        pq.write_table(changes.rows, args.output)
+                       sep=args.sep, quote_char=args.quote, output=Path(args.output),
+                       changed_columns=args.changed_columns)
     except CdcError as exc:
         message = re.sub(r'^Table "[^"]*": ', "", str(exc))
         for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field"),
@@ -165,6 +207,10 @@ def _diff_command(args: argparse.Namespace) -> int:
         print(f"Error: cannot write {args.output} ({exc.strerror or exc}) — check the folder", file=sys.stderr)
         return EXIT_FAILED
     print(f"I {changes.counts['I']:,}  U {changes.counts['U']:,}  D {changes.counts['D']:,}  → {args.output}")
+    if args.stat:
+        width = max((len(c) for c in changes.column_counts), default=0)
+        for column, rows in sorted(changes.column_counts.items(), key=lambda item: (-item[1], item[0])):
+            print(f"  {column:<{width}}  {rows:>10,} updated row(s)")
     for warning in changes.warnings:
         print(f"warning: {warning}")
     return EXIT_OK
@@ -229,3 +275,7 @@ def print_report(report: RunReport) -> None:
         others = "; the others were captured" if failed < len(report.tables) else ""
         print(f"{failed} of {len(report.tables)} table(s) failed{others}. Fix the error(s) above and run again: "
               "nothing was lost.")
+    held = [t.table for t in report.tables if t.status == "held"]
+    if held and not report.dry_run:
+        print(f"{len(held)} table(s) held by a guard: nothing of them was published. Look at the numbers above, "
+              f"then publish with --accept-held {','.join(held)}, or fix the source.")

@@ -17,6 +17,7 @@ def connect(engine: EngineConfig | None = None, spill_dir: Path | None = None) -
     engine = engine or EngineConfig()
     con = duckdb.connect(config={"autoinstall_known_extensions": False})  # never download at run time
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # never terminal art in logs, pipes or a TUI
     if engine.memory_limit:
         con.execute(f"SET memory_limit = '{engine.memory_limit}'")
     if engine.threads:

@@ -27,3 +27,7 @@ class LakeError(CdcError):
 
 class StateError(CdcError):
     "The local state (committed snapshots, last fetch) is missing or unusable."
+
+
+class HeldError(CdcError):
+    "A capture broke a guard: nothing was published, it waits for a person to accept it."

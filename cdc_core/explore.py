@@ -36,7 +36,7 @@ except ImportError:
     raise missing("cdc_core.explore", "pandas") from None
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
-_CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at")
+_CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at", "_cdc_changed")
 _download_dir: Path | None = None
 
 
@@ -202,7 +202,8 @@ def key_history(lake: Lake, table: str, key: str | Mapping[str, str], *, pending
         holding = con.execute(f"SELECT DISTINCT filename FROM {_parquet(files, filename=True)} WHERE {where}"
                               ).fetchall() if files else []
         for (file,) in holding:  # each file alone: its values in the types that run stored
-            for row in con.sql(f"SELECT * FROM {_parquet([file])} WHERE {where}").to_arrow_table().to_pylist():
+            for row in con.sql(f"SELECT * FROM {_parquet([file])} WHERE {where} AND op IN ('I', 'U', 'D')"
+                               ).to_arrow_table().to_pylist():  # B rows (before-images) repeat what is known
                 events.append((row["_cdc_run_id"], pd.Timestamp(row["_cdc_captured_at"]), row["op"], row))
     events.sort(key=lambda e: (e[0], e[2] != "full load"))
     out, state = [], {}
@@ -244,6 +245,20 @@ def as_of(lake: Lake, table: str, run_id: str | None = None, *, limit: int = 10_
     head = head.select(order)  # the table's own column order (manifests list columns by name)
     return AsOf(table=table, run_id=rebuilt.run_id, rows=rebuilt.rows, preview=head, latest_rows=latest_rows,
                 since=since)
+
+
+def quality(lake: Lake, table: str) -> pd.DataFrame:
+    """Each run's data-quality numbers per column (from its manifest): run_id, captured_at, column, rows, nulls,
+    null_ratio, distinct, min, max. Runs captured before cdc_core recorded them are left out."""
+    out = []
+    for m in manifests(lake, table):
+        for column, numbers in (m.get("quality") or {}).items():
+            nulls = numbers.get("nulls") or 0
+            out.append({"run_id": m["run_id"], "captured_at": pd.Timestamp(m["captured_at"]), "column": column,
+                        "rows": m["rows"], "nulls": nulls, "null_ratio": nulls / m["rows"] if m["rows"] else 0.0,
+                        "distinct": numbers.get("distinct"), "min": numbers.get("min"), "max": numbers.get("max")})
+    columns = ["run_id", "captured_at", "column", "rows", "nulls", "null_ratio", "distinct", "min", "max"]
+    return pd.DataFrame.from_records(out, columns=columns)
 
 
 def run_notes(lake: Lake, table: str) -> pd.DataFrame:

@@ -19,8 +19,8 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,51 +198,67 @@ class LocalLake:
         return inside(self.root, key)
 
     def put(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> None:
-        """Copy `local` to `key`: written to a temporary file, flushed to disk, then renamed into place."""
+        """Put `local` at `key`: a temporary file (a hard link, or a flushed copy across file systems) renamed
+        into place, so readers see the old file or the new one, never half of one."""
         target, tmp = self._path(key), None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            tmp = self._stage(local, target.parent)
             os.replace(tmp, target)
             tmp = None
             fsync_dir(target.parent)
-            if on_bytes:
-                on_bytes(target.stat().st_size)
         except OSError as exc:
-            raise LakeError(f"Cannot write {key} into the lake {self.url} ({exc.strerror or exc}) — check the "
-                            "folder exists and is writable") from exc
+            raise self._error(key, exc) from exc
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+        if on_bytes:
+            on_bytes(target.stat().st_size)
 
     def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool:
-        """Write `key` only if it does not exist (an exclusive link of a complete temporary file); False if it does."""
+        """Put `local` at `key` only if `key` does not exist (an exclusive link of a complete file); False if it
+        does. Files cdc_core hands over are complete and never change, so a hard link shares their bytes."""
         target, tmp = self._path(key), None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            tmp = self._stage(local, target.parent)
             try:
                 os.link(tmp, target)
             except FileExistsError:
                 return False
             fsync_dir(target.parent)
-            if on_bytes:
-                on_bytes(target.stat().st_size)
-            return True
         except OSError as exc:
-            raise LakeError(f"Cannot write {key} into the lake {self.url} ({exc.strerror or exc}) — check the "
-                            "folder exists and is writable") from exc
+            raise self._error(key, exc) from exc
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+        if on_bytes:
+            on_bytes(target.stat().st_size)
+        return True
+
+    @staticmethod
+    def _stage(local: Path, folder: Path) -> str:
+        """A temporary name in `folder` holding `local`'s bytes: a hard link when both are on one file system (no
+        copy), else a copy flushed to disk."""
+        tmp = str(folder / f".upload-{uuid.uuid4().hex}")
+        try:
+            os.link(local, tmp)
+            return tmp
+        except OSError:
+            pass
+        try:
+            with open(tmp, "wb") as out, open(local, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _error(self, key: str, exc: OSError) -> LakeError:
+        return LakeError(f"Cannot write {key} into the lake {self.url} ({exc.strerror or exc}) — check the folder "
+                         "exists and is writable")
 
     def read(self, key: str) -> bytes:
         found = self.get(key)

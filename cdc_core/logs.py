@@ -48,16 +48,18 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console: bool = True) -> Path | None:
-    """Console at INFO (WARNING when quiet) plus `data_dir/logs/cdc.log` (5 MB × 5) at INFO; returns the log path."""
+def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console: bool = True,
+                  verbose: bool = False) -> Path | None:
+    """Console at INFO (WARNING when quiet, DEBUG when verbose) plus `data_dir/logs/cdc.log` (5 MB × 5) at INFO
+    (DEBUG when verbose: each table's stage timings); returns the log path."""
     logger = logging.getLogger("cdc_core")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
     if console:
         out = _Stderr()
-        out.setLevel(logging.WARNING if quiet else logging.INFO)
+        out.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
         out.setFormatter(_Redacting("%(message)s"))
         logger.addHandler(out)
     if data_dir is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,14 +19,14 @@ from . import faults
 from .commit import LostRace, head, plan, publish
 from .config import Config, TableConfig
 from .engines import Engine, make_engine
-from .errors import CdcError, LakeError, SourceError, StateError
+from .errors import CdcError, HeldError, LakeError, SourceError, StateError
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
 from .monitor import after_cycle
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
-from .stage import Previous, rebase, stage
+from .stage import Previous, _lap, rebase, stage
 from .state import Entry, State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
@@ -52,17 +53,19 @@ class _Cycle:
     head_errors: dict[str, CdcError] = field(default_factory=dict)
     table_format: TableFormat | None = None
     engine: Engine | None = None
+    accept_held: frozenset[str] = frozenset()
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
-             dry_run: bool = False, publish_preview: str | None = None, on_progress: Progress | None = None,
-             on_transfer: Transfer | None = None) -> RunReport:
+             dry_run: bool = False, publish_preview: str | None = None, accept_held: Collection[str] = (),
+             on_progress: Progress | None = None, on_transfer: Transfer | None = None) -> RunReport:
     """Run one capture cycle and return its report; per-table errors are in the report, not raised.
 
     With `dry_run`, fetch and diff but neither upload nor commit: each table's report lists the uploads it would
     make, and `preview` points at its sealed change set. `publish_preview=<that dry run's run id>` then publishes
     exactly those change sets (nothing is fetched or diffed again); a table whose lake moved in between is refused
-    with "preview again".
+    with "preview again". A capture that breaks one of its table's guards is held (status "held", nothing
+    published) unless its table is in `accept_held`.
     """
     progress = on_progress or (lambda table, message: log.info("%s%s", f"{table}: " if table else "", message))
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
@@ -85,7 +88,9 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
             fetched = Fetch(version=None)
         else:
             try:
+                clock = time.perf_counter()
                 fetched = _fetch(source, state, selected, run_id, skip_download, progress, heads)
+                report.timings["fetch"] = round(time.perf_counter() - clock, 3)
             except Exception as exc:  # the whole source failed: every table fails, pending entries still go out
                 if skip_download or not isinstance(exc, CdcError | OSError):
                     raise
@@ -94,7 +99,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                 fetched = Fetch(version=None, errors={t.name: error for t in selected})
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
-                       on_transfer, heads, head_errors, table_format, engine)
+                       on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held))
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
                                     thread_name_prefix="cdc-table") as pool:
@@ -166,6 +171,15 @@ def _latest(versions: set[str | None]) -> str | None:
 
 
 def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
+    """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
+    try:
+        _capture_table(cycle, table, report)
+    finally:
+        if report.timings:
+            log.debug("%s: %s", table.name, " · ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
+
+
+def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
     name, state = table.name, cycle.state
     try:
         state.clean_staging(name)
@@ -201,7 +215,8 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
                     if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                     if committed else None)
         entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
-                      started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run)
+                      started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
+                      options=cycle.config.cdc, accept_held=name in cycle.accept_held)
         if entry is None:
             report.status = "unchanged"
             cycle.progress(name, f"no changes ({report.rows} rows)")
@@ -212,9 +227,14 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
         if cycle.dry_run:
             report.uploads += plan(entry, state)
             report.preview = entry.dir
+            if entry.meta.get("held"):
+                report.status, report.error = "held", entry.meta["held"]
             return
         cycle.progress(name, f"publishing to {cycle.lake.url}")
         _publish(cycle, entry, report)
+    except HeldError as exc:
+        report.status, report.error = "held", redact(str(exc))
+        log.warning("%s", exc)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
         log.error("%s", exc)
@@ -225,6 +245,7 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
 
 def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
     """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
+    clock = time.perf_counter()
     try:
         report.uploads += publish(entry, cycle.state, cycle.lake, claim_timeout=cycle.config.claim_timeout,
                                   transfer=cycle.transfer, table_format=cycle.table_format)
@@ -241,7 +262,9 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
                                     f"(run {lost.winner['run_id']})")
         return False
+    clock = _lap(report, "publish", clock)
     cycle.state.commit(entry, keep=cycle.config.retention)
+    _lap(report, "commit", clock)
     return True
 
 
@@ -257,12 +280,15 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
         raise StateError(f'Table "{name}": the preview of run {cycle.run_id} was diffed against run '
                          f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
     report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
+    report.column_counts = dict(preview.meta.get("changed_columns", {}))
     report.warnings, report.source_version = list(preview.meta["warnings"]), preview.meta.get("source_version")
     if preview.meta["kind"] == "unchanged":
         report.status = "unchanged"
         state.record_version(name, report.source_version)
         shutil.rmtree(preview.dir, ignore_errors=True)
         return
+    if preview.meta.get("held") and name not in cycle.accept_held:
+        raise HeldError(preview.meta["held"])
     report.status = preview.meta["kind"]
     cycle.progress(name, f"publishing the previewed run {cycle.run_id} to {cycle.lake.url}")
     _publish(cycle, state.add_entry(preview.dir, preview.meta), report)

@@ -23,6 +23,7 @@ class TableReport:
     table: str
     status: str = "pending"  # full_load | changes | unchanged | skipped | failed | held
     counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0})
+    column_counts: dict[str, int] = field(default_factory=dict)  # updated rows per changed column
     rows: int | None = None
     uploads: list[Upload] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -30,6 +31,7 @@ class TableReport:
     preview: Path | None = None  # dry run: the sealed snapshot and change set that publishing the preview sends
     rebased: str | None = None  # the lake's run this capture started from, when the local state was not on it
     source_version: str | None = None  # when publishing a preview: the version the dry run fetched
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: snapshot, diff, seal, publish…
     error: str | None = None
 
     @property
@@ -49,6 +51,7 @@ class RunReport:
     tables: list[TableReport]
     finished_at: datetime | None = None
     dry_run: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of the cycle's own stages (fetch)
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,7 @@ fit a pinned type, and NULL or duplicate keys each raise one `InputError` that s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class Snapshot:
     columns: dict[str, str]
     layouts: dict[str, str] = field(default_factory=dict)
     widened: dict[str, tuple[str, str]] = field(default_factory=dict)  # column → (type it had, a value that broke it)
+    quality: dict[str, dict] = field(default_factory=dict)  # column → nulls, distinct (approximate), min, max
 
     @property
     def warnings(self) -> list[str]:
@@ -106,31 +108,64 @@ def schema_of(path: Path) -> dict[str, Column]:
 
 
 def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.DuckDBPyConnection | None = None,
-                  compression: str = "zstd", previous: dict[str, Column] | None = None) -> Snapshot:
-    """Check and convert one table's file (CSV, gzipped CSV or Parquet) into a typed Parquet snapshot."""
+                  compression: str = "zstd", previous: dict[str, Column] | None = None,
+                  check: bool = True) -> Snapshot:
+    """Check and convert one table's file (CSV, gzipped CSV or Parquet) into a typed Parquet snapshot.
+
+    With `check=False` NULL and duplicate keys are left to the diff that follows (it finds them in its own join).
+    """
     con = con or connect()
     src, out_path = Path(src), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     at = csvfile.where(src, table)
     header = None if _is_parquet(src) else csvfile.read_header(src, table)
     try:
-        plans, rows, widened = _write(con, src, table, header, out_path, compression, previous or {})
+        plans, stats, widened = _write(con, src, table, header, out_path, compression, previous or {})
     except duckdb.Error as exc:
         out_path.unlink(missing_ok=True)
         if header is None:
             raise InputError(f"{at} cannot be read as Parquet ({str(exc).splitlines()[0]}) — fix the file") from None
         raise csvfile.explain(exc, src, table, header) from None
-    try:
-        check_keys(con, f"read_parquet({literal(str(out_path))})", table.pk, at)
-    except InputError:
-        out_path.unlink(missing_ok=True)
-        raise
+    written = f"read_parquet({literal(str(out_path))})"
+    if check:  # a diff that follows finds NULL and duplicate keys from its own join, at no extra pass
+        try:
+            check_keys(con, written, table.pk, at)
+        except InputError:
+            out_path.unlink(missing_ok=True)
+            raise
+    rows = sum(r[1] for r in stats)
+    unique = {table.pk[0]: rows} if len(table.pk) == 1 else {}  # a key is unique: no need to count its values
     return Snapshot(table=table.name, path=out_path, rows=rows, columns={p.name: p.type for p in plans},
-                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened)
+                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened,
+                    quality=profile(con, written, [p.name for p in plans], stats, unique))
+
+
+def profile(con, relation: str, columns: list[str], stats: list[tuple],
+            known: dict[str, int] | None = None) -> dict[str, dict]:
+    """Data-quality numbers per column: NULLs, min and max from the statistics the write itself returned (min and
+    max as text, cut at 100 characters), distinct values from one HyperLogLog scan (approximate, ±2 %) of the
+    columns whose count is not `known` (a single-column key has as many values as rows)."""
+    known = known or {}
+    written: dict[str, dict[str, str]] = {}
+    for row in stats:  # one row per file written; DuckDB names the columns quoted
+        for name, numbers in (row[4] or {}).items():
+            written.setdefault(name.strip('"').replace('""', '"'), {}).update(numbers)
+    counted = [c for c in columns if c not in known]
+    distinct = dict(known)
+    if counted:
+        found_counts = con.execute(f"SELECT {', '.join(f'approx_count_distinct({quote(c)})' for c in counted)} "
+                                   f"FROM {relation}").fetchall()[0]
+        distinct.update(zip(counted, found_counts, strict=True))
+    found = {}
+    for column, count in ((c, distinct[c]) for c in columns):
+        numbers = written.get(column, {})
+        found[column] = {"nulls": int(numbers.get("null_count", 0)), "distinct": count,
+                         "min": numbers.get("min", "")[:100] or None, "max": numbers.get("max", "")[:100] or None}
+    return found
 
 
 def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_path: Path, compression: str,
-           previous: dict[str, Column]) -> tuple[list[_Plan], int, dict[str, tuple[str, str]]]:
+           previous: dict[str, Column]) -> tuple[list[_Plan], list[tuple], dict[str, tuple[str, str]]]:
     """Plan the columns, then COPY; a value that breaks a verified type widens that column and COPY runs again."""
     at = csvfile.where(src, table)
     if header is None:
@@ -140,17 +175,25 @@ def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_pat
         relation = csvfile.relation(src, table, header)
         plans = _csv_plans(con, relation, table, header, previous)
     widened: dict[str, tuple[str, str]] = {}
-    for _ in range(len(plans) + 1):
+    for attempt in range(len(plans) + 1):
         select = ", ".join(plan.outer(i) for i, plan in enumerate(plans))
         layouts = {p.name: p.layout for p in plans if p.layout}
+        # each attempt writes a file of its own: DuckDB removes a failed COPY's file when it cleans up, which may
+        # be after the next attempt has written the same name
+        target = out_path.with_name(f".{out_path.name}.{attempt}")
         try:
-            rows = con.execute(f"COPY (SELECT {select} FROM {_checked(plans, relation)}) TO {literal(str(out_path))} "
-                               f"(FORMAT parquet, COMPRESSION {compression}{kv_metadata(layouts)})").fetchall()[0][0]
-            return plans, rows, widened
+            written = con.execute(f"COPY (SELECT {select} FROM {_checked(plans, relation)}) TO "
+                                  f"{literal(str(target))} (FORMAT parquet, COMPRESSION {compression}, "
+                                  f"RETURN_STATS{kv_metadata(layouts)})").fetchall()
         except duckdb.InvalidInputException as exc:
             if CHECK not in str(exc):
                 raise
             widened |= _failures(con, relation, plans, at)
+            continue
+        os.replace(target, out_path)
+        for failed in range(attempt):
+            out_path.with_name(f".{out_path.name}.{failed}").unlink(missing_ok=True)
+        return plans, [(str(out_path), *row[1:]) for row in written], widened
     raise InputError(f"{at}: the column types never settled — report this as a bug")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import faults
-from .config import TableConfig
-from .errors import InputError
+from .config import CdcOptions, TableConfig
+from .config.guards import broken
+from .errors import HeldError, InputError
 from .lake import Lake, full_load_key
 from .replay import replay
 from .report import TableReport
@@ -71,31 +73,37 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
 
 
 def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
-          run_id: str, started: datetime, version: str | None, report: TableReport,
-          dry_run: bool) -> Entry | None:
+          run_id: str, started: datetime, version: str | None, report: TableReport, dry_run: bool,
+          options: CdcOptions, accept_held: bool = False) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
-    name = table.name
+    name, clock = table.name, time.perf_counter()
     folder = state.staging(name, run_id)
     snap = engine.load_snapshot(file, table, folder / "snapshot.parquet",
                                 previous=schema_of(previous.path) if previous else None)
-    report.rows = snap.rows
+    report.rows, clock = snap.rows, _lap(report, "snapshot", clock)
     faults.point("after_snapshot", name)
     meta = {"table": name, "run_id": run_id, "token": uuid.uuid4().hex,  # this capture, whoever else picks run_id
             "parent": previous.run_id if previous else None,
             "source_version": version, "rows": snap.rows, "captured_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "kind": "full_load", "has_changes": False, "counts": {"I": 0, "U": 0, "D": 0},
-            "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts}
+            "warnings": snap.warnings, "pk": list(table.pk), "columns": snap.columns, "layouts": snap.layouts,
+            "quality": snap.quality}
     if previous is not None and snap.rows == 0 < previous.rows and not table.allow_empty:
         raise InputError(f'Table "{name}": {file.name} has a header but no rows, while the last capture had '
                          f"{previous.rows:,} — a cut download? If the table really was emptied, set "
                          '"allow_empty": true on the table in the config')
     if previous is not None:
         changes = engine.diff(previous.path, snap.path, table, output=folder / "changes.parquet",
-                              stamp={"_cdc_run_id": run_id, "_cdc_captured_at": started})
+                              stamp={"_cdc_run_id": run_id, "_cdc_captured_at": started},
+                              changed_columns=options.changed_columns, before_image=options.before_image,
+                              details=folder / "details.parquet" if dry_run else None,
+                              labels=(f'Table "{name}": the last capture', f'Table "{name}": {file.name}'))
         faults.point("after_diff", name)
+        clock = _lap(report, "diff", clock)
         warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
                                     if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
         report.counts, report.warnings = dict(changes.counts), warnings
+        report.column_counts = dict(changes.column_counts)
         if not changes and not changes.schema_changed:
             if dry_run:  # the preview remembers that nothing changed (publishing it records the version)
                 for leftover in folder.iterdir():
@@ -110,9 +118,26 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
             changes.held_keys.unlink()
         if not changes:
             (folder / "changes.parquet").unlink()
-        meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings)
+        meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings,
+                    changed_columns=dict(changes.column_counts))
+        reason = broken(table.guards, previous_rows=previous.rows, rows=snap.rows, counts=changes.counts)
+        if reason and not accept_held and not (snap.rows == 0 and table.allow_empty):  # emptied on purpose
+            held = (f'Table "{name}": held — {reason}; nothing was published — publish it with --accept-held '
+                    f'{name} (or the TUI\'s upload screen), or change "guards" in the config')
+            if not dry_run:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise HeldError(held)
+            meta["held"] = held  # the preview shows it; publishing the preview needs the same acceptance
     if dry_run:
         return state.seal_preview(folder, meta)
     entry = state.add_entry(folder, meta)
+    _lap(report, "seal", clock)
     faults.point("after_stage", name)
     return entry
+
+
+def _lap(report: TableReport, stage: str, since: float) -> float:
+    """Record the seconds a stage took (the run report and the debug log show them); returns the new lap start."""
+    now = time.perf_counter()
+    report.timings[stage] = round(report.timings.get(stage, 0) + now - since, 3)
+    return now

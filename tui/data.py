@@ -18,7 +18,7 @@ from cdc_core.state import Committed, State
 
 HISTORY_RUNS = 24  # how many recent captures the history chart shows
 OPS = ("I", "U", "D")
-META_COLUMNS = ("_cdc_run_id", "_cdc_captured_at")  # the same on every row of a change set: not shown in the grid
+META_COLUMNS = ("_cdc_run_id", "_cdc_captured_at", "_cdc_changed")  # the same on every row of a change set: not shown in the grid
 
 
 def utcnow() -> datetime:

@@ -14,21 +14,38 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import _check_keys, _choice, _path, _positive_int, _seconds
+from .fields import _bool, _check_keys, _choice, _path, _positive_int, _seconds
 from .formats import TableFormatConfig, _table_format
+from .guards import Guards, _guards
 from .lakes import LakeConfig, _lake
 from .ops import ENV_REFERENCE, MetricsConfig, NotifyTarget, _metrics, _notify
 from .sources import SourceConfig, _check_database_keys, _source
 from .tables import TableConfig, _tables
 
-__all__ = ["ENV_REFERENCE", "Config", "EngineConfig", "LakeConfig", "MetricsConfig", "NotifyTarget", "SourceConfig",
-           "TableConfig", "TableFormatConfig", "Timer", "load_config", "parse_config"]
+__all__ = [
+    "ENV_REFERENCE",
+    "CdcOptions",
+    "Config",
+    "EngineConfig",
+    "Guards",
+    "LakeConfig",
+    "MetricsConfig",
+    "NotifyTarget",
+    "SourceConfig",
+    "TableConfig",
+    "TableFormatConfig",
+    "Timer",
+    "load_config",
+    "parse_config",
+]
 
 
 TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
-            "retention", "workers", "lake_claim_timeout", "notify", "metrics", "table_format", "iceberg"}
+            "retention", "workers", "lake_claim_timeout", "notify", "metrics", "table_format", "iceberg", "cdc",
+            "guards"}
+CDC_KEYS = {"changed_columns", "before_image"}
 ENGINE_KEYS = {"type", "memory_limit", "threads", "master", "remote", "conf"}
 ENGINE_TYPES = ("duckdb", "spark")
 
@@ -59,6 +76,14 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class CdcOptions:
+    """Opt-in columns and rows of the CDC files (off by default, so existing lakes keep their schema)."""
+
+    changed_columns: bool = False  # `_cdc_changed`: the names of each U row's changed columns
+    before_image: bool = False  # a `B` row with the previous values right before each `U`
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, validated configuration."""
 
@@ -75,6 +100,8 @@ class Config:
     notify: tuple[NotifyTarget, ...] = ()
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
     table_format: TableFormatConfig | None = None
+    cdc: CdcOptions = CdcOptions()
+    guards: Guards = field(default_factory=Guards)
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -122,7 +149,8 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
     if not isinstance(raw, dict):
         raise ConfigError("The config must be a JSON object with at least \"tables\" — see README.md")
     _check_keys(raw, TOP_KEYS, "")
-    tables = _tables(raw.get("tables"))
+    guards = _guards(raw.get("guards"), "guards")
+    tables = _tables(raw.get("tables"), guards)
     source = _source(raw, base_dir)
     _check_database_keys(tables, source)
     return Config(
@@ -139,6 +167,8 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         notify=_notify(raw.get("notify")),
         metrics=_metrics(raw.get("metrics")),
         table_format=_table_format(raw),
+        cdc=_cdc(raw.get("cdc")),
+        guards=guards,
         path=path,
     )
 
@@ -156,6 +186,15 @@ def _timer(raw: Any) -> Timer:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f'Config key "timer.value" is {value!r} — use a positive number')
     return Timer(unit=unit.lower(), value=value)
+
+
+def _cdc(raw: Any) -> CdcOptions:
+    if raw is None:
+        return CdcOptions()
+    if not isinstance(raw, dict):
+        raise ConfigError('Config key "cdc" must be an object like {"changed_columns": true}')
+    _check_keys(raw, CDC_KEYS, "cdc.")
+    return CdcOptions(**{k: _bool(v, f"cdc.{k}") for k, v in raw.items()})
 
 
 def _engine(raw: Any) -> EngineConfig:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 from ..types import TEXT, TZ, Column, normalize
 from .fields import _bool, _check_keys, _choice, _optional_str, _optional_text, _quote, _sep
+from .guards import Guards, _guards
 
 TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 DETECT_MODES = ("content", "date_field")
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns",
-              "schema", "query"}
+              "schema", "query", "guards"}
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,13 @@ class TableConfig:
     columns: tuple[Column, ...] = ()  # pinned types (and date layouts) that win over what a file looks like
     schema: str | None = None  # database sources: the table's schema (postgres; default "public")
     query: str | None = None  # database sources: a SELECT whose result is the table (instead of `name`)
+    guards: Guards = field(default_factory=Guards)  # when a capture is held for a person to accept
 
     def pinned(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
 
 
-def _tables(raw: Any) -> tuple[TableConfig, ...]:
+def _tables(raw: Any, guards: Guards | None = None) -> tuple[TableConfig, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError('Config key "tables" is missing or empty — add a list like '
                           '[{"name": "clientes", "pk": "idCliente", "sep": ";"}]')
@@ -65,6 +67,7 @@ def _tables(raw: Any) -> tuple[TableConfig, ...]:
             allow_empty=_bool(item.get("allow_empty", False), f"{where}.allow_empty"),
             schema=_optional_text(item.get("schema"), f"{where}.schema", "a schema name like \"public\""),
             query=_optional_text(item.get("query"), f"{where}.query", 'a query like "SELECT … FROM …"'),
+            guards=_guards(item.get("guards"), f"{where}.guards", guards or Guards()),
         ))
         if tables[-1].schema and tables[-1].query:
             raise ConfigError(f'Config key "{where}.schema" goes with a table\'s name, not with "{where}.query" '

@@ -40,8 +40,11 @@ class Engine(Protocol):
         ...
 
     def diff(self, previous: Path, current: Path, table: TableConfig, *, output: Path,
-             stamp: dict[str, str | datetime]) -> ChangeSet:
-        """The change rows of `current` against `previous`, written to `output` with the `stamp` columns."""
+             stamp: dict[str, str | datetime], changed_columns: bool = False, before_image: bool = False,
+             details: Path | None = None, labels: tuple[str, str] | None = None) -> ChangeSet:
+        """The change rows of `current` against `previous`, written to `output` with the `stamp` columns (and,
+        asked for, `_cdc_changed` and `B` rows); `details`: each U row's key and changed columns; `labels`: how
+        messages name the two inputs. NULL and duplicate keys of either input raise InputError."""
         ...
 
     def hold_back(self, previous: Path, current: Path, held: Path, key: Sequence[str], out: Path) -> None:

@@ -32,16 +32,20 @@ class DuckDBEngine:
 
     def load_snapshot(self, src: Path, table: TableConfig, out: Path, *,
                       previous: dict[str, Column] | None = None) -> Snapshot:
-        with self._connect() as con:
-            return load_snapshot(src, table, out, con=con, compression=self.codec, previous=previous)
+        with self._connect() as con:  # with a previous snapshot, the diff that follows checks the keys
+            return load_snapshot(src, table, out, con=con, compression=self.codec, previous=previous,
+                                 check=previous is None)
 
     def diff(self, previous: Path, current: Path, table: TableConfig, *, output: Path,
-             stamp: dict[str, str | datetime]) -> ChangeSet:
+             stamp: dict[str, str | datetime], changed_columns: bool = False, before_image: bool = False,
+             details: Path | None = None, labels: tuple[str, str] | None = None) -> ChangeSet:
         constants = {name: f"TIMESTAMPTZ {literal(value.isoformat())}" if isinstance(value, datetime)
                      else literal(value) for name, value in stamp.items()}
         with self._connect() as con:
             return diff(previous, current, table.pk, date_field=table.date_field, detect=table.detect, con=con,
-                        output=output, compression=self.codec, constants=constants)
+                        output=output, compression=self.codec, constants=constants,
+                        changed_columns=changed_columns, before_image=before_image, details=details,
+                        labels=labels)
 
     def hold_back(self, previous: Path, current: Path, held: Path, key: Sequence[str], out: Path) -> None:
         with self._connect() as con:

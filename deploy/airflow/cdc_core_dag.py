@@ -5,9 +5,9 @@ with the table's name; each runs `cdc_core.run_once(config, tables=[table])`) â†
 compares it with the committed snapshots) and `all_captured` (fails the DAG run when a table failed or was held).
 
 - A capture task fails when its table's status is "failed" (retried if you set `retries`: a retry publishes
-  what is pending first) or "held" (a guard held it back: not retried; accept it with
-  `python -m cdc_core --once --accept-held TABLE` or on cdc-tui's confirm screen). Its return value (XCom) is the
-  table's run id, status, I/U/D counts and rows.
+  what is pending first) or "held" (a guard held it back: not retried). To publish a held capture after a look,
+  trigger the DAG with the param `accept_held`, e.g. `{"accept_held": ["clientes"]}` (the CLI's
+  `--accept-held clientes`). Its return value (XCom) is the table's run id, status, I/U/D counts and rows.
 - `verify` runs even when a capture failed: it checks what the lake committed, which a failed capture leaves as
   it was. Because the tasks of a DAG run share one data dir, which takes one capture at a time, captures run one
   after another and DAG runs never overlap.
@@ -27,7 +27,7 @@ import logging
 import os
 
 import pendulum
-from airflow.sdk import TriggerRule, Variable, dag, task
+from airflow.sdk import Param, TriggerRule, Variable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 DAG_ID = "cdc_core"
@@ -54,7 +54,8 @@ def load(config: str):
 
 @dag(dag_id=DAG_ID, schedule=None if SCHEDULE == "none" else SCHEDULE,
      start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False, max_active_runs=1, tags=["cdc_core"],
-     doc_md=__doc__)
+     doc_md=__doc__, params={"accept_held": Param([], type="array", items={"type": "string"},
+                                                  description="tables whose held capture this run publishes")})
 def cdc_core_dag():
     @task(retries=0)
     def tables() -> list[dict[str, str]]:
@@ -68,7 +69,8 @@ def cdc_core_dag():
         from cdc_core import run_once
         from cdc_core.cli import print_report
 
-        report = run_once(load(config), tables=[table])
+        accept = [table] if table in get_current_context()["params"]["accept_held"] else []
+        report = run_once(load(config), tables=[table], accept_held=accept)
         print_report(report)
         result = report.tables[0]
         if result.status == "held":

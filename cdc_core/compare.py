@@ -1,0 +1,224 @@
+"""The comparison itself: one FULL OUTER JOIN of two typed sides by key, keeping only the rows that changed.
+
+Inside the SQL every column goes by a positional alias (exact names may differ only in case across the sides),
+each side is cast once to the type both compare on, and each compared column gets a flag `__d{i}` (its value
+changed, NULL-safe) in the same pass: the flags make the row an update, give the per-column counts, and, when
+asked, the `_cdc_changed` list of each U row. With before-images the previous values of U rows are kept too and
+written as `B` rows right before their `U` (Delta's update_preimage / update_postimage).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .changeset import ChangeSet
+from .engine import literal, quote
+from .errors import InputError
+from .snapshot import check_keys
+from .types import kv_metadata, layouts_metadata, text_of
+
+NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+           "UHUGEINT", "FLOAT", "DOUBLE"}
+TEMPORAL = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
+TZ = "TIMESTAMP WITH TIME ZONE"
+_names = itertools.count()
+
+
+@dataclass
+class Side:
+    """One input as a DuckDB relation, with its exact column names, types, layouts, row count and a label."""
+
+    relation: str
+    columns: dict[str, str]
+    rows: int
+    label: str
+    layouts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Output:
+    """Where the change rows go: a Parquet file (with constant columns appended), or back to Python.
+
+    `changed_columns` adds `_cdc_changed` (the names of a U row's changed columns; empty on I and D rows);
+    `before_image` adds a `B` row with the previous values right before each `U`; `details` is a side file with
+    each U row's key and `_cdc_changed`, whatever the lake's options (for previews)."""
+
+    path: Path | None
+    constants: dict[str, str] = field(default_factory=dict)
+    compression: str = "snappy"
+    changed_columns: bool = False
+    before_image: bool = False
+    details: Path | None = None
+
+
+def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
+            output: Output) -> ChangeSet:
+    """The change set of `cur` against `prev` (see the module's docstring)."""
+    result = ChangeSet(key=key)
+    p_cols, c_cols = prev.columns, cur.columns
+    result.added_columns = [c for c in c_cols if c not in p_cols]
+    result.removed_columns = [c for c in p_cols if c not in c_cols]
+    columns = list(c_cols) + result.removed_columns
+    alias = {col: f"c{i}" for i, col in enumerate(columns)}  # exact names may differ only in case across sides
+    types = {}
+    for col in columns:
+        p_type, c_type = p_cols.get(col), c_cols.get(col)
+        if col in key:
+            types[col] = "VARCHAR"
+        elif col == date_field:
+            types[col] = p_type if p_type == c_type and p_type in TEMPORAL else TZ
+        else:
+            types[col] = _common_type(p_type or c_type, c_type or p_type)
+            if p_type and c_type and p_type != c_type and "NULL" not in (p_type, c_type):
+                result.type_changes[col] = (p_type, c_type)
+        layout = cur.layouts.get(col) if col in c_cols else prev.layouts.get(col)
+        if layout and types[col] in TEMPORAL:
+            result.layouts[col] = layout
+
+    def side(s: Side) -> str:
+        """Every column of either input, cast once to the type both sides compare on, plus a row marker."""
+        out = ["true AS __cdc_side"]
+        for col in columns:
+            have = s.columns.get(col)
+            if have == types[col]:
+                value = quote(col)
+            elif have and types[col] == "VARCHAR":  # text as it was read (a widened column: no false update)
+                value = text_of(quote(col), have, s.layouts.get(col))
+            else:
+                value = f"CAST({quote(col) if have else 'NULL'} AS {types[col]})"
+            out.append(f"{value} AS {alias[col]}")
+        return ", ".join(out)
+
+    compared = [c for c in columns if c not in key and c in c_cols]  # a removed column changes no row
+    flag = {col: f"__d{i}" for i, col in enumerate(compared)}
+    changed = " OR ".join(flag.values()) or "false"
+    if date_field:
+        d = alias[date_field]
+        bumped, backwards = f"c.{d} > p.{d}", f"c.{d} < p.{d}"
+    else:
+        bumped = backwards = "false"
+    select = ["CASE WHEN p.__cdc_side IS NULL THEN 'I' WHEN c.__cdc_side IS NULL THEN 'D' ELSE 'U' END AS op"] + [
+        f"COALESCE(c.{alias[col]}, p.{alias[col]}) AS {alias[col]}" if col in key else
+        f"CASE WHEN c.__cdc_side THEN c.{alias[col]} ELSE p.{alias[col]} END AS {alias[col]}" for col in columns]
+    select += [f"p.{alias[c]} IS DISTINCT FROM c.{alias[c]} AS {flag[c]}" for c in compared]
+    select += [f"COALESCE({bumped}, false) AS __cdc_bumped", f"COALESCE({backwards}, false) AS __cdc_backwards"]
+    if output.before_image:
+        select += [f"CASE WHEN c.__cdc_side AND p.__cdc_side THEN p.{alias[col]} END AS __p{alias[col]}"
+                   for col in columns]
+
+    on = " AND ".join(f"p.{alias[k]} = c.{alias[k]}" for k in key)
+    work = f"__cdc_diff_{next(_names)}"
+    con.execute(f"""
+        CREATE TEMP TABLE {work} AS
+        SELECT *, ({changed}) AS __cdc_changed FROM (
+            SELECT {', '.join(select)}
+            FROM (SELECT {side(prev)} FROM {prev.relation}) p
+            FULL OUTER JOIN (SELECT {side(cur)} FROM {cur.relation}) c ON {on}
+        ) WHERE op <> 'U' OR {changed} OR __cdc_bumped OR __cdc_backwards""")
+    try:
+        is_update = "__cdc_changed" if detect == "content" else "__cdc_bumped"
+        per_column = "".join(f", count(*) FILTER (WHERE op = 'U' AND {is_update} AND {flag[c]})" for c in compared)
+        stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
+                   count(*) FILTER (WHERE op = 'U' AND {is_update}),
+                   count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped AND NOT __cdc_backwards),
+                   count(*) FILTER (WHERE op = 'U' AND __cdc_backwards),
+                   count(*) FILTER (WHERE op = 'U'){per_column} FROM {work}""").fetchall()[0]
+        result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
+        result.column_counts = {c: n for c, n in zip(compared, stats[6:], strict=True) if n}
+        _check_keys(con, work, prev, cur, key, [alias[k] for k in key], inserted=stats[0], deleted=stats[1])
+
+        names = "[" + ", ".join(f"CASE WHEN {flag[c]} THEN {literal(c)} END" for c in compared) + "]"
+        changed_list = (f"CASE WHEN op = 'U' THEN list_filter({names}, lambda x: x IS NOT NULL) "
+                        "ELSE []::VARCHAR[] END" if compared else "[]::VARCHAR[]")
+        # rows under their aliases first (names may differ only in case), named only in the outermost SELECT
+        carried = ", ".join(["op", *(alias[c] for c in columns), *flag.values()])
+        rows = f"SELECT 1 AS __o, {carried} FROM {work} WHERE op <> 'U' OR {is_update}"
+        if output.before_image:  # each U row's previous values, as a B row right before it
+            previous = ", ".join([*(alias[c] if c in key else f"__p{alias[c]}" for c in columns), *flag.values()])
+            rows += f" UNION ALL SELECT 0, 'B', {previous} FROM {work} WHERE op = 'U' AND {is_update}"
+        named = ["op"] + [f"CAST({alias[c]} AS {TZ}) AS {quote(c)}" if types[c] == "TIMESTAMP"  # naive = UTC
+                          else f"{alias[c]} AS {quote(c)}" for c in columns]
+        named += [f"{sql} AS {quote(name)}" for name, sql in output.constants.items()]
+        if output.changed_columns:
+            named.append(f"{changed_list} AS _cdc_changed")  # a B row's op is not U: its list is empty
+        order = ", ".join(alias[k] for k in key)
+        query = f"SELECT {', '.join(named)} FROM ({rows}) ORDER BY {order}, __o"
+        if output.path is None:
+            result._rows = con.sql(query).to_arrow_table()
+        else:
+            result.path = _write_rows(con, query, [*columns, *output.constants], output, result.layouts)
+        if output.details is not None:
+            keys = ", ".join(f"{alias[k]} AS {quote(k)}" for k in key)
+            con.execute(f"COPY (SELECT {keys}, {changed_list} AS _cdc_changed FROM {work} WHERE op = 'U' AND "
+                        f"{is_update}) TO {literal(str(output.details))} (FORMAT parquet)")
+        result.held_back = stats[5] - stats[2]  # changed, but not an update (date_field mode only)
+        if result.held_back and output.path is not None:
+            result.held_keys = output.path.with_name(output.path.stem + ".held.parquet")
+            keys = ", ".join(f"{alias[k]} AS {quote(k)}" for k in key)
+            con.execute(f"COPY (SELECT {keys} FROM {work} WHERE op = 'U' AND NOT {is_update}) TO "
+                        f"{literal(str(result.held_keys))} (FORMAT parquet)")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {work}")
+    _warn(result, date_field, detect, unbumped=stats[3], backwards=stats[4])
+    return result
+
+
+def _write_rows(con, query: str, names: list[str], output: Output, layouts: dict[str, str]) -> Path:
+    """COPY the change rows to Parquet; names that differ only in case (DuckDB would rename one) go via Arrow."""
+    assert output.path is not None
+    if len({n.lower() for n in names}) == len(names):
+        con.execute(f"COPY ({query}) TO {literal(str(output.path))} (FORMAT parquet, COMPRESSION "
+                    f"{output.compression}{kv_metadata(layouts)})")
+        return output.path
+    reader = con.sql(query).to_arrow_reader(100_000)
+    schema = reader.schema.with_metadata(layouts_metadata(layouts))
+    codec = "none" if output.compression == "uncompressed" else output.compression
+    with pq.ParquetWriter(output.path, schema, compression=codec) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+    return output.path
+
+
+def _check_keys(con, work: str, prev: Side, cur: Side, key: tuple[str, ...], aliases: list[str], *,
+                inserted: int, deleted: int) -> None:
+    """Raise `InputError` for NULL or duplicate keys in either input, naming the input, a count and examples."""
+    keys = ", ".join(aliases)
+    suspicious = con.execute(f"""SELECT count(*) FROM (SELECT {keys} FROM {work} GROUP BY ALL
+                                 HAVING count(*) > 1 OR {' OR '.join(f'{a} IS NULL' for a in aliases)})""")
+    if suspicious.fetchall()[0][0] or prev.rows - deleted != cur.rows - inserted:
+        for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
+            check_keys(con, side.relation, key, side.label[0].upper() + side.label[1:])
+        raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
+                         "identify one row")
+
+
+def _warn(result: ChangeSet, date_field: str | None, detect: str, *, unbumped: int, backwards: int) -> None:
+    if date_field and unbumped:
+        verb = ("not captured: kept as they were until their date moves" if detect == "date_field"
+                else "captured as updates")
+        result.warnings.append(f'{unbumped} row(s) changed without a later "{date_field}" ({verb})')
+    if date_field and backwards:
+        result.warnings.append(f'{backwards} row(s) have an earlier "{date_field}" than before')
+    if result.added_columns:
+        result.warnings.append(f"column(s) added: {', '.join(result.added_columns)}")
+    if result.removed_columns:
+        result.warnings.append(f"column(s) removed: {', '.join(result.removed_columns)}")
+    for col, (old, new) in result.type_changes.items():
+        result.warnings.append(f'column "{col}" changed type {old} → {new}')
+
+
+def _common_type(a: str, b: str) -> str:
+    if a == b or b == "NULL":
+        return a
+    if a == "NULL":
+        return b
+    if a in NUMERIC and b in NUMERIC:
+        return "DOUBLE"
+    if a in TEMPORAL and b in TEMPORAL:
+        return TZ
+    return "VARCHAR"
+

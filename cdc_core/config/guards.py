@@ -1,0 +1,58 @@
+"""The `guards` blocks (top level: defaults for every table; per table: overrides): when a capture is held."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import ConfigError
+from .fields import _check_keys
+
+GUARD_KEYS = {"max_delete_ratio", "max_change_ratio", "min_rows"}
+
+
+@dataclass(frozen=True)
+class Guards:
+    """Limits a capture must stay within to be published without a person saying yes (None: no limit).
+
+    `max_delete_ratio`: deleted rows / the previous capture's rows (default 0.5: a capture that deletes more than
+    half the table is held); `max_change_ratio`: inserted + updated + deleted rows / the previous rows;
+    `min_rows`: the fewest rows the new snapshot may have. The first capture of a table is never held.
+    """
+
+    max_delete_ratio: float | None = 0.5
+    max_change_ratio: float | None = None
+    min_rows: int | None = None
+
+
+def _guards(raw: Any, where: str, defaults: Guards = Guards()) -> Guards:
+    if raw is None:
+        return defaults
+    if not isinstance(raw, dict):
+        raise ConfigError(f'Config key "{where}" must be an object like {{"max_delete_ratio": 0.2, "min_rows": 100}}')
+    _check_keys(raw, GUARD_KEYS, f"{where}.")
+    values = {f.name: getattr(defaults, f.name) for f in fields(Guards)}
+    for name, value in raw.items():
+        ok = value is None or (not isinstance(value, bool) and isinstance(value, int | float) and value >= 0)
+        if name == "min_rows":
+            ok = ok and (value is None or float(value).is_integer())
+        if not ok:
+            kind = "a whole number of rows" if name == "min_rows" else "a ratio like 0.2 (20 %)"
+            raise ConfigError(f'Config key "{where}.{name}" is {value!r} — use {kind}, or null for no limit')
+        values[name] = int(value) if name == "min_rows" and value is not None else value
+    return Guards(**values)
+
+
+def broken(guards: Guards, *, previous_rows: int, rows: int, counts: dict[str, int]) -> str | None:
+    """The first guard a capture breaks, as the numbers that break it; None when it stays within all."""
+    base = max(previous_rows, 1)
+    deleted, changed = counts.get("D", 0), sum(counts.get(op, 0) for op in ("I", "U", "D"))
+    if guards.max_delete_ratio is not None and deleted / base > guards.max_delete_ratio:
+        return (f"{deleted:,} of {previous_rows:,} rows deleted ({deleted / base:.0%}), more than max_delete_ratio "
+                f"{guards.max_delete_ratio:g}")
+    if guards.max_change_ratio is not None and changed / base > guards.max_change_ratio:
+        return (f"{changed:,} rows changed of {previous_rows:,} ({changed / base:.0%}), more than max_change_ratio "
+                f"{guards.max_change_ratio:g}")
+    if guards.min_rows is not None and rows < guards.min_rows:
+        return f"{rows:,} rows, fewer than min_rows {guards.min_rows:,}"
+    return None
