@@ -97,31 +97,45 @@ def test_the_dag_captures_every_table_of_the_demo_and_verifies(airflow: Airflow,
     assert all(check.ok for check in verify(loaded))
 
 
-def test_a_failed_table_fails_its_task_and_the_run_while_verify_still_checks_the_lake(airflow: Airflow,
-                                                                                        tmp_path: Path):
+def test_failed_and_held_tables_fail_their_tasks_and_the_run_verify_still_checks_and_a_param_accepts(
+        airflow: Airflow, tmp_path: Path):
     work, inbox = tmp_path / "work", tmp_path / "work" / "in"
     inbox.mkdir(parents=True)
     config = work / "config.json"
     config.write_text(json.dumps({"source": {"type": "directory", "path": "in"}, "lake": "lake", "data_dir": "data",
                                   "tables": [{"name": "clientes", "pk": "idCliente", "sep": ";"},
-                                             {"name": "produtos", "pk": "IdProduto", "sep": ";"}]}))
-    shutil.copy2(DATA / "clientes_20250918.csv", inbox / "clientes.csv")
-    shutil.copy2(DATA / "produtos_41.csv", inbox / "produtos.csv")
+                                             {"name": "produtos", "pk": "IdProduto", "sep": ";"},
+                                             {"name": "catalogo", "pk": "IdProduto", "sep": ";"}]}))
+    clientes = (DATA / "clientes_20250918.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    produtos = (DATA / "produtos_41.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    catalogo = (DATA / "produtos_118.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    for name, lines in (("clientes", clientes), ("produtos", produtos), ("catalogo", catalogo)):
+        (inbox / f"{name}.csv").write_text("".join(lines), encoding="utf-8")
     loaded = load_config(config)
     assert run_once(loaded).ok  # captured by the CLI's cron job so far; Airflow takes over
 
-    shutil.copy2(DATA / "clientes_20250922.csv", inbox / "clientes.csv")
-    lines = (DATA / "produtos_41.csv").read_text(encoding="utf-8").splitlines()
-    (inbox / "produtos.csv").write_text("\n".join([*lines, lines[1]]) + "\n", encoding="utf-8")  # a duplicate key
+    (inbox / "clientes.csv").write_text("".join(clientes[:1] + clientes[1::3]), encoding="utf-8")  # 2/3 deleted
+    (inbox / "produtos.csv").write_text("".join([*produtos, produtos[1]]), encoding="utf-8")  # a duplicate key
+    (inbox / "catalogo.csv").write_text("".join(catalogo[:-10]), encoding="utf-8")  # 10 rows deleted
     result = airflow("dags", "test", "cdc_core", CDC_CONFIG=str(config))  # the config from the environment
     assert result.returncode != 0
-    assert "appear more than once" in result.stderr  # the table's one-line error is in the task's log
-
-    assert airflow.runs() == [("failed", {"tables": "success", "capture[clientes]": "success",
-                                          "capture[produtos]": "failed", "verify": "success",
-                                          "all_captured": "failed"})]
+    assert "appear more than once" in result.stderr and "max_delete_ratio" in result.stderr  # in the task logs
+    assert airflow.runs() == [("failed", {"tables": "success", "capture[clientes]": "failed",
+                                          "capture[produtos]": "failed", "capture[catalogo]": "success",
+                                          "verify": "success", "all_captured": "failed"})]
     lake = make_lake(loaded.lake)
-    assert [len(read_manifests(lake, t)) for t in ("clientes", "produtos")] == [2, 1]  # produtos stayed as it was
+    manifests = {t.name: len(read_manifests(lake, t.name)) for t in loaded.tables}
+    assert manifests == {"clientes": 1, "produtos": 1, "catalogo": 2}  # the failed and held ones stayed as they were
+    assert all(check.ok for check in verify(loaded))
+
+    (inbox / "produtos.csv").write_text("".join(produtos), encoding="utf-8")  # fixed
+    accepted = airflow("dags", "test", "cdc_core", "--conf", json.dumps({"accept_held": ["clientes"]}),
+                       CDC_CONFIG=str(config))
+    assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
+    assert airflow.runs()[1] == ("success", {"tables": "success", **captures(["clientes", "produtos", "catalogo"],
+                                                                             "success"),
+                                             "verify": "success", "all_captured": "skipped"})
+    assert len(read_manifests(lake, "clientes")) == 2  # the held capture is published
     assert all(check.ok for check in verify(loaded))
 
 
