@@ -104,30 +104,77 @@ def manifests(lake: Lake, table: str) -> list[dict]:
 
 
 def runs(lake: Lake, table: str) -> pd.DataFrame:
-    """One row per committed capture: run_id, captured_at, kind, source_version, I, U, D, rows, warnings."""
+    """One row per committed capture: run_id, captured_at, kind, source_version, I, U, D, rows, changed_columns
+    (`column rows, …` of its updates, most changed first), warnings; with `"table_format"`, also table_format and
+    table_version (the Delta version or Iceberg snapshot the run became)."""
+    found = manifests(lake, table)
+    formats = any(m.get("table_format") for m in found)
     records = [{"run_id": m["run_id"], "captured_at": pd.Timestamp(m["captured_at"]), "kind": m["kind"],
                 "source_version": m.get("source_version"), **{op: m["counts"].get(op, 0) for op in OPS},
-                "rows": m["rows"], "warnings": "; ".join(m.get("warnings", []))} for m in manifests(lake, table)]
-    columns = ["run_id", "captured_at", "kind", "source_version", *OPS, "rows", "warnings"]
+                "rows": m["rows"], "changed_columns": changed_columns_text(m.get("changed_columns") or {}),
+                **({"table_format": (m.get("table_format") or {}).get("name"),
+                    "table_version": (m.get("table_format") or {}).get("version")} if formats else {}),
+                "warnings": "; ".join(m.get("warnings", []))} for m in found]
+    columns = ["run_id", "captured_at", "kind", "source_version", *OPS, "rows", "changed_columns",
+               *(["table_format", "table_version"] if formats else []), "warnings"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def changed_columns_text(counts: Mapping[str, int]) -> str:
+    """`qtdePontos 156, DtAtualizacao 156, flTwitch 12`: the updated rows per column, most changed first."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{column} {rows:,}" for column, rows in ranked)
+
+
 def counts_chart(frame: pd.DataFrame, x: str = "run_id"):
-    """A stacked bar chart (altair) of I/U/D counts per `x` (a run id, or a table for a preview)."""
+    """A stacked bar chart (altair) of I/U/D counts per `x` (a run id, or a table for a preview); None when no
+    row of `frame` has a change to draw (a table with only its full load: say so instead of an empty chart).
+
+    A full-load run (`kind` "full_load") is not an empty bar: it is labelled "full load · N rows" where it stands.
+    """
     try:
         import altair as alt
     except ImportError:
         raise missing("cdc_core.explore", "altair") from None
 
+    loads = frame["kind"] == "full_load" if "kind" in frame else pd.Series(False, index=frame.index)
+    if not frame.loc[~loads, list(OPS)].to_numpy().any():
+        return None
     long = frame.melt(id_vars=[x], value_vars=list(OPS), var_name="op", value_name="count")
+    long = long[long[x].isin(frame.loc[~loads, x])]
     names = {"I": "insert", "U": "update", "D": "delete"}
     long["change"] = long["op"].map(names)
-    return alt.Chart(long).mark_bar().encode(
-        x=alt.X(f"{x}:N", title="run (UTC)" if x == "run_id" else x, sort=None, axis=alt.Axis(labelAngle=-40)),
-        y=alt.Y("count:Q", title="rows"),
+    axis_x = alt.X(f"{x}:N", title="run (UTC)" if x == "run_id" else x, sort=frame[x].tolist(),
+                   scale=alt.Scale(domain=frame[x].tolist()), axis=alt.Axis(labelAngle=-40))
+    bars = alt.Chart(long).mark_bar().encode(
+        x=axis_x, y=alt.Y("count:Q", title="rows", axis=alt.Axis(format=",d", tickMinStep=1)),
         color=alt.Color("change:N", sort=list(names.values()),
                         scale=alt.Scale(domain=list(names.values()), range=["#2ca02c", "#1f77b4", "#d62728"])),
-        tooltip=[x, "change", "count"]).properties(height=220, width="container")
+        tooltip=[x, "change", "count"])
+    if loads.any():
+        marks = frame.loc[loads, [x, "rows"]].assign(label=lambda f: f["rows"].map("full load · {:,} rows".format),
+                                                     count=0)
+        text = alt.Chart(marks).mark_text(angle=270, align="left", baseline="middle", dx=6, fontSize=12,
+                                          color="#444")
+        labels = text.encode(x=axis_x, y=alt.Y("count:Q"), text="label:N", tooltip=[x, "label"])
+        bars = alt.layer(bars, labels)
+    return bars.properties(height=220, width="container")
+
+
+def only_full_load(run_list: pd.DataFrame, table: str) -> str:
+    """What the notebook says instead of a chart when a table has no change set yet."""
+    first = run_list.iloc[0] if len(run_list) else None
+    loaded = f" (run {first['run_id']}, {first['rows']:,} rows)" if first is not None else ""
+    return (f"`{table}` has only its full load so far{loaded}: inserts, updates and deletes are counted from the "
+            "next capture on.")
+
+
+def history_title(table: str, key: str, history: pd.DataFrame) -> str:
+    """The line above a key's history: how many versions, or that the lake has never held the key."""
+    if history.empty:
+        return (f"`{key}` is not in the lake's `{table}`: no full load and no change row has this key — check "
+                "it (a composite key is written a/b)")
+    return f"`{key}`: **{history['run_id'].nunique()}** version(s) — old → new per column"
 
 
 def changes(lake: Lake, table: str, run_ids: Iterable[str] | None = None, *, ops: Iterable[str] | None = None,
@@ -156,10 +203,12 @@ def preview_changes(report: RunReport, table: TableConfig, *, ops: Iterable[str]
 
 
 def report_counts(report: RunReport) -> pd.DataFrame:
-    """One row per table of a run report: table, status, I, U, D, rows, warnings (or the error)."""
+    """One row per table of a run report: table, status, I, U, D, rows, changed_columns, warnings (or the error)."""
     records = [{"table": t.table, "status": t.status, **{op: t.counts.get(op, 0) for op in OPS}, "rows": t.rows,
+                "changed_columns": changed_columns_text(t.column_counts),
                 "warnings": "; ".join(t.warnings) or (t.error or "")} for t in report.tables]
-    return pd.DataFrame.from_records(records, columns=["table", "status", *OPS, "rows", "warnings"])
+    return pd.DataFrame.from_records(records, columns=["table", "status", *OPS, "rows", "changed_columns",
+                                                      "warnings"])
 
 
 def busiest_keys(lake: Lake, table: str, limit: int = 500) -> list[str]:

@@ -27,16 +27,23 @@ def next_tick(start: float, interval: float, now: float) -> float:
 
 
 def run_forever(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
-                on_report: Callable[[RunReport], None] | None = None, stop: threading.Event | None = None) -> int:
-    """Run cycles until SIGINT/SIGTERM (or `stop` is set); returns the exit code, 0."""
+                on_report: Callable[[RunReport], None] | None = None, stop: threading.Event | None = None,
+                on_wait: Callable[[float], None] | None = None) -> int:
+    """Run cycles until SIGINT/SIGTERM (or `stop` is set); returns the exit code, 0.
+
+    `on_wait(seconds)` is called after each cycle with the wait until the next tick (instead of logging it), so a
+    caller with its own display (the TUI) knows exactly when a cycle ends and the next one starts.
+    """
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    signals = threading.current_thread() is threading.main_thread()  # signal handlers: only the main thread
+    if signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, frame: stop.set())
     interval = config.timer.seconds
     metrics = MetricsServer(config)  # /metrics while the loop runs, when "metrics.port" is set
     start = time.monotonic()
-    log.info("timed loop: a cycle every %g %s; stop with Ctrl-C or SIGTERM", config.timer.value, config.timer.unit)
+    log.info("timed loop: a cycle every %g %s%s", config.timer.value, config.timer.unit,
+             "; stop with Ctrl-C or SIGTERM" if signals else "")
     while not stop.is_set():
         try:
             report = run_once(config, tables=tables, skip_download=skip_download)
@@ -47,9 +54,12 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
         except Exception:
             log.exception("cycle failed unexpectedly — the next tick tries again")
         metrics.update()
-        wait = next_tick(start, interval, time.monotonic()) - time.monotonic()
-        log.info("next cycle in %.0f s", wait)
-        stop.wait(max(0.0, wait))
+        wait = max(0.0, next_tick(start, interval, time.monotonic()) - time.monotonic())
+        if on_wait:
+            on_wait(wait)
+        else:
+            log.info("next cycle in %.0f s", wait)
+        stop.wait(wait)
     metrics.stop()
-    log.info("stopped")
+    log.info("timed loop stopped")
     return 0

@@ -59,12 +59,14 @@ def _(explore, lake, mo, table_pick):
     run_ids = run_list["run_id"].tolist()
     changed_runs = run_list.loc[run_list["kind"] == "changes", "run_id"].tolist()
     run_pick = mo.ui.multiselect(run_ids, value=changed_runs[-1:] or run_ids[-1:], label="Runs to show")
+    runs_chart = explore.counts_chart(run_list)
     mo.vstack([
         mo.md(f"## Changes per run · `{table_pick.value}`"),
-        mo.ui.altair_chart(explore.counts_chart(run_list), chart_selection=False, legend_selection=False),
+        mo.ui.altair_chart(runs_chart, chart_selection=False, legend_selection=False) if runs_chart is not None
+        else mo.callout(mo.md(explore.only_full_load(run_list, table_pick.value)), kind="info"),
         mo.ui.table(run_list, selection=None, page_size=5, label="Committed captures (manifests)"),
     ])
-    return run_ids, run_list, run_pick
+    return run_ids, run_list, run_pick, runs_chart
 
 
 @app.cell
@@ -92,23 +94,30 @@ def _(explore, lake, mo, table_pick):
     key_options = explore.busiest_keys(lake, table_pick.value)
     key_pick = mo.ui.dropdown(key_options, value=key_options[0] if key_options else None, searchable=True,
                               label="Key (most changed first)")
-    key_box = mo.ui.text(label="or type any key", placeholder="a key value (composite: a/b)")
-    return key_box, key_pick
+    return (key_pick,)
+
+
+@app.cell
+def _(mo, table_pick):
+    table_pick  # a fresh box for each table
+    key_box = mo.ui.text(label="or type any key (composite: a/b)", placeholder="a key")
+    return (key_box,)
 
 
 @app.cell
 def _(explore, key_box, key_pick, lake, mo, table_pick):
     chosen_key = key_box.value.strip() or key_pick.value
-    mo.stop(not chosen_key, mo.vstack([mo.md("## History of a key"), mo.hstack([key_pick, key_box]),
+    mo.stop(not chosen_key, mo.vstack([mo.md("## History of a key"), mo.hstack([key_pick, key_box], justify="start"),
                                         mo.md("No key has changed yet: type one.")]))
     history = explore.key_history(lake, table_pick.value, chosen_key)
+    history_line = explore.history_title(table_pick.value, chosen_key, history)
     mo.vstack([
         mo.md("## History of a key"),
         mo.hstack([key_pick, key_box], justify="start"),
-        mo.md(f"`{chosen_key}`: **{history['run_id'].nunique()}** version(s) — old → new per column"),
-        mo.ui.table(history, selection=None, page_size=15),
+        mo.md(history_line) if len(history) else mo.callout(mo.md(history_line), kind="warn"),
+        *([mo.ui.table(history, selection=None, page_size=15)] if len(history) else []),
     ])
-    return chosen_key, history
+    return chosen_key, history, history_line
 
 
 @app.cell

@@ -77,12 +77,14 @@ def _(explore, mo, report):
     mo.stop(not staged, mo.md("No table has change rows in this preview (unchanged, failed, or a first "
                               "capture, which writes only a full load)."))
     preview_table = mo.ui.dropdown(staged, value=staged[0], label="Table")
+    preview_chart = explore.counts_chart(preview_counts, x="table")
     mo.vstack([
         mo.md(f"## What run {report.run_id} would capture"),
-        mo.ui.altair_chart(explore.counts_chart(preview_counts, x="table"), chart_selection=False,
-                           legend_selection=False),
+        *([mo.ui.altair_chart(preview_chart, chart_selection=False, legend_selection=False)]
+          if preview_chart is not None else []),
+        mo.ui.table(preview_counts, selection=None, label="Per table: counts and the rows each column changed in"),
     ])
-    return preview_counts, preview_table
+    return preview_chart, preview_counts, preview_table
 
 
 @app.cell

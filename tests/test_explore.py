@@ -53,6 +53,41 @@ def test_runs_are_the_manifests(story):
     assert explore.tables(lake) == ["clientes"]
 
 
+def test_runs_name_the_columns_each_update_changed(story):
+    lake, _ = story
+    runs = explore.runs(lake, "clientes")
+    # from VERSIONS, by hand: run 2 moved id 1's points and date; run 3 id 1's email, date and new tier, id 2's
+    # points (without a later date: a warning); run 4 id 2's points (now 21.5) and date
+    assert runs["changed_columns"].tolist() == ["", "points 1, updated 1", "email 1, points 1, tier 1, updated 1",
+                                                "points 1, updated 1"]
+    assert "table_format" not in runs  # only for a lake kept as Delta or Iceberg tables too
+
+
+def test_the_chart_labels_the_full_load_and_is_none_without_changes(story):
+    lake, run_ids = story
+    runs = explore.runs(lake, "clientes")
+    spec = explore.counts_chart(runs).to_dict()
+    bars, labels = spec["layer"]
+    assert labels["mark"]["type"] == "text"
+    label_rows = spec["datasets"][labels["data"]["name"]]
+    assert [(r["run_id"], r["label"]) for r in label_rows] == [(run_ids[0], "full load · 3 rows")]
+    assert bars["encoding"]["y"]["axis"]["format"] == ",d"  # whole rows: no 0.000000 axis
+    bar_rows = spec["datasets"][bars["data"]["name"]]
+    assert {r["run_id"] for r in bar_rows} == set(run_ids[1:])  # the full load is not an empty bar
+    assert bars["encoding"]["x"]["scale"]["domain"] == run_ids  # every run in its place, in order
+    assert explore.counts_chart(runs.iloc[:1]) is None  # only the full load: nothing to chart
+    note = explore.only_full_load(runs.iloc[:1], "clientes")
+    assert note.startswith("`clientes` has only its full load so far") and f"run {run_ids[0]}, 3 rows" in note
+
+
+def test_an_unknown_key_is_said_to_be_not_in_the_lake(story):
+    lake, _ = story
+    missing = explore.history_title("clientes", "no-such-key", explore.key_history(lake, "clientes", "no-such-key"))
+    assert "`no-such-key` is not in the lake's `clientes`" in missing and "version" not in missing
+    found = explore.history_title("clientes", "3", explore.key_history(lake, "clientes", "3"))
+    assert found.startswith("`3`: **3** version(s)")
+
+
 def test_changes_of_chosen_runs_filtered_by_op_and_key(story):
     lake, run_ids = story
     assert explore.changes(lake, "clientes").num_rows == 8

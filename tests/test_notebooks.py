@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ import pytest
 
 from cdc_core import RunReport, explore, load_config, run_once
 from cdc_core.lake import read_manifests
+from cdc_core.replay import replay
 
 from .conftest import write_config
 
@@ -113,6 +115,62 @@ def test_explore_notebook_shows_the_core_numbers(demo, monkeypatch):
     assert defs["notes"].empty
     rendered = set().union(*map(tags, outputs))
     assert {"marimo-vega", "marimo-table", "marimo-dropdown", "marimo-multiselect", "marimo-stat"} <= rendered
+    # the chart: the full load labelled with its rows, not a blank bar
+    spec = defs["runs_chart"].to_dict()
+    labels = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    assert [(r["run_id"], r["label"]) for r in labels] == [(reports[0].run_id,
+                                                            f"full load · {reports[0].tables[0].rows:,} rows")]
+    # the columns each run's updates changed: a column-by-column comparison of the run's U rows with the table
+    # replayed as of the run before (the lake's files, read here with pyarrow)
+    last, before = reports[-1].run_id, reports[-2].run_id
+    replayed = replay(defs["lake"], table, lake.parent / "before.parquet", as_of=before).path
+    previous = {r["idCliente"]: r for r in pq.read_table(replayed).to_pylist()}
+    updated = [r for r in pq.read_table(lake / "cdc" / table / f"{table}_{last}.parquet").to_pylist()
+               if r["op"] == "U"]
+    counted = Counter(c for r in updated for c, v in r.items()
+                      if c in previous[r["idCliente"]] and c != "idCliente" and previous[r["idCliente"]][c] != v)
+    assert runs["changed_columns"].iloc[-1] == explore.changed_columns_text(counted) != ""
+    assert defs["history_line"].startswith(f"`{key}`: **{len(got)}** version(s)")
+
+
+def test_explore_notebook_with_only_a_full_load_says_so_instead_of_an_empty_chart(tmp_path, monkeypatch):
+    config = write_config(tmp_path, source={"type": "demo", "seed": 7, "scale": 0.05})
+    report = run_once(load_config(config))
+    outputs, defs = run_notebook("explore", monkeypatch, config)
+    assert defs["runs_chart"] is None and defs["run_list"]["kind"].tolist() == ["full_load"]
+    shown = " ".join(getattr(o, "text", "") or "" for o in outputs)
+    rows = report.tables[0].rows
+    assert f"has only its full load so far (run {report.run_id}, {rows:,} rows)" in shown
+    assert "marimo-vega" not in shown and "0.000000" not in shown
+
+
+def test_explore_notebook_says_an_unknown_key_is_not_in_the_lake(demo, monkeypatch):
+    config, _ = demo
+    outputs, defs = run_notebook("explore", monkeypatch, config, key_box=SimpleNamespace(value="no-such-key"))
+    assert defs["history"].empty and defs["chosen_key"] == "no-such-key"
+    shown = " ".join(getattr(o, "text", "") or "" for o in outputs)
+    assert "is not in the lake" in shown and "0</strong> version(s)" not in shown and "**0**" not in shown
+
+
+def test_text_box_placeholders_fit_their_boxes():
+    """marimo's text box shows about 16 characters (an 80-character placeholder was cut off): say more in labels."""
+    for notebook in NOTEBOOKS.glob("*.py"):
+        for placeholder in re.findall(r'placeholder="([^"]*)"', notebook.read_text()):
+            assert len(placeholder) <= 16, (notebook.name, placeholder)
+
+
+def test_explore_notebook_shows_the_delta_version_of_each_run(tmp_path, monkeypatch):
+    from deltalake import DeltaTable
+
+    config = write_config(tmp_path, source={"type": "demo", "seed": 7, "scale": 0.05}, table_format="delta")
+    for _ in range(2):
+        run_once(load_config(config))
+    _, defs = run_notebook("explore", monkeypatch, config)
+    runs = defs["run_list"]
+    delta = DeltaTable(str(tmp_path / "lake" / "delta" / "clientes"))
+    assert runs["table_format"].tolist() == ["delta", "delta"]
+    assert runs["table_version"].iloc[-1] == delta.version()
+    assert runs["table_version"].tolist() == sorted(runs["table_version"]) and runs["table_version"].nunique() == 2
 
 
 def test_explore_notebook_takes_the_lake_from_its_arguments(demo, monkeypatch):
@@ -156,8 +214,14 @@ def test_preview_notebook_shows_what_a_capture_then_publishes(copy_of_demo, monk
     ops = defs["preview_rows"]["op"].to_pylist()
     assert {op: ops.count(op) for op in "IUD"} == counts[table]
     assert defs["preview_history"]["run_id"].iloc[-1] == report.run_id  # the previewed change comes last
+    columns = defs["preview_counts"].set_index("table")["changed_columns"].to_dict()
+    assert columns == {t.table: explore.changed_columns_text(t.column_counts) for t in report.tables}
     published = run_once(load_config(copy_of_demo))
     assert {t.table: t.counts for t in published.tables} == counts
+    manifests = {t.table: read_manifests(explore.open_lake("", config=copy_of_demo), t.table)[-1]
+                 for t in published.tables if t.status == "changes"}
+    assert {name: explore.changed_columns_text(m.get("changed_columns", {})) for name, m in manifests.items()} == {
+        name: columns[name] for name in manifests}
 
 
 def test_marimo_check_passes():

@@ -25,9 +25,9 @@ from cdc_core.pipeline import run_once
 from cdc_core.state import State
 from tui.app import CdcApp
 from tui.confirm import ConfirmScreen
+from tui.data import HIDDEN
 from tui.loop import LoopScreen
 from tui.preview import PreviewScreen
-from tui.tables import TablesScreen
 from tui.widgets import ChangeTable
 
 from .conftest import DEMO_TABLES, write_config
@@ -100,7 +100,10 @@ async def test_preview_shows_the_core_dry_run_counts_and_rows(captured: Config):
                 assert f"I {c['I']:,}  U {c['U']:,}  D {c['D']:,}" in headline
                 assert diff.query_one(ChangeTable).row_count == sum(c.values())
                 staged = pq.read_table(table.preview / "changes.parquet")  # the change set the core staged
-                assert diff.rows.equals(staged.drop_columns(["_cdc_run_id", "_cdc_captured_at"]))
+                shown = diff.rows.drop_columns([c for c in HIDDEN if c in diff.rows.column_names])
+                assert shown.column_names[:2] == ["op", *diff.table.pk]  # op and the key first: pinned
+                assert shown.equals(staged.select(shown.column_names))
+                assert set(staged.column_names) - set(shown.column_names) == {"_cdc_run_id", "_cdc_captured_at"}
         table = max(changed, key=lambda t: t.counts["U"] + t.counts["D"])
         diff = screen.diff(table.table)
         screen.query_one("#tabs").active = f"t-{table.table}"
@@ -145,7 +148,7 @@ async def test_confirm_yes_publishes_the_preview_and_commits(captured: Config):
         assert state.pending(name) == []
 
 
-async def test_confirm_no_discards_the_preview_and_writes_nothing(captured: Config):
+async def test_declining_goes_back_to_the_preview_which_still_publishes_exactly(captured: Config):
     state = State(captured.data_dir)
     before_lake = lake_listing(captured)
     before_state = {name: state.committed(name) for name in captured.table_names}
@@ -154,15 +157,31 @@ async def test_confirm_no_discards_the_preview_and_writes_nothing(captured: Conf
         await pilot.pause()
         await pilot.press("down", "space")  # uncheck produtos: only the checked tables are previewed
         screen = await open_preview(pilot)
-        assert [t.table for t in screen.report.tables] == ["clientes", "transacoes", "transacao_produto"]
+        preview = screen.report
+        assert [t.table for t in preview.tables] == ["clientes", "transacoes", "transacao_produto"]
+        sealed = {t.table: pq.read_table(t.preview / "changes.parquet") for t in preview.tables
+                  if t.status == "changes"}
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, TablesScreen))
-        assert any("nothing was written" in n.message for n in app._notifications)
-    assert lake_listing(captured) == before_lake
-    assert {name: state.committed(name) for name in captured.table_names} == before_state
-    assert all(state.pending(name) == [] for name in captured.table_names)
+        await pilot.press("n")  # no: back to the preview, nothing written, nothing thrown away
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.phase == "ready" and screen.report is preview
+        assert any("Nothing was written" in n.message for n in app._notifications)
+        assert lake_listing(captured) == before_lake
+        assert {name: state.committed(name) for name in captured.table_names} == before_state
+        assert all(state.pending(name) == [] for name in captured.table_names)
+        await pilot.press("c")  # changed our mind: the same preview is still there to publish
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.phase == "published")
+        assert screen.published.run_id == preview.run_id
+    files = lake_listing(captured)
+    for name, rows in sealed.items():  # exactly the rows the preview showed, under the preview's run id
+        written = pq.read_table(Path(captured.lake.url) / "cdc" / name / f"{name}_{preview.run_id}.parquet")
+        assert written.equals(rows)
+        assert state.committed(name).run_id == preview.run_id
+    assert state.committed("produtos") == before_state["produtos"]
+    assert not [key for key in files if "produtos" in key and key not in before_lake]
 
 
 async def test_the_timed_loop_runs_cycles_and_stops_on_request(tmp_path: Path, monkeypatch):
@@ -176,7 +195,7 @@ async def test_the_timed_loop_runs_cycles_and_stops_on_request(tmp_path: Path, m
         loop = app.screen
         await pilot.press("s")
         await wait_for(pilot, lambda: loop.cycles >= 2, timeout=40)
-        assert "next tick in" in text_of(loop.query_one("#countdown", Static))
+        assert "next cycle in" in text_of(loop.query_one("#countdown", Static))
         await pilot.press("s")
         await wait_for(pilot, lambda: not loop.running, timeout=20)
         cycles = loop.cycles
@@ -255,3 +274,49 @@ def test_snapshot_confirm_upload(frozen: Config, snap_compare):
         await pilot.pause()
 
     assert snap_compare(CdcApp(frozen), terminal_size=(100, 30), run_before=confirming)
+
+
+# --- at 80×24: what an update changed, before saying yes ----------------------------------------------------
+@pytest.mark.parametrize("op", ["U", "I", "D"])
+def test_snapshot_detail_pane_80x24(frozen: Config, snap_compare, op: str):
+    async def highlighted(pilot: Pilot) -> None:
+        screen = await open_preview(pilot)
+        for _ in range("IUD".index(op) + 1):  # f: all → I → U → D
+            await pilot.press("f")
+        await pilot.pause()
+        await pilot.press("down")  # the second row of that op
+        assert screen.diff("clientes").op == op
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=highlighted)
+
+
+def test_snapshot_pinned_key_after_scrolling_right_80x24(frozen: Config, snap_compare):
+    async def scrolled(pilot: Pilot) -> None:
+        await open_preview(pilot)
+        await pilot.press(*["right"] * 9)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=scrolled)
+
+
+def test_snapshot_tables_screen_80x24_one_unchecked(frozen: Config, snap_compare):
+    async def unchecked(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.items))
+        await pilot.press("down", "space", "up")
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=unchecked)
+
+
+def test_snapshot_confirm_upload_80x24(frozen: Config, snap_compare):
+    async def confirming(pilot: Pilot) -> None:
+        await open_preview(pilot)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=confirming)

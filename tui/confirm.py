@@ -19,12 +19,15 @@ from .render import STATUS, human_bytes, short_path
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Asks before publishing a preview; dismisses with True (publish and commit) or False (discard)."""
+    """Asks before publishing a preview; dismisses with True (publish and commit) or False (back to the preview).
+
+    Saying no writes nothing and keeps the preview: it stays sealed (and publishable) until a newer dry run.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes, upload"),
-        Binding("n", "answer(False)", "No, discard"),
-        Binding("escape", "answer(False)", "No", show=False),
+        Binding("n", "answer(False)", "No, back to the preview"),
+        Binding("escape", "answer(False)", "Back", show=False),
     ]
 
     def __init__(self, report: RunReport) -> None:
@@ -42,7 +45,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(Text.assemble((f"{files} files, {human_bytes(size)}", "bold"),
                                            " · per table: data, manifest, full load"), id="dialog-total")
                 yield Button("Yes, upload", variant="success", compact=True, id="yes")
-                yield Button("No", variant="error", compact=True, id="no")
+                yield Button("No, back", variant="primary", compact=True, id="no")
         yield Footer()
 
     def _uploads(self) -> Table:
@@ -59,9 +62,10 @@ class ConfirmScreen(ModalScreen[bool]):
                                   "dim"), "", "")
                 continue
             for upload in table.uploads:
-                manifest = upload.rows is None
-                grid.add_row(upload.key, "" if manifest else f"{upload.rows:,}",
-                             "last" if manifest else human_bytes(upload.bytes))
+                if upload.rows is None:  # the manifest: written after the data, it commits the run; not sized yet
+                    grid.add_row(upload.key, "", Text("—", "dim"))
+                else:
+                    grid.add_row(upload.key, f"{upload.rows:,}", human_bytes(upload.bytes))
         return grid
 
     def on_mount(self) -> None:

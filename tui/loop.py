@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from cdc_core.pipeline import RunReport
-from cdc_core.schedule import next_tick, run_forever
+from cdc_core.schedule import run_forever
 
 from .render import report_line, short_path
 from .widgets import LogPane
@@ -42,15 +42,16 @@ class LoopScreen(Screen[None]):
 
     running: reactive[bool] = reactive(False, bindings=True)
     stopping: reactive[bool] = reactive(False)
-    capturing: reactive[bool] = reactive(False)
-    remaining: reactive[float] = reactive(0.0)
+    capturing: reactive[bool] = reactive(False)  # a cycle runs now (else the loop waits for the next tick)
+    remaining: reactive[float] = reactive(0.0)  # seconds until the next cycle, while waiting
     cycles: reactive[int] = reactive(0)
 
     def __init__(self, tables: list[str], skip_download: bool = False) -> None:
         super().__init__()
         self.tables, self.skip_download = tables, skip_download
         self.stop_event: threading.Event | None = None
-        self.started = 0.0
+        self.cycle_started = 0.0  # monotonic time the current cycle started
+        self.next_cycle: float | None = None  # monotonic time of the next tick, told by the loop when it waits
         self.last: RunReport | None = None
 
     def compose(self) -> ComposeResult:
@@ -76,9 +77,9 @@ class LoopScreen(Screen[None]):
             self.start()
 
     def start(self) -> None:
-        self.stop_event, self.started = threading.Event(), time.monotonic()
+        self.stop_event, self.cycle_started, self.next_cycle = threading.Event(), time.monotonic(), None
         self.cycles, self.capturing, self.running = 0, True, True
-        log.info("timed loop started: %s", ", ".join(self.tables))
+        log.info("timed loop started: %s (s stops it)", ", ".join(self.tables))
         self.run_loop(self.stop_event)
 
     def stop(self) -> None:
@@ -90,17 +91,19 @@ class LoopScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="loop")
     def run_loop(self, stop: threading.Event) -> None:
-        """`run_forever` until `stop` is set; each report goes to the UI thread."""
+        """`run_forever` until `stop` is set; each report and each wait go to the UI thread."""
+        app = self.app  # held: once the app has exited, `self.app` cannot be looked up from this thread
         try:
-            run_forever(self.app.config, tables=self.tables, skip_download=self.skip_download, stop=stop,
-                        on_report=lambda report: self.app.from_worker(self._reported, report))
+            run_forever(app.config, tables=self.tables, skip_download=self.skip_download, stop=stop,
+                        on_report=lambda report: app.from_worker(self._reported, report),
+                        on_wait=lambda seconds: app.from_worker(self._waiting, time.monotonic() + seconds))
         except Exception:  # run_forever logs cycle errors itself; this is a bug in the loop
             log.exception("the timed loop stopped unexpectedly")
         finally:
-            self.app.from_worker(self._stopped)
+            app.from_worker(self._stopped)
 
     def _reported(self, report: RunReport) -> None:
-        self.last, self.capturing = report, False
+        self.last = report
         self.cycles += 1
         seconds = (report.finished_at - report.started_at).total_seconds() if report.finished_at else 0
         text = Text.assemble(("Last cycle ", "bold"), f"run {report.run_id}",
@@ -111,8 +114,17 @@ class LoopScreen(Screen[None]):
         text.rstrip()
         self.query_one("#summary", Static).update(text)
 
+    def _waiting(self, until: float) -> None:
+        """The cycle ended (with a report or an error): the loop waits until `until` (monotonic) for the next."""
+        self.next_cycle, self.capturing = until, False
+        self.remaining = until - time.monotonic()
+        if not self.stopping:
+            at = time.strftime("%H:%M:%S", time.localtime(time.time() + self.remaining))
+            log.info("next cycle at %s (in %s)", at, clock(self.remaining))
+
     def _stopped(self) -> None:
         self.running = self.stopping = self.capturing = False
+        self.next_cycle = None
         self.notify(f"Timed loop stopped after {self.cycles} cycle(s).", title="Loop")
         if getattr(self.app, "quitting", False):
             self.app.exit()
@@ -122,10 +134,10 @@ class LoopScreen(Screen[None]):
         if not self.running:
             return
         now = time.monotonic()
-        remaining = next_tick(self.started, self.app.config.timer.seconds, now) - now
-        if remaining > self.remaining + 0.5 and not self.stopping:  # a tick passed: the loop starts a cycle
-            self.capturing = True
-        self.remaining = remaining
+        if not self.capturing and self.next_cycle is not None and now >= self.next_cycle and not self.stopping:
+            self.capturing, self.cycle_started = True, self.next_cycle  # the wait is over: the loop runs a cycle
+        self.remaining = (self.next_cycle or now) - now
+        self._render_countdown()  # the elapsed time of a running cycle moves too
 
     def watch_running(self) -> None:
         self._render_countdown()
@@ -148,10 +160,14 @@ class LoopScreen(Screen[None]):
         if not self.running:
             text = Text.assemble(("Stopped", "bold"), f" · {self.cycles} cycle(s) run · press s to start")
         elif self.stopping:
-            text = Text("Stopping: the current cycle completes, then the loop ends…", "bold yellow")
+            text = Text("Stopping: the current cycle completes, then the loop ends…" if self.capturing
+                        else "Stopping…", "bold yellow")
+        elif self.capturing:
+            text = Text.assemble(("● capturing", "bold green"), f"   cycle {self.cycles + 1} for ",
+                                 (clock(time.monotonic() - self.cycle_started), "bold"),
+                                 f"   cycles completed {self.cycles}   s: stop after it")
         else:
-            state = ("● capturing", "bold green") if self.capturing else ("○ waiting", "bold")
-            text = Text.assemble(state, "   next tick in ", (clock(self.remaining), "bold"),
+            text = Text.assemble(("○ waiting", "bold"), "   next cycle in ", (clock(self.remaining), "bold"),
                                  f"   cycles completed {self.cycles}   s: stop")
         self.query_one("#countdown", Static).update(text)
 

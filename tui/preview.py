@@ -26,7 +26,7 @@ from cdc_core.state import State
 from .confirm import ConfirmScreen
 from .data import read_preview, to_publish, upload_totals
 from .render import human_bytes, short_path
-from .widgets import ChangeTable, LogPane, TableDiff
+from .widgets import LogPane, TableDiff
 
 log = logging.getLogger("cdc_core.tui")
 
@@ -93,7 +93,8 @@ class PreviewScreen(Screen[None]):
                               on_progress=self._progress)
             if get_current_worker().is_cancelled:  # the screen was closed while the core ran: nothing to show
                 return
-            rows = {t.table: read_preview(t) for t in report.tables}
+            config = self.app.config
+            rows = {t.table: read_preview(t, state, config.table(t.table).pk) for t in report.tables}
         except CdcError as exc:
             log.error("%s", exc)
             self._to_ui(self._set_phase, "failed", str(exc))
@@ -130,8 +131,8 @@ class PreviewScreen(Screen[None]):
 
     def _focus_grid(self) -> None:
         """Focus the active table's change rows, so the arrow keys scroll them at once."""
-        if (diff := self.active_diff()) and (grids := diff.query(ChangeTable)):
-            grids.first().focus()
+        if diff := self.active_diff():
+            diff.focus_grid()
 
     def _set_phase(self, phase: str, message: str = "") -> None:
         self.phase = phase
@@ -165,10 +166,12 @@ class PreviewScreen(Screen[None]):
             self.app.push_screen(ConfirmScreen(self.report), self._confirmed)
 
     def _confirmed(self, yes: bool | None) -> None:
-        if not yes:
-            log.info("preview of run %s discarded: nothing was written", self.report.run_id)
-            self.notify("Preview discarded — nothing was written to the lake.", title="Upload cancelled")
-            self.app.pop_screen()
+        if not yes:  # back to the preview: it stays sealed, so `c` can still publish exactly it
+            log.info("run %s not uploaded: nothing was written; c uploads the preview, Esc leaves it",
+                     self.report.run_id)
+            self.notify("Nothing was written to the lake. The preview stays: c uploads it, Esc goes back to the "
+                        "tables.", title="Not uploaded")
+            self._focus_grid()
             return
         files, size = upload_totals(self.report)
         bar = self.query_one("#publish-bar", ProgressBar)
@@ -224,9 +227,8 @@ class PreviewScreen(Screen[None]):
 
     # --- navigation and filters ---------------------------------------------------------------------------
     def action_back(self) -> None:
-        if isinstance(self.focused, Input):  # Esc leaves the search box first, for the grid
-            grids = self.focused.parent.parent.query(ChangeTable) if self.focused.parent else []
-            self.set_focus(grids.first() if grids else None)
+        if isinstance(self.focused, Input):  # Esc (like Enter) leaves the search box first, for the grid
+            self._focus_grid()
             return
         self.app.pop_screen()
 

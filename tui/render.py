@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 
 from cdc_core.pipeline import TableReport
 
-from .data import OPS, TableOverview
+from .data import OPS, RowDetail, TableOverview
 
 OP_STYLES = {"I": "bold green", "U": "bold yellow", "D": "bold red"}
 OP_NAMES = {"I": "inserts", "U": "updates", "D": "deletes"}
+CHANGED_STYLE = "bold underline"  # a changed cell of a U row: reads without colour too
 BLOCKS = "▁▂▃▄▅▆▇█"
 NAME_WIDTH = 18
 STATUS = {"full_load": "first capture", "changes": "changes", "unchanged": "no changes",
@@ -108,26 +110,37 @@ def overview_detail(item: TableOverview, now: datetime) -> Text:
     if item.committed is None:
         text.append("not captured yet: the first capture writes a full load\n", "dim")
     else:
-        c = item.committed
+        c, last = item.committed, item.last or {}
         version = f" · source version {c.source_version}" if c.source_version else ""
-        text.append(f"last capture run {c.run_id} ({ago(c.committed_at, now)}){version} · {c.rows:,} rows\n")
+        text.append(f"last capture run {c.run_id} ({ago(c.committed_at, now)}){version} · {c.rows:,} rows"
+                    f"{table_version(last)}\n")
+        if last.get("changed_columns"):
+            text.append_text(columns_summary(last["changed_columns"])).append("\n")
     if item.pending:
         text.append(f"outbox: {len(item.pending)} run(s) waiting to be published: {', '.join(item.pending)}\n",
                     "magenta")
     return text.append_text(history(item.history))
 
 
+def table_version(manifest: dict) -> str:
+    """' · delta version 7' when the run was applied to a Delta/Iceberg table (its manifest's `table_format`)."""
+    applied = manifest.get("table_format") or {}
+    if not applied.get("name"):
+        return ""
+    what = "snapshot" if applied["name"] == "iceberg" else "version"
+    return f" · {applied['name']} {what} {applied.get('version')}"
+
+
 def history(manifests: Sequence[dict]) -> Text:
-    """Three sparklines (I, U, D) over the recent captures with changes, scaled to the largest count."""
+    """Three sparklines (I, U, D) over the recent captures with changes, each scaled to its own largest count."""
     runs = [m for m in manifests if m.get("kind") == "changes"]
     if not runs:
         return Text("history: no change sets yet", "dim")
     series = {op: [int(m.get("counts", {}).get(op, 0)) for m in runs] for op in OPS}
-    top = max(max(values) for values in series.values())
-    text = Text(f"history of the last {len(runs)} change set(s), oldest → newest\n", "dim")
+    text = Text(f"history of the last {len(runs)} change set(s), oldest → newest, each op to its own max\n", "dim")
     for op in OPS:
         text.append(f"{op} ", OP_STYLES[op])
-        text.append(f"{spark(series[op], top):<24}", OP_STYLES[op].replace("bold ", ""))
+        text.append(f"{spark(series[op], max(series[op])):<24}", OP_STYLES[op].replace("bold ", ""))
         text.append(f" last {series[op][-1]:,} · max {max(series[op]):,}\n")
     text.rstrip()
     return text
@@ -145,3 +158,70 @@ def report_line(report: TableReport) -> Text:
     if report.rows is not None:
         line.append(f"  {report.rows:>8,} rows", "dim")
     return line
+
+
+def value_text(value: Any) -> str:
+    """A cell value as the detail pane shows it: `null` for a missing value, times as the grid shows them."""
+    if value is None:
+        return "null"
+    if isinstance(value, datetime | time):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return repr(value[:32]) + (f" (+{len(value) - 32} bytes)" if len(value) > 32 else "")
+    if isinstance(value, str):
+        return '""' if value == "" else value
+    return str(value)  # numbers as Python prints them: a DECIMAL keeps its scale (20.50)
+
+
+def _value(value: Any) -> Text:
+    return Text("null", "dim italic") if value is None else Text(value_text(value))
+
+
+def key_text(key: Sequence[Any]) -> str:
+    """A row's key for display; a composite key joined by "/" (as the notebooks take it)."""
+    return "/".join(value_text(k) for k in key)
+
+
+def detail_title(detail: RowDetail, columns: int) -> Text:
+    """The detail pane's title: op, key and what the lines below list."""
+    op = detail.op
+    what = {"U": f"{len(detail.values)} of {columns} column(s) changed: old → new",
+            "I": "inserted: its values", "D": "deleted: the values it had",
+            None: "first capture: its values"}[op]
+    if op == "U" and not detail.old_known:
+        what += " (old values unknown: the previous snapshot is gone)"
+    text = Text.assemble((op, OP_STYLES[op]), " ") if op else Text()
+    return text.append(key_text(detail.key), "bold").append(f" · {what}")
+
+
+def detail_lines(detail: RowDetail) -> Text:
+    """A U row: one line per changed column, `column  old → new`. Other rows: `column value · column value …`
+    (every column, wrapped: denser, so a whole inserted or deleted row fits the pane at 80 columns)."""
+    if not detail.values:
+        return Text("no column changed: the schema changed, or only the date field moved", "dim")
+    text = Text()
+    if detail.op != "U":
+        for i, (column, old, new) in enumerate(detail.values):
+            text.append(" · " if i else "").append(column, "bold").append(" ")
+            text.append_text(_value(old if detail.op == "D" else new))
+        return text
+    width = min(24, max(len(column) for column, _, _ in detail.values))
+    for column, old, new in detail.values:
+        text.append(f"{column:<{width}}  ", "bold")
+        text.append_text(_value(old) if detail.old_known else Text("?", "dim"))
+        after = _value(new)
+        after.stylize(CHANGED_STYLE)
+        text.append(" → ").append_text(after).append("\n")
+    text.rstrip()
+    return text
+
+
+def columns_summary(column_counts: Mapping[str, int]) -> Text:
+    """Which columns the updates changed and in how many rows, most changed first."""
+    text = Text("updated columns  ", "dim")
+    ranked = sorted(column_counts.items(), key=lambda item: (-item[1], item[0]))
+    for i, (column, rows) in enumerate(ranked):
+        text.append(" · " if i else "").append(column, "bold").append(f" {rows:,}")
+    return text

@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Header, SelectionList, Static
+from textual.widgets import Footer, Header, SelectionList, Static
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
@@ -22,7 +22,7 @@ from .data import TableOverview, load_overview
 from .loop import LoopScreen
 from .preview import PreviewScreen
 from .render import overview_detail, overview_header, overview_line, short_path
-from .widgets import LogPane
+from .widgets import LogPane, TableChecklist, Tick
 
 log = logging.getLogger("cdc_core.tui")
 
@@ -49,10 +49,10 @@ class TablesScreen(Screen[None]):
         yield Static(Text.assemble(("source ", "dim"), (make_source(config.source).description, "bold"),
                                    ("  →  lake ", "dim"), (short_path(config.lake.url), "bold")), id="where")
         yield Static(overview_header(), id="columns")
-        yield SelectionList[str](*(Selection(Text(t.name, "bold"), t.name, True, id=t.name) for t in config.tables),
-                                 id="tables")
+        yield TableChecklist(*(Selection(Text(t.name, "bold"), t.name, True, id=t.name) for t in config.tables),
+                             id="tables")
         yield Static("", id="detail")
-        yield Checkbox("Skip download: preview from the last fetch", id="skip", compact=True)
+        yield Tick("Skip download: preview from the last fetch", id="skip", compact=True)
         yield LogPane(id="log")
         yield Footer()
 
@@ -101,7 +101,7 @@ class TablesScreen(Screen[None]):
 
     def action_preview(self) -> None:
         if tables := self._checked_or_warn():
-            skip = self.query_one("#skip", Checkbox).value
+            skip = self.query_one("#skip", Tick).value
             self.app.push_screen(PreviewScreen(tables, skip_download=skip))
 
     def action_loop(self) -> None:
@@ -121,7 +121,7 @@ class TablesScreen(Screen[None]):
             tables.select_all()
 
     def action_toggle_skip(self) -> None:
-        self.query_one("#skip", Checkbox).toggle()
+        self.query_one("#skip", Tick).toggle()
 
     def action_refresh(self) -> None:
         self.refresh_overview()
