@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/bootstrap.sh
-cdc_ensure_venv ""
+cdc_ensure_venv all
 exec "$CDC_VENV/bin/python" -m cdc_core "$@"

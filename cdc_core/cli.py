@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import extras
 from .config import load_config
 from .errors import CdcError, ConfigError
 from .logs import redact, setup_logging
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cdc_core", description=(
         "Capture inserts, updates and deletes of a dataset's CSV tables into a data lake as Parquet. "
         "Without --once, runs a cycle on every tick of the config's timer."))
+    parser.add_argument("--version", action="version", version=f"{extras.DISTRIBUTION} {extras.version()}",
+                        help="print the installed version and exit")
     parser.add_argument("--once", action="store_true", help="run one capture cycle and exit")
     _config_option(parser, default="config.json")
     parser.add_argument("--tables", metavar="A,B", help="capture only these tables (comma-separated)")
@@ -236,8 +240,9 @@ def _spark_diff(args: argparse.Namespace):
 
 @contextmanager
 def _transfer_bars(enabled: bool) -> Iterator[Callable[[str, str, int, int], None] | None]:
-    """Progress bars for uploads when stderr is a terminal; nothing otherwise (log lines say what happens)."""
-    if not (enabled and sys.stderr.isatty()):
+    """Progress bars for uploads when stderr is a terminal and rich is installed (the s3 and tui extras bring it);
+    nothing otherwise (log lines say what happens)."""
+    if not (enabled and sys.stderr.isatty() and importlib.util.find_spec("rich")):
         yield None
         return
     from rich.console import Console

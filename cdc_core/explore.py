@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,9 +25,15 @@ from .config import LakeConfig, TableConfig, load_config
 from .diff import OPS, ChangeSet, diff
 from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
+from .extras import missing
 from .lake import Lake, LocalLake, full_load_key, make_lake, manifest_file, read_manifests
 from .pipeline import RunReport
 from .replay import replay
+
+try:  # pandas and altair come with the notebooks extra
+    import pandas as pd
+except ImportError:
+    raise missing("cdc_core.explore", "pandas") from None
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
 _CDC_COLUMNS = ("op", "_cdc_run_id", "_cdc_captured_at", "_cdc_changed")
@@ -127,7 +132,10 @@ def counts_chart(frame: pd.DataFrame, x: str = "run_id"):
 
     A full-load run (`kind` "full_load") is not an empty bar: it is labelled "full load · N rows" where it stands.
     """
-    import altair as alt
+    try:
+        import altair as alt
+    except ImportError:
+        raise missing("cdc_core.explore", "altair") from None
 
     loads = frame["kind"] == "full_load" if "kind" in frame else pd.Series(False, index=frame.index)
     if not frame.loc[~loads, list(OPS)].to_numpy().any():

@@ -297,9 +297,12 @@ class LocalLake:
 
 
 def make_lake(config: LakeConfig) -> Lake:
-    """The lake a config names."""
+    """The lake a config names; ConfigError naming the extra when an S3 lake's boto3 is not installed."""
     if config.is_s3:
+        from .extras import require
         from .s3lake import S3Lake
+
+        require("the S3 lake")
 
         return S3Lake(config)
     return LocalLake(config.path)

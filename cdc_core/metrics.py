@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .errors import CdcError, ConfigError
+from .extras import version
 from .outcome import OPS, load_outcome, parse_time
 from .state import State
 
@@ -55,7 +55,7 @@ def families(config: Config) -> list[Any]:
     state, cycle = State(config.data_dir), outcome["cycle"]
     info = gauge("cdc_info", "cdc_core's version, and the source and lake of the last cycle",
                  ("version", "source", "lake"))
-    info.add_metric([_version(), cycle.get("source", ""), cycle.get("lake", "")], 1)
+    info.add_metric([version(), cycle.get("source", ""), cycle.get("lake", "")], 1)
     found = [info]
     finished = parse_time(cycle.get("finished_at"))
     if finished is not None:
@@ -107,13 +107,6 @@ def _table(name: str, record: dict, state: State, metrics: dict[str, Any]) -> No
     metrics["pending"].add_metric([name], pending)
     metrics["failed"].add_metric([name], int(record.get("status") == "failed"))
     metrics["held"].add_metric([name], int(record.get("status") == "held"))
-
-
-def _version() -> str:
-    try:
-        return metadata.version("cdc_core")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class _Snapshot:

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote
 
 from .config import ENV_REFERENCE, Config, NotifyTarget
 from .errors import ConfigError
+from .extras import require
 from .logs import redact
 from .outcome import CAPTURED, PROBLEMS
 
@@ -212,10 +213,9 @@ def _private_parts(url: str, public: str) -> list[str]:
 
 
 def _apprise():
-    try:
-        import apprise
-    except ImportError:
-        raise ConfigError("Notifications need apprise: pip install 'cdc-core[notify]'") from None
+    require("sending notifications")
+    import apprise
+
     return apprise
 
 

@@ -14,11 +14,11 @@ cdc_find_python() {
     return 2
 }
 
-cdc_ensure_venv() {  # $1: extras to install ("" or "test")
+cdc_ensure_venv() {  # $1: extras to install ("all" for ./cdc, "all,test" for ./test)
     local extras="${1:-}" py stamp spec
     CDC_VENV="${CDC_VENV:-.venv}"
     stamp="$(cksum < pyproject.toml | cut -d' ' -f1)"
-    if [ -f "$CDC_VENV/.cdc-installed" ] && grep -qx "$stamp-${extras}\|$stamp-test" "$CDC_VENV/.cdc-installed"; then
+    if [ -f "$CDC_VENV/.cdc-installed" ] && grep -qx "$stamp-${extras}\|$stamp-all,test" "$CDC_VENV/.cdc-installed"; then
         return 0
     fi
     py="$(cdc_find_python)" || exit 2

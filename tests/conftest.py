@@ -130,3 +130,11 @@ def pg(pg_server, request):
     pg_server.start_if_stopped()
     name = f"t{next(_DATABASES)}_" + re.sub(r"\W+", "_", request.node.name.lower())[:40]  # ≤ 63 characters
     return create_database(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built once per session the way a user builds it (`pip wheel . --no-deps`)."""
+    from .venvs import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

@@ -294,3 +294,15 @@ def test_law_both_engines_type_random_values_alike(spark_engine, tmp_path_factor
         return "\n".join(rows) + "\n"
 
     both(spark_engine, tmp_path_factory.mktemp("types"), text(first), text(second), T)
+
+
+def test_spark_connect_without_its_client_libraries_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from cdc_core.engines.spark_session import open_session
+    from cdc_core.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"^the Spark Connect engine needs grpc: pip install 'cdc-core\[spark-connect\]'$"):
+        open_session(EngineConfig(type="spark", remote="sc://127.0.0.1:1"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..extras import require
 from .fields import _bool, _check_keys
 
 NOTIFY_EVENTS = ("failure", "held", "recovered", "changes")
@@ -78,8 +78,7 @@ def _metrics(raw: Any) -> MetricsConfig:
     if not isinstance(raw, dict):
         raise ConfigError('Config key "metrics" must be an object like {"port": 9108}')
     _check_keys(raw, METRICS_KEYS, "metrics.")
-    if importlib.util.find_spec("prometheus_client") is None:
-        raise ConfigError("Prometheus metrics need prometheus_client: pip install 'cdc-core[metrics]'")
+    require("exporting Prometheus metrics")
     port = raw.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
         raise ConfigError(f'Config key "metrics.port" is {port!r} — use a TCP port number like 9108')

@@ -7,6 +7,7 @@ written and read as they are, ANSI casts. Everything else (memory, executors, S3
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from ..config import EngineConfig
@@ -40,6 +41,7 @@ def open_session(settings: EngineConfig):
             raise ConfigError(f'Config key "engine.conf" sets {key} to {value!r}; cdc_core needs '
                               f"{RESULT_CONF[key]!r} there (results depend on it) — remove it")
     if settings.remote:
+        _require_connect()
         session = SparkSession.builder.remote(settings.remote).getOrCreate()
         owned = True
     else:
@@ -58,3 +60,14 @@ def open_session(settings: EngineConfig):
         for key, value in settings.conf.items():
             session.conf.set(key, value)
     return session, owned
+
+
+def _require_connect() -> None:
+    """A one-line ConfigError naming the extra when Spark Connect's client libraries (pyspark[connect]) are missing."""
+    for module in ("pandas", "grpc", "grpc_status", "google.rpc", "zstandard"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a missing parent package ("google")
+            found = False
+        if not found:
+            raise ConfigError(f"the Spark Connect engine needs {module}: pip install 'cdc-core[spark-connect]'")

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ..config import SourceConfig, TableConfig
 from ..errors import CdcError
+from ..extras import require
 
 FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -43,7 +44,7 @@ class Source(Protocol):
 
 
 def make_source(config: SourceConfig) -> Source:
-    """The source a config names."""
+    """The source a config names; ConfigError naming the extra when the source's library is not installed."""
     if config.type == "demo":
         from .demo import DemoSource
 
@@ -52,14 +53,15 @@ def make_source(config: SourceConfig) -> Source:
         from .directory import DirectorySource
 
         return DirectorySource(config.path)
-    if config.type == "postgres":
-        from .postgres import PostgresSource
-
-        return PostgresSource(config.dsn)
     if config.type == "sqlite":
         from .sqlite import SqliteSource
 
         return SqliteSource(config.path)
+    require(f"the {config.type} source")
+    if config.type == "postgres":
+        from .postgres import PostgresSource
+
+        return PostgresSource(config.dsn)
     if config.type == "http":
         from .http import HttpSource
 

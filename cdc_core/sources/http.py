@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TableConfig
-from ..errors import ConfigError, SourceError
+from ..errors import SourceError
+from ..extras import missing
 from ..logs import redact
 from . import Fetch, versions
 
@@ -185,7 +186,7 @@ def _session() -> Any:
     try:
         import requests
     except ImportError:
-        raise ConfigError("The http source needs requests: pip install 'cdc-core[http]'") from None
+        raise missing("the http source", "requests") from None
     session = requests.Session()
     session.headers["User-Agent"] = "cdc_core"
     session.headers["Accept-Encoding"] = "identity"  # the bytes as stored: their hash is the version

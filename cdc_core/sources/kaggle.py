@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from ..config import TableConfig
 from ..errors import SourceError
+from ..extras import missing
 from ..logs import add_secret, redact
 from . import Fetch
 
@@ -89,8 +90,7 @@ class KaggleSource:
             with _quiet():
                 api_class = _api_class(self.timeout)
         except ImportError:
-            raise SourceError('The kaggle package is not installed — run "pip install kaggle" in the environment '
-                              "that runs cdc_core") from None
+            raise missing("the kaggle source", "kaggle") from None
         except SystemExit:  # older kaggle versions exit at import when no credentials are found
             raise SourceError(NO_CREDENTIALS) from None
         except OSError as exc:

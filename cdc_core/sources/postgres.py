@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TableConfig
-from ..errors import ConfigError, SourceError
+from ..errors import SourceError
+from ..extras import missing
 from ..sql import quote as ident
 from ..types import TEXT
 from . import Fetch
@@ -274,8 +275,7 @@ def _driver() -> Any:
     try:
         from adbc_driver_postgresql import dbapi
     except ImportError:
-        raise ConfigError("The postgres source needs the ADBC PostgreSQL driver: pip install 'cdc-core[postgres]'"
-                          ) from None
+        raise missing("the postgres source", "adbc_driver_postgresql") from None
     return dbapi
 
 

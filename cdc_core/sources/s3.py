@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LakeConfig, TableConfig
-from ..errors import ConfigError, SourceError
+from ..errors import SourceError
+from ..extras import missing
 from . import FILE_SUFFIXES, Fetch, versions
 
 log = logging.getLogger("cdc_core")
@@ -62,7 +63,7 @@ class S3Source:
 
             return s3_client(self.config)
         except ImportError:
-            raise ConfigError("The s3 source needs boto3: pip install 'cdc-core[s3]'") from None
+            raise missing("the s3 source", "boto3") from None
         except _errors() as exc:  # e.g. a profile that does not exist
             raise self._error(exc, "Cannot set up the S3 client") from None
 
