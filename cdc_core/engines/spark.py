@@ -84,7 +84,10 @@ class SparkEngine:
                     from ..snapshot import schema_of
 
                     stable = schema_of(sides[0]) if sides else None
-                    path = self.load_snapshot(path, replace(table, name=path.stem), folder / f"{side}.parquet", previous=stable).path
+                    from .spark_snapshot import load_snapshot
+
+                    path = load_snapshot(self.spark, path, replace(table, name=path.stem), folder / f"{side}.parquet",
+                                         compression=self.codec, previous=stable, check=False).path  # the diff checks
                 sides.append(path)
             return self.diff(sides[0], sides[1], table, output=output, stamp={}, changed_columns=changed_columns)
         finally:
