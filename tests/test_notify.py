@@ -248,7 +248,7 @@ def test_a_secret_written_into_the_url_never_shows_in_the_config_or_an_invalid_u
     config = parse_config(raw, base_dir=tmp_path)
     assert config.notify[0].on == ("failure", "held", "recovered")
     assert secret not in repr(config)
-    raw["notify"][0]["url"] = f"sns://AKIAIOSFODNN7EXAMPLE/{secret}/not-a-region/#x"
+    raw["notify"][0]["url"] = f"sns://AKIDEXAMPLE0FAKE0KEY/{secret}/not-a-region/#x"
     with pytest.raises(ConfigError) as caught:
         parse_config(raw, base_dir=tmp_path)
     assert "not a URL Apprise can send to" in str(caught.value) and secret not in str(caught.value)
@@ -302,7 +302,7 @@ def sns_via_moto(monkeypatch, tmp_path: Path):
             assert time.monotonic() < deadline and proxy.poll() is None, "moto's proxy did not start"
             time.sleep(0.1)
     for name, value in {"HTTPS_PROXY": f"http://127.0.0.1:{port}", "REQUESTS_CA_BUNDLE": CertificateCreator.cacert,
-                        "AWS_CA_BUNDLE": CertificateCreator.cacert, "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+                        "AWS_CA_BUNDLE": CertificateCreator.cacert, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE0FAKE0KEY",
                         "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
                         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials")}.items():

@@ -22,7 +22,7 @@ def blocks(language: str) -> list[str]:
 def test_the_notify_and_metrics_examples_load_with_the_env_file_shown(tmp_path: Path, monkeypatch):
     notify_block, metrics_block = (json.loads(b) for b in blocks("json"))
     env = dict(line.split("=", 1) for line in blocks("bash")[0].splitlines() if "=" in line)
-    for name, value in {**env, "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    for name, value in {**env, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE0FAKE0KEY",
                         "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}.items():
         monkeypatch.setenv(name, value)
     raw = json.loads(write_config(tmp_path, **notify_block, **metrics_block).read_text())
