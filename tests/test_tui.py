@@ -148,6 +148,38 @@ async def test_confirm_yes_publishes_the_preview_and_commits(captured: Config):
         assert state.pending(name) == []
 
 
+async def test_a_held_capture_is_shown_and_published_only_when_accepted(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = make_config(tmp_path, guards={"max_change_ratio": 0.001})  # any change of 0.1 % of rows is held
+    state = State(config.data_dir)
+    before = {name: state.committed(name).run_id for name in config.table_names}
+    app = CdcApp(config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_preview(pilot)
+        held = {t.table: t.error for t in screen.report.tables if t.status == "held"}
+        assert held, "the demo moves every table: the guard must hold some"
+        name = next(iter(held))
+        assert "more than max_change_ratio 0.001" in held[name]
+        screen.query_one("#tabs").active = f"t-{name}"
+        await pilot.pause()
+        def said(widget: Static) -> str:
+            return " ".join(rendered(widget).split())
+
+        assert f"{held[name]} c, then a: upload it anyway" in said(screen.diff(name).query_one(".counts", Static))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        numbers = held[name].split(" — ")[1].split(";")[0]  # "13 rows changed of 250 (5%), more than …"
+        assert f"{name}: held — {numbers} (a: upload it too)" in said(app.screen.query_one("#uploads", Static))
+        await pilot.press("a")  # upload, accepting the held captures (the CLI's --accept-held)
+        await wait_for(pilot, lambda: screen.phase == "published")
+    preview = screen.report
+    files = lake_listing(config)
+    for table in held:
+        assert f"cdc/{table}/{table}_{preview.run_id}.parquet" in files
+        assert state.committed(table).run_id == preview.run_id > before[table]
+    assert all(t.status != "held" for t in screen.published.tables)
+
+
 async def test_declining_goes_back_to_the_preview_which_still_publishes_exactly(captured: Config):
     state = State(captured.data_dir)
     before_lake = lake_listing(captured)

@@ -14,18 +14,20 @@ from textual.widgets import Button, Footer, Static
 
 from cdc_core.pipeline import RunReport
 
-from .data import upload_totals
+from .data import held_tables, upload_totals
 from .render import STATUS, human_bytes, short_path
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """Asks before publishing a preview; dismisses with True (publish and commit) or False (back to the preview).
+class ConfirmScreen(ModalScreen[bool | str]):
+    """Asks before publishing a preview; dismisses with True (publish and commit), "accept" (publish, and accept the
+    captures a guard held: the CLI's --accept-held) or False (back to the preview).
 
     Saying no writes nothing and keeps the preview: it stays sealed (and publishable) until a newer dry run.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes, upload"),
+        Binding("a", "answer('accept')", "Upload and accept the held"),
         Binding("n", "answer(False)", "No, back to the preview"),
         Binding("escape", "answer(False)", "Back", show=False),
     ]
@@ -33,6 +35,10 @@ class ConfirmScreen(ModalScreen[bool]):
     def __init__(self, report: RunReport) -> None:
         super().__init__()
         self.report = report
+        self.held = held_tables(report)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return bool(self.held) if parameters == ("accept",) else True
 
     def compose(self) -> ComposeResult:
         files, size = upload_totals(self.report)
@@ -45,6 +51,8 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(Text.assemble((f"{files} files, {human_bytes(size)}", "bold"),
                                            " · per table: data, manifest, full load"), id="dialog-total")
                 yield Button("Yes, upload", variant="success", compact=True, id="yes")
+                if self.held:
+                    yield Button("Upload, accept held", variant="warning", compact=True, id="accept")
                 yield Button("No, back", variant="primary", compact=True, id="no")
         yield Footer()
 
@@ -57,6 +65,9 @@ class ConfirmScreen(ModalScreen[bool]):
             if table.status == "failed":
                 grid.add_row(Text(f"{table.table}: failed in the preview — not published", "red"), "", "")
                 continue
+            if table.status == "held":
+                grid.add_row(Text(f"{table.table}: held — {self.held[table.table]} (a: upload it too)", "yellow"),
+                             "", "")
             if not table.uploads:
                 grid.add_row(Text(f"{table.table}: {STATUS.get(table.status, table.status)} — nothing written",
                                   "dim"), "", "")
@@ -72,7 +83,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
+        self.dismiss("accept" if event.button.id == "accept" else event.button.id == "yes")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

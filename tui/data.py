@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -192,6 +193,13 @@ def filter_changes(rows: pa.Table, op: str, search: str, keys: Sequence[str]) ->
 def to_publish(report: RunReport) -> list[str]:
     """The tables a confirmed preview publishes: every previewed table that did not fail."""
     return [t.table for t in report.tables if t.status != "failed"]
+
+
+def held_tables(report: RunReport) -> dict[str, str]:
+    """The previewed tables a guard held, with the guard's numbers (`13 rows changed of 250 (5%), more than …`):
+    published only when accepted."""
+    return {t.table: re.sub(r'^Table "[^"]*": held — |; nothing was published.*$', "", t.error or "")
+            for t in report.tables if t.status == "held"}
 
 
 def upload_totals(report: RunReport) -> tuple[int, int]:

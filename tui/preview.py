@@ -24,7 +24,7 @@ from cdc_core.pipeline import RunReport, run_once
 from cdc_core.state import State
 
 from .confirm import ConfirmScreen
-from .data import read_preview, to_publish, upload_totals
+from .data import held_tables, read_preview, to_publish, upload_totals
 from .render import human_bytes, short_path
 from .widgets import LogPane, TableDiff
 
@@ -124,7 +124,7 @@ class PreviewScreen(Screen[None]):
         self.report = report
         for table in report.tables:
             await self.diff(table.table).show(table, rows[table.table], pending.get(table.table, []))
-            mark = " ✗" if table.status == "failed" else ""
+            mark = {"failed": " ✗", "held": " ⏸"}.get(table.status, "")
             self.query_one(TabbedContent).get_tab(tab_id(table.table)).label = Text(f"{table.table}{mark}")
         self.phase = "ready"
         self._focus_grid()
@@ -165,7 +165,8 @@ class PreviewScreen(Screen[None]):
         if self.report is not None:
             self.app.push_screen(ConfirmScreen(self.report), self._confirmed)
 
-    def _confirmed(self, yes: bool | None) -> None:
+    def _confirmed(self, yes: bool | str | None) -> None:
+        """True: publish (held tables stay held); "accept": publish and accept the held ones; else go back."""
         if not yes:  # back to the preview: it stays sealed, so `c` can still publish exactly it
             log.info("run %s not uploaded: nothing was written; c uploads the preview, Esc leaves it",
                      self.report.run_id)
@@ -179,14 +180,18 @@ class PreviewScreen(Screen[None]):
         self.phase = "publishing"
         self._status(Text(f"Publishing run {self.report.run_id} to {short_path(self.report.lake)}: "
                           f"{files} files, {human_bytes(size)}…"))
-        self.run_publish(to_publish(self.report))
+        accept = list(held_tables(self.report)) if yes == "accept" else []
+        if accept:
+            log.info("accepting the held capture(s) of %s", ", ".join(accept))
+        self.run_publish(to_publish(self.report), accept)
 
     @work(thread=True, exclusive=True, group="cycle")
-    def run_publish(self, tables: list[str]) -> None:
-        """Publish and commit exactly the previewed change sets (sealed by the dry run): the same rows and keys."""
+    def run_publish(self, tables: list[str], accept_held: list[str] | None = None) -> None:
+        """Publish and commit exactly the previewed change sets (sealed by the dry run): the same rows and keys;
+        a held table only when it is in `accept_held` (the CLI's --accept-held)."""
         try:
             report = run_once(self.app.config, tables=tables, publish_preview=self.report.run_id,
-                              on_progress=self._progress, on_transfer=self._transfer)
+                              accept_held=accept_held or (), on_progress=self._progress, on_transfer=self._transfer)
         except CdcError as exc:
             log.error("%s", exc)
             self._to_ui(self._set_phase, "ready", f"Not published: {exc}")
@@ -209,13 +214,15 @@ class PreviewScreen(Screen[None]):
         bar = self.query_one("#publish-bar", ProgressBar)
         bar.update(progress=bar.total)
         failed = [t.table for t in report.tables if t.status == "failed"]
+        held = [t.table for t in report.tables if t.status == "held"]
         files = sum(len(t.uploads) for t in report.tables)
         planned = {u.key for t in self.report.tables if t.table not in failed for u in t.uploads}
         if missing := planned - {u.key for t in report.tables for u in t.uploads}:
             log.warning("%d previewed file(s) were not written (the outbox was published first and left nothing "
                         "more to capture): %s", len(missing), ", ".join(sorted(missing)))
-        if failed:
-            self.notify(f"Run {report.run_id}: {', '.join(failed)} failed; the other tables were published.",
+        if failed or held:
+            said = [f"{', '.join(failed)} failed"] * bool(failed) + [f"{', '.join(held)} held"] * bool(held)
+            self.notify(f"Run {report.run_id}: {'; '.join(said)}; the other tables were published.",
                         severity="warning", markup=False)
         else:
             self.notify(f"Run {report.run_id} published: {files} files.", title="Uploaded")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -19,7 +20,7 @@ CHANGED_STYLE = "bold underline"  # a changed cell of a U row: reads without col
 BLOCKS = "▁▂▃▄▅▆▇█"
 NAME_WIDTH = 18
 STATUS = {"full_load": "first capture", "changes": "changes", "unchanged": "no changes",
-          "skipped": "skipped", "failed": "FAILED", "pending": "…"}
+          "skipped": "skipped", "failed": "FAILED", "pending": "…", "held": "held"}
 
 
 def human_bytes(size: int) -> str:
@@ -152,6 +153,8 @@ def report_line(report: TableReport) -> Text:
     status = STATUS.get(report.status, report.status)
     if report.status == "failed":
         return line.append(f"FAILED: {report.error}", "red")
+    if report.status == "held":
+        return line.append(re.sub(r'^Table "[^"]*": ', "", report.error or "held"), "yellow")  # the line names it
     line.append(f"{status:<14}", "cyan" if report.status == "full_load" else "")
     if report.status == "changes":
         line.append_text(counts(report.counts, width=4))

@@ -180,7 +180,9 @@ class TableDiff(Vertical):
         if report.status == "failed":
             return Text(f"FAILED: {report.error}", "bold red")
         text = Text()
-        if report.status == "changes":
+        if report.status == "held":
+            text.append(f"{report.error}\n", "bold yellow").append("c, then a: upload it anyway\n", "yellow")
+        if report.status in ("changes", "held") and report.counts:
             text.append_text(counts(report.counts)).append("   ")
         elif report.status == "full_load":
             text.append("first capture: these rows become the full load and base (no change set)   ", "cyan")
