@@ -280,6 +280,27 @@ def test_the_tables_screen_shows_the_format_version_and_the_updated_columns(tmp_
     assert "updated columns  " + " · ".join(f"{c} {n:,}" for c, n in ranked) in text
 
 
+async def test_d_switches_the_tables_detail_to_each_columns_data_quality(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = make_config(tmp_path, captures=3)
+    runs = read_manifests(make_lake(config.lake), "clientes")
+    async with CdcApp(config).run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        detail = pilot.app.screen.query_one("#detail", Static)
+        await wait_for(pilot, lambda: "history of the last" in rendered(detail))
+        await pilot.press("d")
+        await pilot.pause()
+        shown = rendered(detail)
+        assert "history of the last" not in shown and f"trends over {len(runs)} run(s)" in shown
+        for column, numbers in runs[-1]["quality"].items():  # the last manifest's numbers, one line per column
+            share = 100 * numbers["nulls"] / runs[-1]["rows"]
+            assert re.search(rf"^{re.escape(column[:17])}\s+NULL\s+{share:.1f}% \S+\s+distinct\s+"
+                             rf"{numbers['distinct']:,} ", shown, re.MULTILINE), (column, shown)
+        await pilot.press("d")
+        await pilot.pause()
+        assert "history of the last" in rendered(detail)
+
+
 # --- the detail pane's data: a composite key, before-images in the lake ---------------------------------
 VERSIONS = [  # (region, id, points, since), from a typed source (Parquet; keys are stored as text)
     [("north", 1, 10, "2025-01-01"), ("north", 2, 20, "2025-01-01"), ("south", 1, 30, "2025-01-01")],

@@ -101,13 +101,16 @@ def overview_line(item: TableOverview, now: datetime) -> Text:
     return line
 
 
-def overview_detail(item: TableOverview, now: datetime) -> Text:
-    """The highlighted table: key, last capture in full, pending runs and the I/U/D history of recent captures."""
+def overview_detail(item: TableOverview, now: datetime, *, quality: bool = False) -> Text:
+    """The highlighted table: key, last capture in full, pending runs and the I/U/D history of recent captures;
+    with `quality`, its key and the data quality per column instead."""
     table = item.table
     text = Text.assemble((table.name, "bold"), f"  key {', '.join(table.pk)}",
                          f"  date {table.date_field}" if table.date_field else "", f"  sep {table.sep!r}\n")
     if item.error:
         return text.append(item.error, "red")
+    if quality:
+        return text.append_text(data_quality(item.history))
     if item.committed is None:
         text.append("not captured yet: the first capture writes a full load\n", "dim")
     else:
@@ -123,6 +126,41 @@ def overview_detail(item: TableOverview, now: datetime) -> Text:
     return text.append_text(history(item.history))
 
 
+def data_quality(manifests: Sequence[dict]) -> Text:
+    """Per column of the last capture: its NULL share and (approximate) distinct values, each with a trend over the
+    recent runs (scaled between their own smallest and largest); a NULL share that rose since the run before is
+    yellow."""
+    runs = [m for m in manifests if m.get("quality")]
+    if not runs:
+        return Text("data quality: no capture recorded it yet", "dim")
+    last = runs[-1]
+    text = Text(f"data quality of the last capture per column, trends over {len(runs)} run(s) (d: history)\n",
+                "dim")
+    for column, numbers in last["quality"].items():
+        shares = [_share(m, column) for m in runs]
+        distinct = [int((m["quality"].get(column) or {}).get("distinct") or 0) for m in runs]
+        rose = len(shares) > 1 and shares[-1] > shares[-2]
+        text.append(f"{column[:NAME_WIDTH - 1]:<{NAME_WIDTH}}", "bold")
+        text.append(f"NULL {shares[-1] / 10:>5.1f}% {trend(shares)}  ", "yellow" if rose else "")
+        text.append(f"distinct {numbers.get('distinct') or 0:>9,} {trend(distinct)}\n")
+    text.rstrip()
+    return text
+
+
+def _share(manifest: dict, column: str) -> int:
+    """A column's NULLs in a run, per mille of its rows."""
+    nulls = int((manifest["quality"].get(column) or {}).get("nulls") or 0)
+    return round(1000 * nulls / manifest["rows"]) if manifest.get("rows") else 0
+
+
+def trend(values: Sequence[int]) -> str:
+    """A sparkline between the values' own smallest and largest (flat when they are all equal)."""
+    low, high = min(values), max(values)
+    if high == low:
+        return BLOCKS[0] * len(values)
+    return spark([v - low + 1 for v in values], high - low + 1)
+
+
 def table_version(manifest: dict) -> str:
     """' · delta version 7' when the run was applied to a Delta/Iceberg table (its manifest's `table_format`)."""
     applied = manifest.get("table_format") or {}
@@ -136,9 +174,9 @@ def history(manifests: Sequence[dict]) -> Text:
     """Three sparklines (I, U, D) over the recent captures with changes, each scaled to its own largest count."""
     runs = [m for m in manifests if m.get("kind") == "changes"]
     if not runs:
-        return Text("history: no change sets yet", "dim")
+        return Text("history: no change sets yet (d: data quality)", "dim")
     series = {op: [int(m.get("counts", {}).get(op, 0)) for m in runs] for op in OPS}
-    text = Text(f"history of the last {len(runs)} change set(s), oldest → newest, each op to its own max\n", "dim")
+    text = Text(f"history of the last {len(runs)} change set(s), each op to its own max (d: data quality)\n", "dim")
     for op in OPS:
         text.append(f"{op} ", OP_STYLES[op])
         text.append(f"{spark(series[op], max(series[op])):<24}", OP_STYLES[op].replace("bold ", ""))

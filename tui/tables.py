@@ -37,11 +37,13 @@ class TablesScreen(Screen[None]):
         Binding("k", "toggle_skip", "Skip download"),
         Binding("l", "loop", "Timed loop"),
         Binding("r", "refresh", "Refresh"),
+        Binding("d", "toggle_quality", "Quality", show=False),  # the detail says "d: data quality"
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.items: dict[str, TableOverview] = {}
+        self.quality = False  # the detail shows the I/U/D history (False) or the data quality per column (True)
 
     def compose(self) -> ComposeResult:
         config = self.app.config
@@ -97,7 +99,12 @@ class TablesScreen(Screen[None]):
         index = tables.highlighted
         name = tables.get_option_at_index(index).value if index is not None else None
         item = self.items.get(name) if name else None
-        self.query_one("#detail", Static).update(overview_detail(item, data.utcnow()) if item else "")
+        self.query_one("#detail", Static).update(overview_detail(item, data.utcnow(), quality=self.quality)
+                                                 if item else "")
+
+    def action_toggle_quality(self) -> None:
+        self.quality = not self.quality
+        self._show_detail()
 
     def action_preview(self) -> None:
         if tables := self._checked_or_warn():
