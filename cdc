@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# ./cdc ARGS…  =  python -m cdc_core ARGS…, after setting up .venv on first use.
+# ./cdc ARGS…  =  python -m cdc_core ARGS…, after setting up .venv (next to this script) on first use.
 #   ./cdc --once         capture once (config.json: the built-in demo dataset into ./lake)
 #   ./cdc --help         every option
+# It runs in the folder you call it from, as `python -m cdc_core` does: relative paths (--config, diff's files,
+# --output) are yours, not this checkout's.
 set -euo pipefail
-cd "$(dirname "$0")"
-. scripts/bootstrap.sh
-cdc_ensure_venv all
-exec "$CDC_VENV/bin/python" -m cdc_core "$@"
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${CDC_VENV:-.venv}"
+case "$venv" in /*) ;; *) venv="$here/$venv" ;; esac
+(cd "$here" && CDC_VENV="$venv" && . scripts/bootstrap.sh && cdc_ensure_venv all)
+exec "$venv/bin/python" -m cdc_core "$@"
