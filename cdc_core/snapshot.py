@@ -165,6 +165,14 @@ def profile(con, relation: str, columns: list[str], stats: list[tuple],
     return found
 
 
+def check_pins(table: TableConfig, names: list[str], at: str) -> None:
+    """A pinned column the file does not have is a typo or a column gone upstream: say so, never ignore the pin."""
+    if missing := [pin.name for pin in table.columns if pin.name not in names]:
+        named = ", ".join(f'"{m}"' for m in missing)
+        raise InputError(f'{at} has no column {named} that "columns" pins (columns: {", ".join(names)}) — fix the '
+                         'name in "columns" in the config, or remove the pin')
+
+
 def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_path: Path, compression: str,
            previous: dict[str, Column]) -> tuple[list[_Plan], list[tuple], dict[str, tuple[str, str]]]:
     """Plan the columns, then COPY; a value that breaks a verified type widens that column and COPY runs again."""
@@ -175,6 +183,7 @@ def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_pat
     else:
         relation = csvfile.relation(src, table, header)
         plans = _csv_plans(con, relation, table, header, previous)
+    check_pins(table, [p.name for p in plans], at)
     widened: dict[str, tuple[str, str]] = {}
     for attempt in range(len(plans) + 1):
         select = ", ".join(plan.outer(i) for i, plan in enumerate(plans))

@@ -136,6 +136,9 @@ def test_pins_and_date_formats(spark_engine, tmp_path: Path):
          "id;cep;n;nasc;at\n1;131;20.50;01/02/2025;01/02/2025 10:00:00.500\n2;;;13/12/1999;\n", table)
     bad = both(spark_engine, tmp_path / "bad", "id;cep;n;nasc;at\n1;1;1;31/02/2025;\n", "id;cep;n;nasc;at\n", table)
     assert "is pinned to DATE in the format '%d/%m/%Y' but has values that are not (e.g. '31/02/2025')" in bad.error
+    typo = both(spark_engine, tmp_path / "typo", "id;cep;n;nasc;at\n1;1;1;;\n", "id;cep;n;nasc;at\n",
+                TableConfig("t", ("id",), sep=";", columns=(Column("cpe", "VARCHAR"),)))
+    assert 'has no column "cpe" that "columns" pins (columns: id, cep, n, nasc, at) — fix the name' in typo.error
 
 
 def test_gzip_and_parquet_inputs(spark_engine, tmp_path: Path):

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from .. import csvfile
 from ..config import TableConfig
 from ..errors import InputError
-from ..snapshot import CHECK, EXAMPLES, Snapshot
+from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins
 from ..types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
 from ..types import Column as LakeColumn
 from . import spark_types as st
@@ -72,6 +72,7 @@ def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compressio
         else:
             df = read_csv(spark, src, table, header, out.parent)
             plans = _csv_plans(df, table, header, previous or {})
+        check_pins(table, [p.name for p in plans], at)
         widened = _write(spark, df, plans, out, compression, src, table, header)
     except ERRORS as exc:
         out.unlink(missing_ok=True)
