@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             return _replay_command(config, args)
         if args.command == "verify":
             return _verify_command(config, tables)
+        if args.publish and not re.fullmatch(r"\d{8}_\d{6}", args.publish):
+            raise ConfigError(f"--publish takes the run id a dry run printed (like 20250601_060000), not "
+                              f"{args.publish!r}")
         if args.publish and (args.dry_run or args.skip_download):
             raise ConfigError("--publish sends what a dry run sealed: it cannot be combined with --dry-run or "
                               "--skip-download")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cdc_core import load_config, run_once
 from cdc_core.lake import LocalLake, read_manifests
 
@@ -94,3 +96,20 @@ def test_each_run_records_data_quality_per_column(tmp_path: Path):
     over_time = explore.quality(LocalLake(tmp_path / "lake"), "clientes")
     keys_per_run = over_time[over_time["column"] == "idCliente"][["run_id", "distinct", "nulls"]].values.tolist()
     assert keys_per_run == [[first["run_id"], first["rows"], 0], [second["run_id"], second["rows"], 0]]
+
+
+@pytest.mark.parametrize("guards, message", [
+    ({"max_delete_ratio": 2}, '"guards.max_delete_ratio" is 2 — use a ratio from 0 to 1, like 0.2 (20 %)'),
+    ({"max_change_ratio": -0.1}, '"guards.max_change_ratio" is -0.1 — use a ratio like 0.2 (20 %)'),
+    ({"min_rows": 2.5}, '"guards.min_rows" is 2.5 — use a whole number of rows'),
+])
+def test_a_guard_that_cannot_mean_anything_is_a_config_error(tmp_path: Path, guards: dict, message: str):
+    write_config(tmp_path, guards=guards)
+    result = run_cli("--once", cwd=tmp_path)
+    assert result.code == 2 and message in result.err and not (tmp_path / "lake").exists(), result.err
+
+
+def test_publish_takes_a_run_id(tmp_path: Path):
+    write_config(tmp_path)
+    result = run_cli("--publish", "garbage", cwd=tmp_path)
+    assert result.code == 2 and "--publish takes the run id a dry run printed" in result.err

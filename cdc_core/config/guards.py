@@ -36,8 +36,11 @@ def _guards(raw: Any, where: str, defaults: Guards = Guards()) -> Guards:
         ok = value is None or (not isinstance(value, bool) and isinstance(value, int | float) and value >= 0)
         if name == "min_rows":
             ok = ok and (value is None or float(value).is_integer())
+        if name == "max_delete_ratio":  # deleted rows / the previous rows: 1 is all of them
+            ok = ok and (value is None or value <= 1)
         if not ok:
-            kind = "a whole number of rows" if name == "min_rows" else "a ratio like 0.2 (20 %)"
+            kind = {"min_rows": "a whole number of rows", "max_delete_ratio": "a ratio from 0 to 1, like 0.2 (20 %)"}.get(
+                name, "a ratio like 0.2 (20 %)")
             raise ConfigError(f'Config key "{where}.{name}" is {value!r} — use {kind}, or null for no limit')
         values[name] = int(value) if name == "min_rows" and value is not None else value
     return Guards(**values)
