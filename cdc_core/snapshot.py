@@ -232,23 +232,31 @@ def _is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
+def csv_rule(name: str, table: TableConfig,
+             previous: dict[str, Column]) -> tuple[str, str | None, str, str | None] | None:
+    """How every engine types a CSV column: (type, layout, check mode, the type it had before), or None when the
+    type is to be inferred from the whole file. Keys are text, a pin wins, the date field is a UTC timestamp, a
+    column keeps its previous type (verified, else widened)."""
+    pin, before = table.pinned(name), previous.get(name)
+    if name in table.pk:
+        return TEXT, None, "cast", None
+    if pin is not None:
+        return pin.type, pin.layout, "strict" if pin.type != TEXT else "cast", None
+    if name == table.date_field:
+        return TZ, None, "strict", None
+    if before is not None:
+        return before.type, before.layout, "cast" if before.type == TEXT else "verify", before.type
+    return None
+
+
 def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
                previous: dict[str, Column]) -> list[_Plan]:
     """Key columns text; the date field a timestamp; pins as pinned; else the previous type, else inferred."""
     plans, unknown = [], []
     for name in header:
-        col, pin, before = quote(name), table.pinned(name), previous.get(name)
-        if name in table.pk:
-            plans.append(_Plan(name, col, TEXT))
-        elif pin is not None:
-            plans.append(_Plan(name, col, pin.type, pin.layout, mode="strict" if pin.type != TEXT else "cast"))
-        elif name == table.date_field:
-            plans.append(_Plan(name, col, TZ, mode="strict"))
-        elif before is not None:
-            mode = "cast" if before.type == TEXT else "verify"
-            plans.append(_Plan(name, col, before.type, before.layout, mode=mode, was=before.type))
-        else:
-            plans.append(_Plan(name, col, TEXT))
+        rule = csv_rule(name, table, previous)
+        plans.append(_Plan(name, quote(name), *(rule or (TEXT, None, "cast", None))))
+        if rule is None:
             unknown.append(plans[-1])
     if unknown:
         _infer(con, relation, unknown)

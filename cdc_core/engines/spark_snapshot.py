@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from .. import csvfile
 from ..config import TableConfig
 from ..errors import InputError
-from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins
+from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
 from ..types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
 from ..types import Column as LakeColumn
 from . import spark_types as st
@@ -250,18 +250,9 @@ def _csv_plans(df, table: TableConfig, header: list[str], previous: dict[str, La
     """Key columns text; the date field a timestamp; pins as pinned; else the previous type, else inferred."""
     plans, unknown = [], []
     for name in header:
-        src, pin, before = col(name), table.pinned(name), previous.get(name)
-        if name in table.pk:
-            plans.append(_Plan(name, src, TEXT))
-        elif pin is not None:
-            plans.append(_Plan(name, src, pin.type, pin.layout, mode="strict" if pin.type != TEXT else "cast"))
-        elif name == table.date_field:
-            plans.append(_Plan(name, src, TZ, mode="strict"))
-        elif before is not None:
-            mode = "cast" if before.type == TEXT else "verify"
-            plans.append(_Plan(name, src, before.type, before.layout, mode=mode, was=before.type))
-        else:
-            plans.append(_Plan(name, src, TEXT))
+        rule = csv_rule(name, table, previous)
+        plans.append(_Plan(name, col(name), *(rule or (TEXT, None, "cast", None))))
+        if rule is None:
             unknown.append(plans[-1])
     if unknown:
         probes = [f(p.src) for p in unknown for f in (F.min, F.max, lambda c: F.max(F.length(c)))]
