@@ -55,15 +55,15 @@ class Output:
     details: Path | None = None
 
 
-def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
-            output: Output) -> ChangeSet:
-    """The change set of `cur` against `prev` (see the module's docstring)."""
-    result = ChangeSet(key=key)
+def common_types(prev, cur, key: tuple[str, ...], date_field: str | None,
+                 result: ChangeSet) -> tuple[list[str], dict[str, str]]:
+    """The columns of either input (current ones first) and the type each compares on, for every engine: keys as
+    text, the date field as an instant, others on a common type. Records in `result` the added and removed columns,
+    the type changes and the timestamp layouts. `prev` and `cur` need `columns` (name → type) and `layouts`."""
     p_cols, c_cols = prev.columns, cur.columns
     result.added_columns = [c for c in c_cols if c not in p_cols]
     result.removed_columns = [c for c in p_cols if c not in c_cols]
     columns = list(c_cols) + result.removed_columns
-    alias = {col: f"c{i}" for i, col in enumerate(columns)}  # exact names may differ only in case across sides
     types = {}
     for col in columns:
         p_type, c_type = p_cols.get(col), c_cols.get(col)
@@ -78,6 +78,15 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
         layout = cur.layouts.get(col) if col in c_cols else prev.layouts.get(col)
         if layout and types[col] in TEMPORAL:
             result.layouts[col] = layout
+    return columns, types
+
+
+def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
+            output: Output) -> ChangeSet:
+    """The change set of `cur` against `prev` (see the module's docstring)."""
+    result = ChangeSet(key=key)
+    columns, types = common_types(prev, cur, key, date_field, result)
+    alias = {col: f"c{i}" for i, col in enumerate(columns)}  # exact names may differ only in case across sides
 
     def side(s: Side) -> str:
         """Every column of either input, cast once to the type both sides compare on, plus a row marker."""
@@ -93,7 +102,7 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
             out.append(f"{value} AS {alias[col]}")
         return ", ".join(out)
 
-    compared = [c for c in columns if c not in key and c in c_cols]  # a removed column changes no row
+    compared = [c for c in columns if c not in key and c in cur.columns]  # a removed column changes no row
     flag = {col: f"__d{i}" for i, col in enumerate(compared)}
     changed = " OR ".join(flag.values()) or "false"
     if date_field:

@@ -16,7 +16,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from ..changeset import ChangeSet
-from ..compare import TEMPORAL, TZ, Output, _common_type, _warn
+from ..compare import TEMPORAL, Output, _warn, common_types
 from ..errors import InputError
 from ..types import read_layouts
 from . import spark_types as st
@@ -72,25 +72,8 @@ def compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None,
 def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
              output: Output, constants: dict[str, Column]) -> ChangeSet:
     result = ChangeSet(key=key)
-    p_cols, c_cols = prev.columns, cur.columns
-    result.added_columns = [c for c in c_cols if c not in p_cols]
-    result.removed_columns = [c for c in p_cols if c not in c_cols]
-    columns = list(c_cols) + result.removed_columns
+    columns, types = common_types(prev, cur, key, date_field, result)
     alias = {c: f"c{i}" for i, c in enumerate(columns)}
-    types = {}
-    for c in columns:
-        p_type, c_type = p_cols.get(c), c_cols.get(c)
-        if c in key:
-            types[c] = "VARCHAR"
-        elif c == date_field:
-            types[c] = p_type if p_type == c_type and p_type in TEMPORAL else TZ
-        else:
-            types[c] = _common_type(p_type or c_type, c_type or p_type)
-            if p_type and c_type and p_type != c_type and "NULL" not in (p_type, c_type):
-                result.type_changes[c] = (p_type, c_type)
-        layout = cur.layouts.get(c) if c in c_cols else prev.layouts.get(c)
-        if layout and types[c] in TEMPORAL:
-            result.layouts[c] = layout
 
     def side(s: Side, name: str):
         """Every column of either input, cast once to the type both sides compare on, plus a row marker."""
@@ -112,7 +95,7 @@ def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None
     def n(c: str) -> Column:
         return F.col(f"c.{alias[c]}")
 
-    compared = [c for c in columns if c not in key and c in c_cols]
+    compared = [c for c in columns if c not in key and c in cur.columns]
     flag = {c: f"__d{i}" for i, c in enumerate(compared)}
     in_p, in_c = F.col("p.__s"), F.col("c.__s")
     select = [F.when(in_p.isNull(), "I").when(in_c.isNull(), "D").otherwise("U").alias("op")]
