@@ -69,6 +69,11 @@ class LoopScreen(Screen[None]):
         self.set_interval(0.5, self._tick)
         self._render_countdown()
 
+    def on_unmount(self) -> None:
+        """Leaving the app (or the screen) ends the loop after its current cycle: its thread never outlives us."""
+        if self.stop_event is not None:
+            self.stop_event.set()
+
     # --- start / stop -------------------------------------------------------------------------------------
     def action_toggle(self) -> None:
         if self.running:
