@@ -227,7 +227,8 @@ async def test_the_timed_loop_runs_cycles_and_stops_on_request(tmp_path: Path, m
         loop = app.screen
         await pilot.press("s")
         await wait_for(pilot, lambda: loop.cycles >= 2, timeout=40)
-        assert "next cycle in" in text_of(loop.query_one("#countdown", Static))
+        # between two cycles the countdown shows the wait (a slow cycle may be running at this very moment)
+        await wait_for(pilot, lambda: "next cycle in" in text_of(loop.query_one("#countdown", Static)), timeout=20)
         await pilot.press("s")
         await wait_for(pilot, lambda: not loop.running, timeout=20)
         cycles = loop.cycles
