@@ -31,6 +31,7 @@ from .types import (
     guess,
     kv_metadata,
     lake_type_of,
+    layout_of,
     parse,
     project,
     read_layouts,
@@ -73,11 +74,12 @@ class _Plan:
     layout: str | None = None
     mode: str = "cast"  # cast: no check (typed input or text); verify: round-trip, else widen; strict: must parse
     was: str | None = None  # the type the previous snapshot had, when this plan keeps it
+    hint: str | None = None  # the ISO layout a timestamp without a layout is likely written in (speed only)
 
     def inner(self, i: int) -> str:
         if self.mode == "cast":
             return f"{self.src} AS r{i}"
-        return f"{self.src} AS r{i}, {parse(self.src, self.type, self.layout)} AS x{i}"
+        return f"{self.src} AS r{i}, {parse(self.src, self.type, self.layout, self.hint)} AS x{i}"
 
     def ok(self, i: int) -> str:
         """True where row's value passes this column's check (only for `verify` and `strict` plans)."""
@@ -260,6 +262,10 @@ def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
             unknown.append(plans[-1])
     if unknown:
         _infer(con, relation, unknown)
+    for plan in plans:  # a date field or a pinned timestamp: how its first value is written makes a fast path
+        if plan.type == TZ and plan.layout is None and plan.mode == "strict":
+            first = con.execute(f"SELECT {plan.src} FROM {relation} WHERE {plan.src} IS NOT NULL LIMIT 1").fetchall()
+            plan.hint = layout_of(first[0][0]) if first else None
     return plans
 
 

@@ -85,28 +85,43 @@ def text_of(expr: str, kind: str, layout: str | None = None) -> str:
     return f"CAST({expr} AS VARCHAR)"
 
 
-def parse(expr: str, kind: str, layout: str | None = None) -> str:
-    """SQL that reads text as `kind` (NULL where it does not parse)."""
+def parse(expr: str, kind: str, layout: str | None = None, hint: str | None = None) -> str:
+    """SQL that reads text as `kind` (NULL where it does not parse).
+
+    A timestamp reads as DuckDB's `TRY_CAST(… AS TIMESTAMP WITH TIME ZONE)` reads it (offsets and zone names
+    honoured, else UTC). Text written exactly in an ISO layout (`layout`, or the `hint` of how the column is
+    likely written) has no zone to honour: it takes a fast path that skips the time-zone library, with the same
+    result.
+    """
     if kind == TEXT:
         return expr
     if layout and layout not in LAYOUTS and kind in (TZ, DATE):
         return f"CAST(TRY_STRPTIME({expr}, {literal(layout)}) AS {kind})"
-    return f"TRY_CAST({expr} AS {kind})"  # ISO layouts too: DuckDB's own parser is fast; `exact` checks the shape
+    form = layout or hint
+    if kind == TZ and form in LAYOUTS:
+        return (f"CASE WHEN {_written_in(expr, form)} THEN make_timestamptz(epoch_us({_naive(expr)})) "
+                f"ELSE TRY_CAST({expr} AS {TZ}) END")
+    return f"TRY_CAST({expr} AS {kind})"
 
 
 def exact(raw: str, parsed: str, kind: str, layout: str | None = None) -> str:
     """SQL that is true when `parsed` (= `parse(raw)`) prints back to exactly `raw` (`text_of(parsed) = raw`).
 
-    Equivalent to comparing with `text_of`, but without formatting a timestamp per value: an ISO layout has
-    fixed-width fields, so matching its shape (a digit first, hours below 24) and parsing is enough.
+    A timestamp in an ISO layout is printed from its UTC wall time without the time-zone library (fast).
     """
-    if kind == DATE and layout is None:
-        return f"({parsed} IS NOT NULL AND {raw} LIKE '____-__-__' AND {raw}[1] BETWEEN '0' AND '9')"
     if kind == TZ and layout in LAYOUTS:
-        shape = literal(_shape(layout).replace("0", "_"))
-        return (f"({parsed} IS NOT NULL AND {raw} LIKE {shape} AND {raw}[1] BETWEEN '0' AND '9' "
-                f"AND {raw}[12:13] < '24')")
+        wall = f"make_timestamp(epoch_us({parsed}))"
+        return f"(isfinite({parsed}) AND strftime({wall}, {literal(layout)}) = {raw})"
     return f"{text_of(parsed, kind, layout)} = {raw}"
+
+
+def _naive(expr: str) -> str:
+    return f"TRY_CAST({expr} AS TIMESTAMP)"
+
+
+def _written_in(expr: str, layout: str) -> str:
+    """True where text `expr` is a finite timestamp written exactly in the ISO `layout` (zone-less, or `Z`)."""
+    return f"(isfinite({_naive(expr)}) AND strftime({_naive(expr)}, {literal(layout)}) = {expr})"
 
 
 def _shape(layout: str) -> str:

@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from cdc_core import load_config, run_once, verify
 from cdc_core.config import TableConfig
 from cdc_core.diff import diff
+from cdc_core.engine import connect, literal
 from cdc_core.errors import InputError
 from cdc_core.snapshot import load_snapshot, schema_of
+from cdc_core.types import LAYOUTS, TZ, exact, parse
 
 from .conftest import write_config
 
@@ -183,6 +185,32 @@ def test_a_timestamp_column_that_widens_keeps_the_text_of_its_old_values(tmp_pat
     lake.check_verify()
 
 
+@pytest.mark.parametrize("odd", ["2025-01-16 10:39:00.+03", "2025-01-16 10:39:00.09Z", "2025-01-16  1:39:00.099"])
+def test_a_timestamp_with_a_zone_or_a_gap_where_its_digits_belong_widens_the_column(tmp_path: Path, odd: str):
+    # each has the shape of the column's layout, and DuckDB reads it (10:39 at +03, 10:39:00.090, 01:39): typed,
+    # it would print back as another text (07:39:00.000, .090, 01:39), so the column keeps the file's text
+    lake = Lake(tmp_path)
+    v1 = lines("id;visto", lambda i: f"{i};2025-01-{i % 28 + 1:02d} 10:{i % 60:02d}:00.{i % 1000:03d}")
+    v2 = v1.replace("\n99;2025-01-16 10:39:00.099\n", f"\n99;{odd}\n")
+    lake.capture(v1)
+    assert lake.capture(v2).counts == {"I": 0, "U": 1, "D": 0}
+    assert lake.full_load().schema.field("visto").type == pa.string()
+    keeps_text(lake, v2)
+    lake.check_verify()
+
+
+def test_a_date_field_with_offsets_among_plain_utc_times_reads_every_instant_right(tmp_path: Path):
+    lake = Lake(tmp_path, date_field="quando")
+    v1 = lines("id;quando", lambda i: f"{i};2025-01-{i % 28 + 1:02d} 10:00:00" if i % 5 else
+               f"{i};2025-01-{i % 28 + 1:02d} 10:00:00-03:00")
+    lake.capture(v1)
+    got = {r["id"]: r["quando"] for r in lake.full_load().to_pylist()}
+    assert got["1"] == datetime.fromisoformat("2025-01-02 10:00:00+00:00")
+    assert got["5"] == datetime.fromisoformat("2025-01-06 13:00:00+00:00")  # -03:00 honoured
+    assert lake.capture(v1).status == "unchanged"
+    lake.check_verify()
+
+
 def test_a_header_whose_case_changed_is_a_column_removed_and_one_added(tmp_path: Path):
     lake = Lake(tmp_path)
     v1 = lines("id;nome", lambda i: f"{i};n{i}")
@@ -296,3 +324,21 @@ def test_change_rows_follow_the_text_of_the_files(tmp_path_factory, files):
             got = cdc_keys(changes.rows)
             assert got == oracle(files[i - 1], data)
         previous = schema_of(snap.path)
+
+
+# --- the fast timestamp reading is DuckDB's own reading, and its check is the law --------------------------------
+PIECES = ["2025", "-", "01", "1", "02", " ", "T", "10", ":", "00", "59", ".", "123", "5", "+03", "-03:00", "Z",
+          " UTC", "+", "  ", "a", "24", "infinity", " BC", "99999", "0"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=14).map("".join), st.sampled_from(LAYOUTS))
+def test_timestamps_read_fast_as_duckdb_reads_them_and_print_back_only_when_exact(typed_text, layout):
+    con = connect()
+    for value in (typed_text, datetime(2025, 1, 2, 3, 4, 5, 678000).strftime(layout.replace("%g", "678"))):
+        fast, check, slow, law = con.execute(
+            f"SELECT {parse('$1', TZ, hint=layout)}, {exact('$1', parse('$1', TZ, layout), TZ, layout)}, "
+            f"TRY_CAST($1 AS {TZ}), isfinite(TRY_CAST($1 AS {TZ})) "  # `infinity` stays text (few readers take it)
+            f"AND strftime(TRY_CAST($1 AS {TZ}), {literal(layout)}) = $1", [value]).fetchall()[0]
+        assert fast == slow, value
+        assert bool(check) == bool(law), value
