@@ -33,6 +33,44 @@ def open_text(path: Path, errors: str = "strict") -> IO[str]:
     return open(path, encoding="utf-8-sig", errors=errors, newline="")
 
 
+def not_utf8(path: Path, at: str) -> InputError:
+    """The one line for a file that is not UTF-8: where its first bad byte is, and what it reads as in Windows-1252
+    (the usual culprit: a spreadsheet's "CSV" export)."""
+    found = _first_bad_byte(path)
+    if found is None:
+        return InputError(f"{at} is not UTF-8 text — re-save it as UTF-8")
+    line, offset, around = found
+    return InputError(f"{at} is not UTF-8 text: line {line} (byte offset {offset:,}) holds {around!r}, which reads "
+                      f"{around.decode('cp1252', errors='replace')!r} in Windows-1252 — re-save the file as UTF-8")
+
+
+def _first_bad_byte(path: Path) -> tuple[int, int, bytes] | None:
+    """(line, byte offset, the bytes around it) of the first byte that is not UTF-8, reading 1 MiB at a time."""
+    opener = gzip.open if is_gzip(path) else open
+    done, lines, carry, before = 0, 1, b"", b""  # `before`: the end of the last line read (for context)
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                data = carry + chunk
+                try:
+                    data.decode("utf-8")
+                    good, carry = len(data), b""
+                except UnicodeDecodeError as exc:
+                    if chunk and exc.reason == "unexpected end of data":  # a character cut by the chunk's end
+                        good, carry = exc.start, data[exc.start:]
+                    else:
+                        line = (before + data[:exc.start]).rsplit(b"\n", 1)[-1][-24:]
+                        rest = data[exc.start:exc.start + 8].split(b"\n", 1)[0]
+                        return lines + data.count(b"\n", 0, exc.start), done + exc.start, line + rest
+                lines += data.count(b"\n", 0, good)
+                done, before = done + good, data[max(0, good - 24):good]
+                if not chunk:
+                    return None
+    except (OSError, EOFError):
+        return None
+
+
 def _reader(f: IO[str], table: TableConfig):
     if not table.quote:
         return csv.reader(f, delimiter=table.sep, quoting=csv.QUOTE_NONE)
@@ -52,7 +90,7 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
         with open_text(path) as f:
             header = next(_reader(f, table), None)
     except UnicodeDecodeError:
-        raise InputError(f"{at} is not UTF-8 text — re-save it as UTF-8") from None
+        raise not_utf8(path, at) from None
     except (OSError, EOFError, csv.Error) as exc:
         raise InputError(f"{at} cannot be read ({exc}) — the source delivered a broken file; check it") from None
     if not header or not "".join(header).strip():
@@ -108,7 +146,7 @@ def explain(exc: duckdb.Error, path: Path, table: TableConfig, header: list[str]
     """Turn a DuckDB read error into one line that says what, where and how to fix."""
     at, text = where(path, table), str(exc)
     if "not utf-8" in text.lower() or "unicode" in text.lower():
-        return InputError(f"{at} is not UTF-8 text — re-save it as UTF-8")
+        return not_utf8(path, at)
     line = _ragged_line(path, table, len(header))
     if line:
         return InputError(f"{at}: line {line[0]} has {line[1]} fields but the header has {len(header)} "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from cdc_core import csvfile
 from cdc_core.config import TableConfig
 from cdc_core.errors import InputError
 from cdc_core.snapshot import load_snapshot
@@ -52,7 +54,9 @@ def test_all_empty_column_is_kept(tmp_path: Path):
      "date field \"DtAtualizacao\" has values that are not dates (e.g. 'yesterday')"),
     ("idCliente;q;DtAtualizacao\n1;2;2025-01-01\n2;3;2025-01-02;oops\n",
      "clientes.csv: line 3 has 4 fields but the header has 3"),
-    (b"idCliente;q;DtAtualizacao\n1;caf\xe9;2025-01-01\n", "clientes.csv is not UTF-8 text — re-save it as UTF-8"),
+    (b"idCliente;q;DtAtualizacao\n1;caf\xe9;2025-01-01\n",
+     ("clientes.csv is not UTF-8 text: line 2 (byte offset 31) holds b'1;caf\\xe9;2025-0', which reads "
+      "'1;café;2025-0' in Windows-1252 — re-save the file as UTF-8")),
 ])
 def test_bad_input_gets_one_line_that_says_what_where_and_how(tmp_path: Path, text, message: str):
     with pytest.raises(InputError) as caught:
@@ -60,6 +64,19 @@ def test_bad_input_gets_one_line_that_says_what_where_and_how(tmp_path: Path, te
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "out" / "snapshot.parquet").exists()
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_the_first_byte_that_is_not_utf8_is_found_past_characters_cut_by_the_read_buffer(tmp_path: Path, gzipped):
+    header = b"id;nome\n"
+    filler = b"x" * ((1 << 20) - len(header) - 3)  # "1;é" puts a two-byte character across the 1 MiB boundary
+    data = header + filler + b"\n1;\xc3\xa9\n" + b"".join(b"%d;ol\xc3\xa1\n" % i for i in range(2, 5000)) + b"5000;S\xe3o\n"
+    path = tmp_path / ("t.csv.gz" if gzipped else "t.csv")
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    message = str(csvfile.not_utf8(path, 'Table "t": t.csv'))
+    line, offset = data.count(b"\n", 0, data.index(b"\xe3")) + 1, data.index(b"\xe3")
+    assert message.startswith(f'Table "t": t.csv is not UTF-8 text: line {line} (byte offset {offset:,}) holds '
+                              "b'5000;S\\xe3o', which reads '5000;São' in Windows-1252")
 
 
 def test_a_type_guessed_from_the_first_rows_may_change_further_down(tmp_path: Path):

@@ -215,7 +215,7 @@ def _check_utf8(src: Path, at: str) -> None:
             while f.read(1 << 20):
                 pass
     except UnicodeDecodeError:
-        raise InputError(f"{at} is not UTF-8 text — re-save it as UTF-8") from None
+        raise csvfile.not_utf8(src, at) from None
 
 
 def _failures(inner, plans: list[_Plan], at: str) -> dict[str, tuple[str, str]]:
