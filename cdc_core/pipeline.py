@@ -272,6 +272,10 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
     """Publish exactly the change set a dry run sealed, if the lake is still where the dry run found it."""
     name, state = table.name, cycle.state
     preview = state.preview(name, cycle.run_id)
+    if preview is None and committed is not None and committed.run_id == cycle.run_id:
+        report.status = "unchanged"  # published already (a second --publish, a retried job): nothing to do
+        cycle.progress(name, f"run {cycle.run_id} is already published — nothing to do")
+        return
     if preview is None:
         raise StateError(f'Table "{name}": there is no preview of run {cycle.run_id} (a later dry run replaced it, '
                          "or it was published) — preview again")

@@ -107,6 +107,9 @@ def test_publishing_a_preview_sends_the_previewed_change_set_or_is_refused(tmp_p
     assert published.tables[0].status == "changes" and published.tables[0].counts == newer.tables[0].counts
     cdc = pq.read_table(tmp_path / f"lake/cdc/t/t_{newer.run_id}.parquet")
     assert cdc.num_rows == sum(newer.tables[0].counts.values())
+    files = sorted((tmp_path / "lake").rglob("*"))
+    again = run_once(config, publish_preview=newer.run_id)  # a retried job: nothing to do, not an error
+    assert again.ok and again.tables[0].status == "unchanged" and sorted((tmp_path / "lake").rglob("*")) == files
 
 
 def test_a_preview_is_refused_when_the_lake_moved_after_it(tmp_path: Path):
