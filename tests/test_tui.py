@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import ProgressBar, Static
+from textual.widgets import ProgressBar, Static, TabbedContent
 
 import cdc_core.pipeline
 import cdc_core.state
@@ -170,8 +170,10 @@ async def test_a_held_capture_is_shown_and_published_only_when_accepted(tmp_path
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         numbers = held[name].split(" — ")[1].split(";")[0]  # "13 rows changed of 250 (5%), more than …"
         assert f"{name}: held — {numbers} (a: upload it too)" in said(app.screen.query_one("#uploads", Static))
+        assert str(screen.query_one(TabbedContent).get_tab(f"t-{name}").label) == f"{name} ⏸"
         await pilot.press("a")  # upload, accepting the held captures (the CLI's --accept-held)
         await wait_for(pilot, lambda: screen.phase == "published")
+        assert str(screen.query_one(TabbedContent).get_tab(f"t-{name}").label) == name  # no longer held
     preview = screen.report
     files = lake_listing(config)
     for table in held:

@@ -124,10 +124,15 @@ class PreviewScreen(Screen[None]):
         self.report = report
         for table in report.tables:
             await self.diff(table.table).show(table, rows[table.table], pending.get(table.table, []))
-            mark = {"failed": " ✗", "held": " ⏸"}.get(table.status, "")
-            self.query_one(TabbedContent).get_tab(tab_id(table.table)).label = Text(f"{table.table}{mark}")
+        self._mark_tabs(report)
         self.phase = "ready"
         self._focus_grid()
+
+    def _mark_tabs(self, report: RunReport) -> None:
+        """Each table's tab says whether its last step failed (✗) or is held by a guard (⏸)."""
+        for table in report.tables:
+            mark = {"failed": " ✗", "held": " ⏸"}.get(table.status, "")
+            self.query_one(TabbedContent).get_tab(tab_id(table.table)).label = Text(f"{table.table}{mark}")
 
     def _focus_grid(self) -> None:
         """Focus the active table's change rows, so the arrow keys scroll them at once."""
@@ -211,6 +216,7 @@ class PreviewScreen(Screen[None]):
 
     def _published(self, report: RunReport) -> None:
         self.published = report
+        self._mark_tabs(report)  # an accepted capture is no longer held
         bar = self.query_one("#publish-bar", ProgressBar)
         bar.update(progress=bar.total)
         failed = [t.table for t in report.tables if t.status == "failed"]
