@@ -280,7 +280,8 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
         raise StateError(f'Table "{name}": there is no preview of run {cycle.run_id} (a later dry run replaced it, '
                          "or it was published) — preview again")
     parent = committed.run_id if committed else None
-    if preview.meta.get("parent") != parent:
+    if preview.meta.get("parent") != parent:  # it can never be published now: do not keep it
+        shutil.rmtree(preview.dir, ignore_errors=True)
         raise StateError(f'Table "{name}": the preview of run {cycle.run_id} was diffed against run '
                          f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
     report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])

@@ -119,6 +119,7 @@ def test_a_preview_is_refused_when_the_lake_moved_after_it(tmp_path: Path):
     capture(config, csv, "id;v\n1;c\n")
     refused = run_once(config, publish_preview=preview.run_id)
     assert "but the lake is at run" in refused.tables[0].error and "preview again" in refused.tables[0].error
+    assert not list((tmp_path / "data" / "outbox").rglob(".preview-*"))  # it can never be published: gone
     assert {r["v"] for r in pq.read_table(tmp_path / "lake/full-load/t/t.parquet").to_pylist()} == {"c"}
 
 
