@@ -19,7 +19,7 @@ from .changeset import ChangeSet
 from .engine import literal, quote
 from .errors import InputError
 from .snapshot import check_keys
-from .types import kv_metadata, layouts_metadata, text_of
+from .types import kv_metadata, layouts_metadata, nullable, text_of
 
 NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
            "UHUGEINT", "FLOAT", "DOUBLE"}
@@ -149,8 +149,8 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
         if output.before_image:  # each U row's previous values, as a B row right before it
             previous = ", ".join([*(alias[c] if c in key else f"__p{alias[c]}" for c in columns), *flag.values()])
             rows += f" UNION ALL SELECT 0, 'B', {previous} FROM {work} WHERE op = 'U' AND {is_update}"
-        named = ["op"] + [f"CAST({alias[c]} AS {TZ}) AS {quote(c)}" if types[c] == "TIMESTAMP"  # naive = UTC
-                          else f"{alias[c]} AS {quote(c)}" for c in columns]
+        named = ["op"] + [f"{nullable(f'CAST({alias[c]} AS {TZ})')} AS {quote(c)}" if types[c] == "TIMESTAMP"
+                          else f"{nullable(alias[c])} AS {quote(c)}" for c in columns]  # naive = UTC
         named += [f"{sql} AS {quote(name)}" for name, sql in output.constants.items()]
         if output.changed_columns:
             named.append(f"{changed_list} AS _cdc_changed")  # a B row's op is not U: its list is empty

@@ -32,6 +32,7 @@ from .types import (
     kv_metadata,
     lake_type_of,
     layout_of,
+    nullable,
     parse,
     project,
     read_layouts,
@@ -224,7 +225,7 @@ def hold_back(con, previous: Path, current: Path, held: Path, key: tuple[str, ..
     held_rows = f"SELECT 1 FROM read_parquet({literal(str(held))}) h WHERE {match}"
     rows = (f"SELECT * FROM ({project(con, current, columns, alias)}) r WHERE NOT EXISTS ({held_rows}) UNION ALL "
             f"SELECT * FROM ({project(con, previous, columns, alias)}) r WHERE EXISTS ({held_rows})")
-    named = ", ".join(f"{alias[c]} AS {quote(c)}" for c in columns)
+    named = ", ".join(f"{nullable(alias[c])} AS {quote(c)}" for c in columns)
     con.execute(f"COPY (SELECT {named} FROM ({rows})) TO {literal(str(out))} (FORMAT parquet, COMPRESSION {compression}"
                 f"{kv_metadata({c: v for c, v in layouts.items() if c in columns})})")
 
@@ -312,6 +313,8 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
             plans.append(_Plan(name, text_of(typed, lake), TEXT, was=None if before.type == TEXT else before.type))
         else:
             plans.append(_Plan(name, typed, lake))
+    for plan in plans:  # a CSV's columns are optional in the snapshot: so are a Parquet file's
+        plan.src = nullable(plan.src)
     return plans
 
 

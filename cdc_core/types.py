@@ -124,6 +124,14 @@ def _written_in(expr: str, layout: str) -> str:
     return f"(isfinite({_naive(expr)}) AND strftime({_naive(expr)}, {literal(layout)}) = {expr})"
 
 
+def nullable(expr: str) -> str:
+    """`expr`, as a column a Parquet file declares optional. DuckDB 2 writes a column as `required` when the
+    statistics of what it reads show no NULL (a Parquet input, a snapshot): then a CDC file or a replay would
+    declare `not null` a column that other files of the same table hold NULLs in, and pyarrow builds tables whose
+    schema lies. A CASE is something the statistics cannot see through."""
+    return f"CASE WHEN {expr} IS NULL THEN NULL ELSE {expr} END"
+
+
 def _shape(layout: str) -> str:
     """A layout's text with every digit as 0 (`%Y-%m-%d` → `0000-00-00`)."""
     for code, digits in (("%Y", "0000"), ("%m", "00"), ("%d", "00"), ("%H", "00"), ("%M", "00"), ("%S", "00"),

@@ -7,6 +7,7 @@ import logging
 import zipfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -258,3 +259,20 @@ def test_a_bad_date_in_the_date_field_still_says_where(tmp_path: Path):
     assert report.status == "failed" and "has values that are not dates (e.g. 'yesterday')" in report.error
     with pytest.raises(InputError):
         raise InputError(report.error)
+
+
+# --- every table column of every lake file is optional, as the table's columns are ------------------------------
+def test_lake_files_never_declare_a_table_column_not_null(tmp_path: Path):
+    (tmp_path / "source").mkdir()
+    config = load_config(write_config(tmp_path, source={"type": "directory", "path": "source"},
+                                      tables=[{"name": "t", "pk": "id"}]))
+    pq.write_table(pa.table({"id": ["1", "2"], "v": ["a", "b"], "n": [1, 2]}), tmp_path / "source" / "t.parquet")
+    assert run_once(config).ok
+    pq.write_table(pa.table({"id": ["1", "3"], "v": ["A", "c"], "n": [1, 3]}), tmp_path / "source" / "t.parquet")
+    assert run_once(config).ok  # no NULL anywhere, yet another run may bring some: DuckDB must not say "required"
+    files = sorted((tmp_path / "lake").rglob("*.parquet"))
+    assert run_cli("replay", "--table", "t", "--output", str(tmp_path / "r.parquet"), "--config",
+                   str(tmp_path / "config.json")).code == 0
+    for path in [*files, tmp_path / "r.parquet"]:
+        schema = pq.read_schema(path)
+        assert all(schema.field(c).nullable for c in ("id", "v", "n")), (path, schema)

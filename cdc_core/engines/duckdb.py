@@ -12,7 +12,7 @@ from ..config import Config, EngineConfig, TableConfig
 from ..diff import ChangeSet, diff
 from ..engine import connect, literal, quote
 from ..snapshot import Snapshot, hold_back, load_snapshot
-from ..types import Column, kv_metadata, project
+from ..types import Column, kv_metadata, nullable, project
 
 
 class DuckDBEngine:
@@ -66,7 +66,7 @@ class DuckDBEngine:
                         f"UNION ALL SELECT {', '.join(alias.values())} FROM __cdc_last WHERE op <> 'D'")
             else:
                 rows = base_rows
-            named = ", ".join(f"{alias[c]} AS {quote(c)}" for c in columns)
+            named = ", ".join(f"{nullable(alias[c])} AS {quote(c)}" for c in columns)
             order = ", ".join(alias[k] for k in key)
             output.parent.mkdir(parents=True, exist_ok=True)
             con.execute(f"COPY (SELECT {named} FROM ({rows}) ORDER BY {order}) TO {literal(str(output))} "
