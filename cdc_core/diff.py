@@ -95,13 +95,17 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
     temps = _Temps(con)
     csv = TableConfig(name="", pk=key, date_field=date_field, sep=sep, quote=quote_char, escape=quote_char)
     try:
-        prev = _open(con, previous, "previous", csv, temps, None)
-        cur = _open(con, current, "current", csv, temps, prev)
+        widened: dict[str, str] = {}  # column → how the current CSV widened it (said instead of "changed type")
+        prev = _open(con, previous, "previous", csv, temps, None, widened)
+        cur = _open(con, current, "current", csv, temps, prev, widened)
         if labels:
             prev.label, cur.label = labels
         try:
-            return compare(con, prev, cur, key, date_field, detect,
-                           Output(output, constants or {}, compression, changed_columns, before_image, details))
+            result = compare(con, prev, cur, key, date_field, detect,
+                             Output(output, constants or {}, compression, changed_columns, before_image, details))
+            result.warnings = [next((said for col, said in widened.items()
+                                     if w.startswith(f'column "{col}" changed type')), w) for w in result.warnings]
+            return result
         except duckdb.ConversionException as exc:
             raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]}) — "
                              "check the date field and the column types") from None
@@ -111,7 +115,8 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
             con.close()
 
 
-def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before: Side | None) -> Side:
+def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before: Side | None,
+          widened: dict[str, str]) -> Side:
     layouts: dict[str, str] = {}
     if isinstance(value, pa.Table):
         relation = temps.name("arrow", side)
@@ -125,8 +130,11 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
         if not _is_parquet(path):  # typed once, the way the pipeline types it, into a temporary snapshot
             table = replace(csv, name=path.stem)
             stable = {c: Column(c, t, before.layouts.get(c)) for c, t in before.columns.items()} if before else None
-            path = load_snapshot(path, table, temps.file(f"{side}.parquet"), con=con, previous=stable,
-                                 check=False).path  # the compare finds NULL and duplicate keys in its own join
+            snap = load_snapshot(path, table, temps.file(f"{side}.parquet"), con=con, previous=stable,
+                                 check=False)  # the compare finds NULL and duplicate keys in its own join
+            widened.update({col: f'column "{col}" widened {old} → VARCHAR ({example!r} is not a {old})'
+                            for col, (old, example) in snap.widened.items()})
+            path = snap.path
         relation = f"read_parquet({literal(str(path))})"
         rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
         names, layouts = pq.read_schema(path).names, read_layouts(path)

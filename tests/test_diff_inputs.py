@@ -108,6 +108,15 @@ def test_cli_diff_prints_counts_and_writes_the_change_rows(tmp_path: Path):
     assert (ops.count("I"), ops.count("U"), ops.count("D")) == (27, 138, 0)
 
 
+def test_cli_diff_of_csv_files_says_which_value_widened_a_column_as_a_capture_does(tmp_path: Path):
+    old = write(tmp_path, "old.csv", "id;n\n1;1\n2;2\n")
+    new = write(tmp_path, "new.csv", "id;n\n1;1\n2;n/a\n")
+    result = run_cli("diff", str(old), str(new), "--key", "id", "--sep", ";", "--output", str(tmp_path / "o.parquet"))
+    assert result.code == 0, result.err
+    assert "warning: column \"n\" widened BIGINT → VARCHAR ('n/a' is not a BIGINT)" in result.out + result.err
+    assert "changed type" not in result.out + result.err
+
+
 def test_cli_diff_errors_speak_in_options(tmp_path: Path):
     result = run_cli("diff", str(DATA / "produtos_41.csv"), str(DATA / "produtos_41.csv"), "--key", "IdProduto",
                      "--output", str(tmp_path / "o.parquet"))
