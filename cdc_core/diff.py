@@ -34,7 +34,7 @@ from .compare import TEMPORAL, Output, Side, compare
 from .config import TableConfig
 from .engine import connect, literal
 from .errors import InputError
-from .snapshot import load_snapshot
+from .snapshot import load_snapshot, said_once
 from .types import Column, read_layouts
 
 __all__ = ["OPS", "ChangeSet", "diff"]
@@ -103,8 +103,7 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
         try:
             result = compare(con, prev, cur, key, date_field, detect,
                              Output(output, constants or {}, compression, changed_columns, before_image, details))
-            result.warnings = [next((said for col, said in widened.items()
-                                     if w.startswith(f'column "{col}" changed type')), w) for w in result.warnings]
+            result.warnings = said_once(result.warnings, widened)
             return result
         except duckdb.ConversionException as exc:
             raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]}) — "
@@ -132,8 +131,7 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
             stable = {c: Column(c, t, before.layouts.get(c)) for c, t in before.columns.items()} if before else None
             snap = load_snapshot(path, table, temps.file(f"{side}.parquet"), con=con, previous=stable,
                                  check=False)  # the compare finds NULL and duplicate keys in its own join
-            widened.update({col: f'column "{col}" widened {old} → VARCHAR ({example!r} is not a {old})'
-                            for col, (old, example) in snap.widened.items()})
+            widened.update(snap.widenings(lasting=False))
             path = snap.path
         relation = f"read_parquet({literal(str(path))})"
         rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]

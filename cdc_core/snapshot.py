@@ -57,8 +57,19 @@ class Snapshot:
 
     @property
     def warnings(self) -> list[str]:
-        return [f'column "{name}" widened {old} → VARCHAR ({example!r} is not a {old}); it stays text from now on'
-                for name, (old, example) in self.widened.items()]
+        return list(self.widenings().values())
+
+    def widenings(self, lasting: bool = True) -> dict[str, str]:
+        """Column → the line that says it widened (`lasting`: in a lake, where it stays text from now on)."""
+        tail = "; it stays text from now on" if lasting else ""
+        return {name: f'column "{name}" widened {old} → VARCHAR ({example!r} is not a {old}){tail}'
+                for name, (old, example) in self.widened.items()}
+
+
+def said_once(warnings: list[str], widenings: dict[str, str]) -> list[str]:
+    """The widenings first, then the compare's `warnings` without the type changes they already explain."""
+    return [*widenings.values(), *(w for w in warnings
+                                   if not any(w.startswith(f'column "{c}" changed type') for c in widenings))]
 
 
 @dataclass

@@ -24,7 +24,7 @@ from .errors import HeldError, InputError
 from .lake import Lake, full_load_key
 from .replay import replay
 from .report import TableReport
-from .snapshot import schema_of
+from .snapshot import said_once, schema_of
 from .state import Committed, Entry, State
 
 if TYPE_CHECKING:
@@ -100,8 +100,7 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
                               labels=(f'Table "{name}": the last capture', f'Table "{name}": {file.name}'))
         faults.point("after_diff", name)
         clock = _lap(report, "diff", clock)
-        warnings = snap.warnings + [w for w in changes.warnings  # a widening is said once, with its example
-                                    if not any(w.startswith(f'column "{c}" changed type') for c in snap.widened)]
+        warnings = said_once(changes.warnings, snap.widenings())  # a widening is said once, with its example
         report.counts, report.warnings = dict(changes.counts), warnings
         report.column_counts = dict(changes.column_counts)
         if not changes and not changes.schema_changed:

@@ -110,8 +110,7 @@ def exact(raw: str, parsed: str, kind: str, layout: str | None = None) -> str:
     A timestamp in an ISO layout is printed from its UTC wall time without the time-zone library (fast).
     """
     if kind == TZ and layout in LAYOUTS:
-        wall = f"make_timestamp(epoch_us({parsed}))"
-        return f"(isfinite({parsed}) AND strftime({wall}, {literal(layout)}) = {raw})"
+        return _prints_as(f"make_timestamp(epoch_us({parsed}))", layout, raw)  # its UTC wall time
     return f"{text_of(parsed, kind, layout)} = {raw}"
 
 
@@ -121,7 +120,12 @@ def _naive(expr: str) -> str:
 
 def _written_in(expr: str, layout: str) -> str:
     """True where text `expr` is a finite timestamp written exactly in the ISO `layout` (zone-less, or `Z`)."""
-    return f"(isfinite({_naive(expr)}) AND strftime({_naive(expr)}, {literal(layout)}) = {expr})"
+    return _prints_as(_naive(expr), layout, expr)
+
+
+def _prints_as(naive: str, layout: str, text: str) -> str:
+    """True where the zone-less timestamp `naive` is finite and prints in `layout` as exactly `text`."""
+    return f"(isfinite({naive}) AND strftime({naive}, {literal(layout)}) = {text})"
 
 
 def nullable(expr: str) -> str:
