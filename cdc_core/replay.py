@@ -2,7 +2,8 @@
 
 The manifests (`manifests/{table}/{table}_{run}.json`, written last by every capture) say which runs are
 committed. A table as of run R is its latest base (first full load) at or before R, with every CDC file after the
-base up to R applied in run order: per key, the last change wins; a `D` removes the row.
+base up to R applied in run order: per key, the last change wins; a `D` removes the row. A column that left the
+table and came back holds only what was written since it came back.
 """
 
 from __future__ import annotations
@@ -68,15 +69,17 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
             raise LakeError(f'The lake {lake.url} has no base (first full load) of table "{table}" — it cannot '
                             "be replayed")
         base = bases[-1]
+        chain = [base, *(m for m in runs if m["run_id"] > base["run_id"])]
         base_file = lake.local(manifest_file(base, "base"), folder)
-        cdc_files = [lake.local(manifest_file(m, "cdc"), folder) for m in runs
-                     if m["run_id"] > base["run_id"] and m.get("has_changes")]
+        cdc_files = [lake.local(manifest_file(m, "cdc"), folder) for m in chain[1:] if m.get("has_changes")]
         columns, key = _columns(target), target["pk"]
+        forget = [f for m, f in zip(chain, _forgotten(chain, columns), strict=True)
+                  if m is base or m.get("has_changes")]
         if not set(key) <= set(columns):
             raise LakeError(f'Manifest of run {target["run_id"]} ({table}) has a key that is not one of its columns — '
                             "the lake is damaged: restore the manifest")
         layouts = {c: layout for c, layout in target.get("layouts", {}).items() if c in columns}
-        rows = (engine or _local_engine()).replay(base_file, cdc_files, columns, key, layouts, output)
+        rows = (engine or _local_engine()).replay(base_file, cdc_files, columns, key, layouts, output, forget=forget)
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
 
 
@@ -94,6 +97,17 @@ def _local_engine() -> Engine:
     from .engines.duckdb import DuckDBEngine
 
     return DuckDBEngine()
+
+
+def _forgotten(chain: list[dict], columns: dict[str, str]) -> list[frozenset[str]]:
+    """Per run of `chain` (the base, then every run after it): the columns whose values in that run's file no longer
+    count, because the column left the table after it and came back. A column that comes back starts empty, as a
+    new one does: only the rows that changed since (their `U` rows, with its value) say otherwise."""
+    back: dict[str, int] = {}  # column -> index of the run where it last (re)appeared
+    for i in range(1, len(chain)):
+        before = chain[i - 1].get("columns") or {}
+        back.update((c, i) for c in chain[i].get("columns") or {} if c not in before)
+    return [frozenset(c for c in columns if back.get(c, 0) > i) for i in range(len(chain))]
 
 
 def _columns(manifest: dict) -> dict[str, str]:

@@ -224,15 +224,17 @@ def kv_metadata(layouts: dict[str, str]) -> str:
     return f", KV_METADATA {{{META_KEY}: {literal(meta[META_KEY.encode()].decode())}}}" if meta else ""
 
 
-def project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, ops: bool = False) -> str:
-    """SELECT of one lake file as the target's columns (by exact name) and types; a column it lacks is NULL.
+def project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, ops: bool = False,
+            forget: frozenset[str] = frozenset()) -> str:
+    """SELECT of one lake file as the target's columns (by exact name) and types; a column it lacks (or one to
+    `forget`) is NULL.
 
     A column that was typed in the file but is text in the target becomes the text its values were read from.
     """
     have, layouts = file_columns(con, path), read_layouts(path)
     out = []
     for col, kind in columns.items():
-        if col not in have:
+        if col not in have or col in forget:
             out.append(f"CAST(NULL AS {kind}) AS {alias[col]}")
             continue
         name, file_type = have[col]

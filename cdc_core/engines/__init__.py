@@ -52,8 +52,11 @@ class Engine(Protocol):
         ...
 
     def replay(self, base: Path, changes: Sequence[Path], columns: dict[str, str], key: Sequence[str],
-               layouts: dict[str, str], output: Path) -> int:
-        """`base` with the change files applied in order (per key the last change wins), as `columns`; rows."""
+               layouts: dict[str, str], output: Path, *, forget: Sequence[frozenset[str]] = ()) -> int:
+        """`base` with the change files applied in order (per key the last change wins), as `columns`; rows.
+
+        `forget[i]`, for `[base, *changes][i]`: columns whose values in that file are read as NULL (they left the
+        table after it and came back)."""
         ...
 
     def close(self) -> None:

@@ -52,12 +52,14 @@ class DuckDBEngine:
             hold_back(con, previous, current, held, tuple(key), out, compression=self.codec)
 
     def replay(self, base: Path, changes: Sequence[Path], columns: dict[str, str], key: Sequence[str],
-               layouts: dict[str, str], output: Path) -> int:
+               layouts: dict[str, str], output: Path, *, forget: Sequence[frozenset[str]] = ()) -> int:
         alias = {col: f"c{i}" for i, col in enumerate(columns)}
+        forget = list(forget) or [frozenset()] * (1 + len(changes))
         with self._connect() as con:
-            base_rows = project(con, base, columns, alias)
+            base_rows = project(con, base, columns, alias, forget=forget[0])
             if changes:
-                merged = " UNION ALL ".join(project(con, p, columns, alias, ops=True) for p in changes)
+                merged = " UNION ALL ".join(project(con, p, columns, alias, ops=True, forget=f)
+                                            for p, f in zip(changes, forget[1:], strict=True))
                 keys = ", ".join(alias[k] for k in key)
                 con.execute(f"CREATE TEMP TABLE __cdc_last AS SELECT * FROM ({merged}) "
                             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _cdc_run_id DESC) = 1")

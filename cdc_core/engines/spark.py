@@ -111,7 +111,7 @@ class SparkEngine:
                      layouts=layouts)
 
     def replay(self, base: Path, changes: Sequence[Path], columns: dict[str, str], key: Sequence[str],
-               layouts: dict[str, str], output: Path) -> int:
+               layouts: dict[str, str], output: Path, *, forget: Sequence[frozenset[str]] = ()) -> int:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
@@ -120,11 +120,12 @@ class SparkEngine:
 
         alias = {c: f"c{i}" for i, c in enumerate(columns)}
         keys = [alias[k] for k in key]
-        rows = project(self.spark, base, columns)
+        forget = list(forget) or [frozenset()] * (1 + len(changes))
+        rows = project(self.spark, base, columns, forget=forget[0])
         if changes:
-            merged = project(self.spark, changes[0], columns, ops=True)
-            for path in changes[1:]:
-                merged = merged.union(project(self.spark, path, columns, ops=True))
+            merged = project(self.spark, changes[0], columns, ops=True, forget=forget[1])
+            for path, gone in zip(changes[1:], forget[2:], strict=True):
+                merged = merged.union(project(self.spark, path, columns, ops=True, forget=gone))
             last = (merged.withColumn("__n", F.row_number().over(
                 Window.partitionBy(*keys).orderBy(F.col("_cdc_run_id").desc()))).where(F.col("__n") == 1))
             rows = (rows.join(last.select(*keys), keys, "left_anti")

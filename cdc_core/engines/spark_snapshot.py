@@ -321,13 +321,13 @@ def check_keys(df, pk: tuple[str, ...], where: str) -> None:
                          'a key must identify one row: fix the file or "pk" in the config')
 
 
-def project(spark, path: Path, columns: dict[str, str], *, ops: bool = False):
+def project(spark, path: Path, columns: dict[str, str], *, ops: bool = False, forget: frozenset[str] = frozenset()):
     """One lake file as the target's columns (by exact name, aliased `c{i}`) and types (twin of `types.project`)."""
     have, layouts = file_types(path), read_layouts(path)
     df = spark.read.parquet(str(path))
     out = []
     for i, (name, kind) in enumerate(columns.items()):
-        if name not in have:
+        if name not in have or name in forget:
             value = F.lit(None).cast(spark_type(kind))
         elif have[name] == kind:
             value = col(name)
