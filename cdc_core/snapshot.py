@@ -23,6 +23,7 @@ from .engine import connect, literal, quote
 from .errors import InputError
 from .types import (
     DATE,
+    LAYOUTS,
     TEXT,
     TZ,
     Column,
@@ -36,6 +37,7 @@ from .types import (
     parse,
     project,
     read_layouts,
+    safe_form,
     text_of,
 )
 
@@ -97,6 +99,9 @@ class _Plan:
         """True where row's value passes this column's check (only for `verify` and `strict` plans)."""
         if self.mode == "verify":
             return f"(r{i} IS NULL OR COALESCE({exact(f'r{i}', f'x{i}', self.type, self.layout)}, false))"
+        form = None if self.layout and self.layout not in LAYOUTS else safe_form(self.type)
+        if form is not None:  # a pin reads only the forms every engine reads alike: it never rounds a value
+            return f"(r{i} IS NULL OR (x{i} IS NOT NULL AND regexp_matches(r{i}, {literal(form)})))"
         return f"(r{i} IS NULL OR x{i} IS NOT NULL)"
 
     def outer(self, i: int) -> str:

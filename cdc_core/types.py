@@ -34,6 +34,16 @@ ALIASES = {"TEXT": TEXT, "STRING": TEXT, "VARCHAR": TEXT, "INT": INT, "INTEGER":
 LAYOUTS = tuple(f"%Y-%m-%d{sep}%H:%M{secs}{zone}" for sep in (" ", "T")
                 for secs in (":%S", ":%S.%g", ":%S.%f", "") for zone in ("", "Z"))
 META_KEY = "cdc_core"
+# The texts a pinned column or the date field may hold: the forms every engine reads as the same value, no more.
+# (DuckDB alone reads `5.9` as the BIGINT 6 and `1.005` as the DECIMAL(18,2) 1.01: a pin never rounds a value.)
+_ZONE = r"( ?(Z|UTC)|[+-]\d\d(:?\d\d)?)?"
+SAFE = {
+    INT: r"[+-]?\d+",
+    DOUBLE: r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?",
+    BOOL: r"(?i:true|false|t|f|yes|no|y|n|1|0)",
+    DATE: r"\d{4}-\d{1,2}-\d{1,2}",
+    TZ: r"\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{1,2}(:\d{1,2}(\.\d{1,9})?)?)?" + _ZONE,
+}
 
 
 def normalize(name: str) -> str | None:
@@ -56,6 +66,15 @@ def sql_type(name: str) -> str:
     if text in SCALAR_TYPES:
         return text
     raise ValueError(f"{name!r} is not a column type cdc_core writes")
+
+
+def safe_form(kind: str) -> str | None:
+    """The regex (anchored) of the texts every engine reads alike as `kind` (`SAFE`); None for text."""
+    match = DECIMAL.fullmatch(kind.replace(" ", ""))
+    if match:
+        scale = int(match[2])
+        return rf"^[+-]?\d+(\.\d{{1,{scale}}})?\z" if scale else r"^[+-]?\d+\z"
+    return rf"^(?:{SAFE[kind]})\z" if kind in SAFE else None
 
 
 def lake_type_of(duckdb_type: str) -> str:

@@ -260,6 +260,16 @@ def test_pinned_types_win_and_a_value_that_does_not_fit_is_refused(tmp_path: Pat
         "not (e.g. '2025-01-13') — fix the file or the pin in \"columns\" in the config")
 
 
+@pytest.mark.parametrize("pin, value", [("BIGINT", "1.5"), ("DECIMAL(18,2)", "1.005"), ("BIGINT", "1e3"),
+                                        ("BOOLEAN", "on")])
+def test_a_pinned_column_never_rounds_a_value(tmp_path: Path, pin: str, value: str):
+    lake = Lake(tmp_path, columns={"n": pin})
+    assert lake.capture("id;n\n1;1\n").status == "full_load"
+    failed = lake.capture(f"id;n\n1;{value}\n")  # DuckDB alone would read 2, 1.01, 1000, true
+    assert failed.status == "failed" and f"is pinned to {pin} but has values that are not (e.g. {value!r})" in failed.error
+    assert lake.full_load().column("n").to_pylist() != [None] and lake.capture("id;n\n1;1\n").status == "unchanged"
+
+
 def test_other_dialects_from_the_config(tmp_path: Path):
     lake = Lake(tmp_path, quote="'")
     lake.capture("id;name\n1;'a;b'\n2;\"quoted\"\n")

@@ -2,9 +2,9 @@
 
 Each function mirrors its DuckDB twin in `types` (`parse`, `exact`, `text_of`), so both engines give every column
 the same type and every value the same text. DuckDB's casts read more forms than Spark's and not always alike
-(`'5.9'` is the BIGINT 6 in DuckDB, no BIGINT in Spark; `'2025'` is a timestamp in Spark, not in DuckDB), so the
-Spark engine reads text as a type only in the forms both read to the same value (`SAFE`); a pinned column or a
-date field with a value outside them is refused with the pin's one-line error, never read differently. Inferred
+(`'5.9'` is the BIGINT 6 in DuckDB, no BIGINT in Spark; `'2025'` is a timestamp in Spark, not in DuckDB), so
+both engines read text as a type only in the forms both read to the same value (`types.SAFE`); a pinned column or
+a date field with a value outside them is refused with the pin's one-line error, never read differently. Inferred
 types are not affected: they only take values that print back to their own text, which are all safe forms.
 """
 
@@ -16,30 +16,13 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from ..errors import InputError
-from ..types import BOOL, DATE, DECIMAL, DOUBLE, INT, LAYOUTS, TEXT, TZ
+from ..types import DATE, LAYOUTS, TEXT, TZ, safe_form
 from .spark_parquet import spark_type
 
-_ZONE = r"( ?(Z|UTC)|[+-]\d\d(:?\d\d)?)?"
-SAFE = {
-    INT: r"[+-]?\d+",
-    DOUBLE: r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?",
-    BOOL: r"(?i:true|false|t|f|yes|no|y|n|1|0)",
-    DATE: r"\d{4}-\d{1,2}-\d{1,2}",
-    TZ: r"\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{1,2}(:\d{1,2}(\.\d{1,9})?)?)?" + _ZONE,
-}
 # strptime codes the Spark engine reads and prints: (regex when reading, Java pattern when printing)
 CODES = {"Y": (r"(\d{1,4})", "yyyy"), "m": (r"(\d{1,2})", "MM"), "d": (r"(\d{1,2})", "dd"),
          "H": (r"(\d{1,2})", "HH"), "M": (r"(\d{1,2})", "mm"), "S": (r"(\d{1,2})", "ss"),
          "f": (r"(\d{1,6})", "SSSSSS"), "g": (r"(\d{1,3})", "SSS")}
-
-
-def safe_form(kind: str) -> str | None:
-    """The regex (anchored) of the texts both engines read alike as `kind`; None for text."""
-    match = DECIMAL.fullmatch(kind.replace(" ", ""))
-    if match:
-        scale = int(match[2])
-        return rf"^[+-]?\d+(\.\d{{1,{scale}}})?\z" if scale else r"^[+-]?\d+\z"
-    return rf"^(?:{SAFE[kind]})\z" if kind in SAFE else None
 
 
 def parse(raw: Column, kind: str, layout: str | None = None) -> Column:
