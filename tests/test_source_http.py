@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdc_core.config import TableConfig, parse_config
+from cdc_core.logs import redact
 from cdc_core.pipeline import run_once
 from cdc_core.sources.http import HttpSource
 
@@ -150,3 +151,62 @@ def test_credentials_in_the_url_are_sent_and_never_shown(www: Path, tmp_path: Pa
     everything = good.out + good.err + bad.out + bad.err + (tmp_path / "data" / "logs" / "cdc.log").read_text()
     assert "S3cret-Pass" not in everything and "Wr0ng-Pass" not in everything
     assert "http http://partner:***@127.0.0.1" in good.out
+
+
+@pytest.mark.parametrize("gone", [["clientes", "produtos"], ["produtos"]])
+def test_a_failed_table_is_never_reported_as_an_unchanged_source(www: Path, tmp_path: Path, gone: list[str]):
+    with FileServer(www) as server:
+        path = write_config(tmp_path, source={"type": "http", "url": server.url + "/{table}.csv"}, tables=TABLES)
+        assert run_cli("--once", "--config", str(path)).code == 0
+        for name in gone:
+            (www / f"{name}.csv").unlink()
+        second = run_cli("--once", "--config", str(path))
+    assert second.code == 1
+    assert "nothing to capture" not in second.out + second.err
+    lines = {line.split()[0]: line for line in second.out.splitlines() if line.startswith("  ")}
+    assert all("FAILED" in lines[name] and "does not exist (HTTP 404)" in lines[name] for name in gone)
+    if "clientes" in gone:
+        assert " version " not in second.out.splitlines()[0]  # no table's version is known this cycle
+    else:
+        assert "no changes" in lines["clientes"]  # checked again, nothing lost
+
+
+def test_a_server_that_is_down_after_a_capture_is_a_failure_not_an_unchanged_source(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        source = HttpSource(server.url + "/{table}.csv", attempts=1)
+        first = fetch(source, tmp_path / "first", ("clientes", "produtos"))
+    second = fetch(source, tmp_path / "second", ("clientes", "produtos"), last_version=first.version)
+    assert not second.unchanged and second.version is None and not second.files
+    assert all("did not answer after 1 attempt (last: could not connect)" in str(e) for e in second.errors.values())
+
+
+PRESIGNED = ("https://bucket.s3.amazonaws.com/{table}.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+             "&X-Amz-Credential=AKIAEXAMPLE%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20250101T000000Z"
+             "&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=0123456789abcdef")
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://h/{table}.csv?token=S3cr3t-tok", "https://h/{table}.csv?token=***"),
+    ("https://h/x/{table}?format=csv&access_token=S3cr3t-tok&sig=S1gn4ture",
+     "https://h/x/{table}?format=csv&access_token=***&sig=***"),
+    ("https://h/{table}.csv?signature=S1gn4ture&api_key=K3y-value", "https://h/{table}.csv?signature=***&api_key=***"),
+    (PRESIGNED, PRESIGNED.replace("AKIAEXAMPLE%2F20250101%2Fus-east-1%2Fs3%2Faws4_request", "***")
+     .replace("0123456789abcdef", "***")),  # the algorithm, date, expiry and signed headers stay readable
+    ("https://partner:S3cret-Pass@h/{table}.csv?key=K3y-value", "https://partner:***@h/{table}.csv?key=***"),
+], ids=["token", "access_token+sig", "signature+api_key", "aws-presigned", "password+key"])
+def test_secrets_in_the_url_query_are_shown_as_stars(url: str, shown: str):
+    source = HttpSource(url)
+    assert source.description == f"http {shown}"
+    logged = redact(f"GET {url} and {url.replace('{table}', 'clientes')} failed")  # as a library would log it
+    assert "***" in logged and not re.search(r"S3cr3t|S1gn4|K3y-|AKIAEXAMPLE|0123456789abcdef|S3cret-Pass", logged)
+
+
+def test_a_token_in_the_url_is_never_shown_in_errors_or_logs(www: Path, tmp_path: Path):
+    with FileServer(www) as server:  # the query makes the path unknown to the server: a 404 that shows the URL
+        url = server.url + "/{table}.csv?format=csv&token=T0ken-Value-42&X-Amz-Signature=f00dfeedbeef"
+        path = write_config(tmp_path, source={"type": "http", "url": url}, tables=TABLES[:1])
+        result = run_cli("--once", "--config", str(path))
+    assert result.code == 1 and "does not exist (HTTP 404)" in result.out
+    everything = result.out + result.err + (tmp_path / "data" / "logs" / "cdc.log").read_text()
+    assert "T0ken-Value-42" not in everything and "f00dfeedbeef" not in everything
+    assert "/clientes.csv?format=csv&token=***&X-Amz-Signature=*** does not exist" in result.out

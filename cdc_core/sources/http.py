@@ -10,7 +10,8 @@ validators is recognised unchanged by its bytes); all tables' versions travel as
 A file is CSV, gzipped CSV or Parquet, told apart by its first bytes (so a URL suffix, a Content-Type, or a
 server that gzips on the fly cannot mislead); an HTML page is refused. Timeouts, broken connections, HTTP 429 and
 5xx are retried with exponential backoff (honouring Retry-After); 404, 401 and 403 fail that table with one line.
-A user and password in the URL (or ~/.netrc) are sent, and never shown.
+A user and password in the URL (or ~/.netrc) are sent, and never shown; neither are the values of query parameters
+whose names look secret (`token=`, `sig=`, `key=`, `access_token=`, a presigned URL's `X-Amz-Signature=` …).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,18 @@ from typing import Any
 from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
-from ..logs import redact
+from ..logs import add_secret, redact
 from . import Fetch, versions
 
 log = logging.getLogger("cdc_core")
 MAX_WAIT = 60.0  # seconds: the cap of one backoff wait
 CHUNK = 1 << 20
+# query parameters whose values are credentials, by how their names end: token=, access_token=, sig=,
+# signature=, key=, api_key=, X-Amz-Signature=, X-Amz-Credential=, X-Amz-Security-Token=, password=, … (not
+# X-Amz-SignedHeaders=, whose value is no secret and helps to read a presigned URL)
+SECRET_PARAMETER = re.compile(r"(token|sig|signature|key|secret|password|passwd|pwd|credential|auth|sessionid)$",
+                              re.IGNORECASE)
+_QUERY_VALUE = re.compile(r"([?&;]([^=&;#?\s]+)=)([^&;#\s]*)")  # 1: "?name=" or "&name=", 2: name, 3: value
 
 
 class _Retry(Exception):
@@ -47,6 +55,8 @@ class HttpSource:
     def __init__(self, url: str, *, attempts: int = 5, backoff: float = 1.0, timeout: float = 60.0):
         self.template = url
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
+        for secret in secrets(url):
+            add_secret(secret)  # also masked where a library's message repeats the URL
         self.description = f"http {masked(url)}"
 
     def fetch(self, tables: Sequence[TableConfig], dest: Path, *, last_version: str | None = None) -> Fetch:
@@ -68,10 +78,10 @@ class HttpSource:
                     result.files[table.name] = got[0]
             else:
                 result.files[table.name], found[table.name] = got
-        if len(unchanged) == len(found) and last_version is not None:
+        if unchanged and len(unchanged) == len(found) and not result.errors and last_version is not None:
             for path in result.files.values():
                 path.unlink(missing_ok=True)
-            return Fetch(version=last_version, errors=result.errors, unchanged=True)
+            return Fetch(version=last_version, unchanged=True)
         for name in unchanged:  # another table changed: this one's file is needed again
             if name in result.files:
                 continue
@@ -86,7 +96,7 @@ class HttpSource:
                 result.errors.setdefault(name, self._bare_304(table))
             else:
                 result.files[name], found[name] = got
-        result.version = versions.encode(found)
+        result.version = versions.encode(found) if found else None
         return result
 
     def _url(self, table: TableConfig) -> str:
@@ -112,7 +122,8 @@ class HttpSource:
             return self._retrying(lambda: self._download(session, url, headers, table, dest, at))
         except RetryError as exc:
             last = exc.last_attempt.exception()
-            raise SourceError(f"{at} did not answer after {self.attempts} attempts (last: {_describe(last)}) — "
+            tries = f"{self.attempts} attempt{'s' if self.attempts > 1 else ''}"
+            raise SourceError(f"{at} did not answer after {tries} (last: {_describe(last)}) — "
                               "the server may be down or rate-limiting; the next cycle tries again") from None
         except requests.RequestException as exc:
             raise SourceError(f"{at} could not be fetched ({_describe(exc)}) — check the URL in \"source.url\" "
@@ -194,8 +205,18 @@ def _session() -> Any:
 
 
 def masked(url: str) -> str:
-    """A URL with its password (if any) shown as ***."""
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+    """A URL (or a text holding one) with its password and the values of secret-looking query parameters shown
+    as *** (`https://user:***@host/x.csv?token=***&format=csv`)."""
+    url = re.sub(r"(://[^/:@\s]*:)[^/@\s]*@", r"\1***@", url)
+    return _QUERY_VALUE.sub(lambda m: f"{m[1]}***" if m[3] and SECRET_PARAMETER.search(m[2]) else m[0], url)
+
+
+def secrets(url: str) -> set[str]:
+    """The password and the secret query values of a URL, as written and decoded (what `masked` hides)."""
+    found = {urllib.parse.urlsplit(url).password or ""}
+    found |= {m[3] for m in _QUERY_VALUE.finditer(url) if m[3] and SECRET_PARAMETER.search(m[2])}
+    found |= {urllib.parse.unquote(value) for value in found}
+    return {value for value in found if value}
 
 
 def _describe(exc: BaseException | None) -> str:
