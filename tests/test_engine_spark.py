@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -150,6 +151,40 @@ def test_gzip_and_parquet_inputs(spark_engine, tmp_path: Path):
                              "p": pa.array([1, None], pa.decimal128(9, 3)), "x": [1.5, None]}), typed)
     duck = both(spark_engine, tmp_path, gz, typed, T)
     assert duck.changes.counts == {"I": 1, "U": 1, "D": 1}  # row 1 gains values in the added columns
+
+
+def test_the_spark_diff_command_reads_a_parquet_input_and_refuses_nanoseconds_in_one_line(
+        spark_engine, tmp_path: Path, capsys):
+    """As the capture refuses such a file (README, Spark engine): one line, exit 1, never a traceback."""
+    from cdc_core.cli import main
+    from cdc_core.errors import InputError
+
+    _ = spark_engine.spark  # the command joins this session instead of starting its own
+    previous = tmp_path / "a.csv"
+    previous.write_text("id;v;at\n1;a;2025-01-02 10:00:00\n2;b;2025-01-02 10:00:00\n", encoding="utf-8")
+    stamps = [datetime(2025, 1, 2, 10), datetime(1970, 1, 1)]
+    for unit in ("us", "ns"):  # ns: what pyarrow writes from pandas data by default
+        pq.write_table(pa.table({"id": ["1", "3"], "v": ["x", "c"], "at": pa.array(stamps, pa.timestamp(unit))}),
+                       tmp_path / f"{unit}.parquet")
+    out = {engine: tmp_path / f"{engine}.parquet" for engine in ("duckdb", "spark")}
+    for engine, path in out.items():
+        assert main(["diff", str(previous), str(tmp_path / "us.parquet"), "--key", "id", "--sep", ";",
+                     "--output", str(path), "--engine", engine]) == 0
+    counts = [line for line in capsys.readouterr().out.splitlines() if line.startswith("I ")]
+    assert [line.split("  →")[0] for line in counts] == ["I 1  U 1  D 1"] * 2
+    assert pq.read_table(out["spark"]).sort_by("id").to_pylist() == \
+        pq.read_table(out["duckdb"]).sort_by("id").to_pylist()
+
+    nanos = tmp_path / "ns.parquet"
+    assert main(["diff", str(previous), str(nanos), "--key", "id", "--sep", ";", "--output",
+                 str(tmp_path / "o.parquet"), "--engine", "spark"]) == 1
+    err = capsys.readouterr().err
+    with pytest.raises(InputError) as captured:  # what a capture says of the same file
+        spark_engine.load_snapshot(nanos, T, tmp_path / "snapshot.parquet")
+    assert err == "Error: " + str(captured.value).replace('Table "t": ns.parquet', str(nanos)) + "\n"
+    assert err.startswith(f"Error: {nanos} cannot be read as Parquet ([PARQUET_TYPE_ILLEGAL] Illegal Parquet type: "
+                          "INT64 (TIMESTAMP(NANOS,false))") and err.endswith(") — fix the file\n")
+    assert not (tmp_path / "o.parquet").exists()
 
 
 @pytest.mark.parametrize("previous, current, table", [

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -21,7 +22,7 @@ from ..errors import InputError
 from ..types import read_layouts
 from . import spark_types as st
 from .spark_parquet import file_rows, file_types, spark_type, write_single
-from .spark_snapshot import ERRORS, check_keys, col
+from .spark_snapshot import ERRORS, _first_line, check_keys, col
 
 
 @dataclass
@@ -36,9 +37,15 @@ class Side:
 
 
 def open_side(spark, path: Path, key: tuple[str, ...], date_field: str | None) -> Side:
-    """A Parquet snapshot as one side of a diff, with the checks of `diff._open`."""
+    """A Parquet snapshot as one side of a diff, with the checks of `diff._open`; a file Spark cannot read
+    (nanosecond timestamps, a broken file) is the capture's one-line error."""
     label = str(path)
-    columns = file_types(path)
+    try:
+        columns = file_types(path)
+        df = spark.read.parquet(str(path))
+        _ = df.schema  # Spark Connect reads lazily: fail here, not halfway through the diff
+    except (*ERRORS, pa.ArrowException) as exc:
+        raise InputError(f"{label} cannot be read as Parquet ({_first_line(exc)}) — fix the file") from None
     upper = label[0].upper() + label[1:]
     lower: dict[str, str] = {}
     for name in columns:
@@ -53,7 +60,7 @@ def open_side(spark, path: Path, key: tuple[str, ...], date_field: str | None) -
     if date_field and columns[date_field] not in TEMPORAL | {"VARCHAR", "NULL"}:
         raise InputError(f'Date field "{date_field}" of {label} is {columns[date_field]}, not a date — name a date '
                          "or timestamp column as the date field")
-    return Side(spark.read.parquet(str(path)), columns, file_rows(path), label, read_layouts(path))
+    return Side(df, columns, file_rows(path), label, read_layouts(path))
 
 
 def compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
