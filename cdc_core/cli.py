@@ -210,7 +210,7 @@ def _diff_command(args: argparse.Namespace) -> int:
                             ('quote"/"escape', "--quote")):
             message = message.replace(f'"{key}" in the config', option)
         print(f"Error: {message}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED  # a missing extra: exit 2, as elsewhere
     except OSError as exc:
         print(f"Error: cannot write {args.output} ({exc.strerror or exc}) — check the folder", file=sys.stderr)
         return EXIT_FAILED

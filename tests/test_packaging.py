@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cdc_core.engines import KNOWN_ENGINES
+from cdc_core.engines import CONNECT_EXTRA, KNOWN_ENGINES
 from cdc_core.extras import FEATURES
 from cdc_core.formats import KNOWN_FORMATS
 
@@ -66,6 +66,7 @@ def test_every_extra_named_in_a_message_installs_what_the_feature_needs(wheel: P
     needs = [(extra, module) for extra, modules in FEATURES.values() for module in modules]
     needs += [(extra, library) for _, library, extra, _ in KNOWN_FORMATS.values()]
     needs += [(extra, library) for _, library, extra in KNOWN_ENGINES.values() if extra]
+    needs += [(CONNECT_EXTRA, "pyspark")]  # a Spark engine with a `remote`
     for extra, module in needs:
         assert names([module]) <= extras[extra], f"cdc-core[{extra}] does not install {module}"
     everything = {e for e in extras if e not in ("all", "test")}
@@ -217,6 +218,11 @@ MISSING = [  # (what the config uses, its changes, the command, the one line a u
      "the Iceberg table format needs pyiceberg: pip install 'cdc-core[iceberg]'"),
     ("spark", {"engine": {"type": "spark", "master": "local[1]"}}, ["--once"],
      "the spark engine needs pyspark: pip install 'cdc-core[spark]'"),
+    ("spark, diff", {}, ["diff", str(DATA / "clientes_20250918.csv"), str(DATA / "clientes_20250922.csv"), "--key",
+                         "idCliente", "--sep", ";", "--output", "changes.parquet", "--engine", "spark"],
+     "the spark engine needs pyspark: pip install 'cdc-core[spark]'"),
+    ("spark connect", {"engine": {"type": "spark", "remote": "sc://127.0.0.1:15002"}}, ["--once"],
+     "the Spark Connect engine needs pyspark: pip install 'cdc-core[spark-connect]'"),
 ]
 
 

@@ -27,6 +27,7 @@ KNOWN_ENGINES = {
     "duckdb": ("cdc_core.engines.duckdb:DuckDBEngine", "duckdb", None),
     "spark": ("cdc_core.engines.spark:SparkEngine", "pyspark", "spark"),
 }
+CONNECT_EXTRA = "spark-connect"  # a Spark engine with a `remote` (sc://) needs pyspark[connect], not just pyspark
 
 
 class Engine(Protocol):
@@ -66,15 +67,17 @@ class Engine(Protocol):
 
 def make_engine(config: Config) -> Engine:
     """The engine a config names (DuckDB by default); ConfigError naming the extra if its library is missing."""
-    return engine_class(config.engine.type)(config)
+    return engine_class(config.engine.type, remote=bool(config.engine.remote))(config)
 
 
-def engine_class(kind: str) -> type:
-    """The class of engine `kind`, imported now; ConfigError naming the extra if its library is missing."""
+def engine_class(kind: str, *, remote: bool = False) -> type:
+    """The class of engine `kind`, imported now; ConfigError naming the extra if its library is missing (for a
+    Spark Connect `remote`, the extra that also brings the Connect client)."""
     target, library, extra = KNOWN_ENGINES[kind]
     try:
         importlib.import_module(library)
     except ImportError:
-        raise ConfigError(f"the {kind} engine needs {library}: pip install 'cdc-core[{extra}]'") from None
+        what, extra = ("the Spark Connect engine", CONNECT_EXTRA) if remote else (f"the {kind} engine", extra)
+        raise ConfigError(f"{what} needs {library}: pip install 'cdc-core[{extra}]'") from None
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)
