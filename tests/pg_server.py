@@ -1,13 +1,15 @@
 """A throwaway PostgreSQL server for tests and benchmarks: initdb + pg_ctl on 127.0.0.1, a free port, a temp dir.
 
 The server refuses to run as root, so as root it runs as the `postgres` system user (`runuser`); as any other user
-it runs as that user. `PostgresServer.find()` is None only when the server binaries are not installed.
+it runs as that user. `PostgresServer.find()` is None only when the server binaries are not installed (`BINDIRS`
+says where they are looked for).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,15 +20,28 @@ from pathlib import Path
 SUPERUSER, SUPERUSER_PASSWORD = "postgres", "super-secret-pw"
 
 
+# where packages put the server binaries, off PATH: Debian and Ubuntu (the postgresql package; GitHub's runners),
+# the PGDG packages for RHEL/Fedora, a build from source, Homebrew
+BINDIRS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin",
+           "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin")
+
+
 def _bindir() -> Path | None:
-    """The folder holding initdb and pg_ctl: PATH, else Debian's /usr/lib/postgresql/N/bin (newest first)."""
+    """The folder holding initdb and pg_ctl: PATH, else the newest version under one of `BINDIRS`."""
     on_path = shutil.which("initdb")
     if on_path and shutil.which("pg_ctl"):
         return Path(on_path).parent
-    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True):
-        if Path(folder, "initdb").is_file() and Path(folder, "pg_ctl").is_file():
-            return Path(folder)
+    found = [Path(folder) for pattern in BINDIRS for folder in glob.glob(pattern)]
+    for folder in sorted(found, key=_version, reverse=True):
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
     return None
+
+
+def _version(folder: Path) -> tuple[int, ...]:
+    """The version a folder's path names, as numbers: /usr/lib/postgresql/9.6/bin → (9, 6); () for none."""
+    numbers = re.search(r"(\d+(?:\.\d+)*)\D*$", str(folder.parent if folder.name == "bin" else folder))
+    return tuple(int(n) for n in numbers[1].split(".")) if numbers else ()
 
 
 def _free_port() -> int:

@@ -248,3 +248,41 @@ def _wait_for_gate(server, timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     pytest.fail("the capture never reached the gate")
+
+
+HIDE_THE_SERVER = ("import sys, pytest, tests.pg_server as pg_server; pg_server._bindir = lambda: None; "
+                   "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]]))")
+
+
+@pytest.mark.parametrize(("opt_out", "code", "outcome"), [(None, 1, "1 error"), ("1", 0, "1 skipped")])
+def test_without_the_server_binaries_the_postgres_tests_fail_unless_explicitly_skipped(opt_out: str | None,
+                                                                                         code: int, outcome: str):
+    env = {name: value for name, value in os.environ.items() if name != "CDC_TESTS_NO_POSTGRES"}
+    if opt_out:
+        env["CDC_TESTS_NO_POSTGRES"] = opt_out
+    test = "tests/test_source_postgres.py::test_a_query_is_captured_like_a_table"
+    proc = subprocess.run([sys.executable, "-c", HIDE_THE_SERVER, test], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert outcome in proc.stdout.splitlines()[-1]
+    if not opt_out:
+        assert "PostgreSQL server binaries (initdb, pg_ctl) are not installed (not on PATH nor in BINDIRS of " \
+               "tests/pg_server.py) — install them (Debian/Ubuntu: apt-get install postgresql), or set " \
+               "CDC_TESTS_NO_POSTGRES=1 to skip the PostgreSQL tests\n" in proc.stdout  # one line
+
+
+def test_the_newest_installed_server_is_found_whatever_its_version_and_packaging(tmp_path: Path, monkeypatch):
+    from . import pg_server
+
+    for folder, programs in [("usr/lib/postgresql/9.6/bin", ("initdb", "pg_ctl")),
+                             ("usr/lib/postgresql/16/bin", ("initdb", "pg_ctl")),
+                             ("usr/lib/postgresql/17/bin", ("psql",)),  # only the client of 17
+                             ("usr/pgsql-15/bin", ("initdb", "pg_ctl"))]:
+        (tmp_path / folder).mkdir(parents=True)
+        for program in programs:
+            (tmp_path / folder / program).touch()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    monkeypatch.setattr(pg_server, "BINDIRS", (f"{tmp_path}/usr/lib/postgresql/*/bin", f"{tmp_path}/usr/pgsql-*/bin"))
+    assert pg_server._bindir() == tmp_path / "usr/lib/postgresql/16/bin"
+    (tmp_path / "usr/lib/postgresql/16/bin/initdb").unlink()
+    assert pg_server._bindir() == tmp_path / "usr/pgsql-15/bin"
