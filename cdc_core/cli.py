@@ -155,11 +155,14 @@ def as_of_run(text: str | None) -> str | None:
     to the last run at or before it (a bare date: the end of that day)."""
     from datetime import UTC, datetime, time
 
-    if text is None or re.fullmatch(r"\d{8}_\d{6}", text):
+    if text is None:
         return text
     try:
+        if re.fullmatch(r"\d{8}_\d{6}", text):
+            datetime.strptime(text, "%Y%m%d_%H%M%S")  # a real moment (not 20261399_999999)
+            return text
         moment = datetime.fromisoformat(text)
-        if len(text.strip()) == 10:  # a date: every run of that day counts
+        if re.fullmatch(r"\d{4}-?\d\d-?\d\d", text.strip()):  # a date: every run of that day counts
             moment = datetime.combine(moment.date(), time(23, 59, 59))
     except ValueError:
         raise ConfigError(f"--as-of {text!r} is neither a run id (YYYYMMDD_HHMMSS, e.g. 20250922_143000) nor an "

@@ -97,6 +97,8 @@ def test_diff_names_every_missing_input(tmp_path: Path):
 @pytest.mark.parametrize("as_of, code, says", [
     ("yesterday", 2, "is neither a run id (YYYYMMDD_HHMMSS"),
     ("2020-01-01", 1, "has no capture at or before run 20200101_235959"),
+    ("20200101", 1, "has no capture at or before run 20200101_235959"),  # the basic ISO form is a date too
+    ("20261399_999999", 2, "is neither a run id (YYYYMMDD_HHMMSS"),  # shaped like a run id, but no moment
 ])
 def test_replay_as_of_takes_a_run_id_or_a_date(lake, as_of: str, code: int, says: str):
     folder, _, _report = lake

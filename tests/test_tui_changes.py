@@ -21,13 +21,13 @@ from textual.widgets import Static
 
 from cdc_core.config import Config, load_config
 from cdc_core.lake import make_lake, read_manifests
-from cdc_core.pipeline import run_once
+from cdc_core.pipeline import TableReport, run_once
 from cdc_core.state import State
 from tui.app import CdcApp
 from tui.confirm import ConfirmScreen
 from tui.data import load_overview, read_preview, row_detail
 from tui.loop import LoopScreen
-from tui.render import CHANGED_STYLE, history, overview_detail, value_text
+from tui.render import CHANGED_STYLE, history, overview_detail, report_line, value_text
 from tui.widgets import ChangeTable, RowPane, TableChecklist, TableDiff, Tick
 
 from .conftest import write_config
@@ -336,3 +336,8 @@ def test_read_preview_finds_old_values_by_a_composite_key(tmp_path: Path, cdc: d
         ("I", ("south", "2")): [("points", "null", "40"), ("since", "null", "2025-01-01")],
         ("D", ("south", "1")): [("points", "30", "null"), ("since", "2025-01-01", "null")],
     }
+
+
+def test_a_report_line_says_when_the_capture_rebased_on_the_lake_as_the_cli_does():
+    line = report_line(TableReport("clientes", status="unchanged", rows=3837, rebased="20250922_060000")).plain
+    assert line.endswith("3,837 rows  (rebased on the lake's run 20250922_060000)")

@@ -198,6 +198,8 @@ def report_line(report: TableReport) -> Text:
         line.append_text(counts(report.counts, width=4))
     if report.rows is not None:
         line.append(f"  {report.rows:>8,} rows", "dim")
+    if report.rebased:
+        line.append(f"  (rebased on the lake's run {report.rebased})", "dim")
     return line
 
 
