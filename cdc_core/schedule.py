@@ -1,6 +1,6 @@
 """The timed loop: a cycle on every tick of the timer (ticks at start + k·interval, so no drift).
 
-An error in one cycle is logged and the loop waits for the next tick. SIGINT/SIGTERM ask the loop to stop: the
+An error in one cycle is logged and the loop waits for the next tick; a config that cannot run stops it. SIGINT/SIGTERM ask the loop to stop: the
 current cycle finishes (its state is consistent at every step anyway) and the loop exits with code 0.
 """
 
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from .config import Config
-from .errors import CdcError
+from .errors import CdcError, ConfigError
 from .metrics import MetricsServer
 from .pipeline import RunReport, run_once
 
@@ -29,7 +29,8 @@ def next_tick(start: float, interval: float, now: float) -> float:
 def run_forever(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
                 on_report: Callable[[RunReport], None] | None = None, stop: threading.Event | None = None,
                 on_wait: Callable[[float], None] | None = None) -> int:
-    """Run cycles until SIGINT/SIGTERM (or `stop` is set); returns the exit code, 0.
+    """Run cycles until SIGINT/SIGTERM (or `stop` is set); returns the exit code, 0. A config that cannot run (a
+    missing extra, say), which no later tick would change, raises its `ConfigError`.
 
     `on_wait(seconds)` is called after each cycle with the wait until the next tick (instead of logging it), so a
     caller with its own display (the TUI) knows exactly when a cycle ends and the next one starts.
@@ -49,6 +50,9 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
             report = run_once(config, tables=tables, skip_download=skip_download)
             if on_report:
                 on_report(report)
+        except ConfigError:  # no later tick can do better (a missing extra, a bad key): the loop stops
+            metrics.stop()
+            raise
         except CdcError as exc:
             log.error("cycle failed: %s — the next tick tries again", exc)
         except Exception:

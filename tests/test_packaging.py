@@ -193,6 +193,9 @@ S3_LAKE = "the S3 lake needs boto3: pip install 'cdc-core[s3]'"
 MISSING = [  # (what the config uses, its changes, the command, the one line a user gets)
     ("S3 lake", {"lake": "s3://lake-bucket/cdc"}, ["--once"], S3_LAKE),
     ("S3 lake, dry run", {"lake": "s3://lake-bucket/cdc"}, ["--dry-run"], S3_LAKE),
+    ("S3 lake, timed loop", {"lake": "s3://lake-bucket/cdc"}, ["-q"], S3_LAKE),  # stops: no later tick does better
+    ("delta, timed loop", {"table_format": "delta"}, ["-q"],
+     "the Delta table format needs deltalake: pip install 'cdc-core[delta]'"),
     ("S3 lake, verify", {"lake": "s3://lake-bucket/cdc"}, ["verify"], S3_LAKE),
     ("S3 lake, replay", {"lake": "s3://lake-bucket/cdc"}, ["replay", "--table", "clientes", "--output", "x.parquet"],
      S3_LAKE),

@@ -15,6 +15,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from cdc_core.errors import ConfigError
 from cdc_core.pipeline import RunReport
 from cdc_core.schedule import run_forever
 
@@ -102,6 +103,8 @@ class LoopScreen(Screen[None]):
             run_forever(app.config, tables=self.tables, skip_download=self.skip_download, stop=stop,
                         on_report=lambda report: app.from_worker(self._reported, report),
                         on_wait=lambda seconds: app.from_worker(self._waiting, time.monotonic() + seconds))
+        except ConfigError as exc:  # a config no tick can run (a missing extra): said once, the loop stops
+            log.error("the timed loop stopped: %s", exc)
         except Exception:  # run_forever logs cycle errors itself; this is a bug in the loop
             log.exception("the timed loop stopped unexpectedly")
         finally:
