@@ -14,7 +14,8 @@ publishes a pending run R (parent P) in four steps:
 
 With a table format (Delta, Iceberg), the claimant applies the run to it between the data and the link; the
 format records the run in the same commit, so a retry never applies it twice, and the manifest records the
-format table's version for the run.
+format table's version for the run. The format is told the lake's committed runs: a run on the table that the lake
+never committed (its writer died before the link, and this writer took its claim over) is undone first.
 
 `claims/` and `commits/` are keys readers ignore. Links stay forever (they keep a stalled writer from ever forking
 the chain); a claim is removed once its run is committed.
@@ -119,7 +120,7 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float, tra
             faults.point(fault, table)
             uploads.append(_upload(local, key))
         if table_format is not None and not (entry.dir / "manifest.json").is_file():
-            _apply_format(table_format, entry, state)
+            _apply_format(table_format, entry, state, lake)
         manifest = _manifest(entry, state, uploads)
         if not lake.create(manifest, link_key(table, parent)):
             winner = json.loads(lake.read(link_key(table, parent)))
@@ -139,12 +140,18 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float, tra
                       _upload(snapshot, full_load_key(table))]
 
 
-def _apply_format(table_format: TableFormat, entry: Entry, state: State) -> None:
-    """Apply the run to the format table (idempotent) and note its version for the manifest."""
+def _apply_format(table_format: TableFormat, entry: Entry, state: State, lake: Lake) -> None:
+    """Apply the run to the format table on top of the lake's history (idempotent) and note its version for the
+    manifest."""
     from .formats import CommitConflict, FormatRun
 
+    committed = read_manifests(lake, entry.table)
+    top = committed[-1] if committed else None
+    if (top["run_id"] if top else None) != entry.meta.get("parent"):  # its claim was taken over, and that run won
+        raise _lost(entry, top, "committed run {winner} since this run was diffed")
     run = FormatRun(table=entry.table, run_id=entry.run_id, key=tuple(entry.meta["pk"]),
-                    snapshot=state.snapshot_of(entry), changes=entry.changes, first=entry.meta["kind"] == "full_load")
+                    snapshot=state.snapshot_of(entry), changes=entry.changes, first=entry.meta["kind"] == "full_load",
+                    history=tuple(m["run_id"] for m in committed), token=entry.meta.get("token"))
     try:
         version = table_format.apply(run)
     except CommitConflict as exc:

@@ -67,7 +67,7 @@ class Chain:
                 changes = self.folder / f"{self.table}_{run_id}_changes.parquet"
                 pq.write_table(rows, changes)
         run = FormatRun(table=self.table, run_id=run_id, key=self.key, snapshot=path, changes=changes,
-                        first=not self.runs)
+                        first=not self.runs, history=tuple(r.run_id for r in self.runs))
         self.runs.append(run)
         self.counts.append(counts)
         return run

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdc_core import load_config
-from cdc_core.formats import make_format
+from cdc_core.formats import FormatRun, make_format
 from cdc_core.lake import LocalLake, read_manifests
 
 from .conftest import ROOT, run_cli, write_config
-from .format_runs import assert_same, moto_endpoint, s3_lake  # noqa: F401  (fixtures)
+from .format_runs import Chain, assert_same, format_for, moto_endpoint, s3_lake  # noqa: F401  (fixtures)
 
 SMALL = {"type": "demo", "seed": 3, "scale": 0.05}
 TABLES = [{"name": "clientes", "pk": "idCliente", "date_field": "DtAtualizacao", "sep": ";"},
@@ -113,3 +115,139 @@ def test_a_missing_format_library_is_one_line(tmp_path: Path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
     assert proc.stderr == "Error: the Delta table format needs deltalake: pip install 'cdc-core[delta]'\n"
+
+
+# --- a writer killed after applying its run to the format table, another writer taking over ----------------
+
+CSV = "id;nome;cidade\n1;Ana;Recife\n2;Bia;Natal\n3;Caio;Salvador\n4;Duda;Belem\n"
+
+
+def writer(tmp_path: Path, name: str, table_format: str) -> Path:
+    """A writer with its own data dir on the shared local lake and source folder."""
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    (tmp_path / "source").mkdir(exist_ok=True)
+    return write_config(folder, source={"type": "directory", "path": str(tmp_path / "source")},
+                        lake=str(tmp_path / "lake"), tables=[{"name": "clientes", "pk": "id", "sep": ";"}],
+                        table_format=table_format, lake_claim_timeout=1)
+
+
+@pytest.mark.parametrize("orphan", ["earlier", "later"])
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_a_run_whose_writer_died_before_the_lake_commit_is_undone_by_the_writer_taking_over(
+        tmp_path: Path, table_format: str, orphan: str):
+    """Writer a dies between applying its run to the format table and committing it in the lake; writer b takes
+    over the claim and commits its own run: the format table holds b's run, never a's (whichever id is later)."""
+    source = tmp_path / "source" / "clientes.csv"
+    dead, other = writer(tmp_path, "a", table_format), writer(tmp_path, "b", table_format)
+    source.parent.mkdir(exist_ok=True)
+    source.write_text(CSV)
+    assert run_cli("--once", "-q", "--config", str(dead)).code == 0
+    if orphan == "later":  # a's clock is ahead: a fetch it left behind makes its next run id a later one
+        (tmp_path / "a/data/fetch/20991231_000000").mkdir(parents=True)
+    source.write_text(CSV.replace("1;Ana;Recife", "1;Ana;Olinda"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_FAULT": "clientes:after_format"}
+    killed = subprocess.run([sys.executable, "-m", "cdc_core", "--once", "-q", "--config", str(dead)], env=env,
+                            capture_output=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    config = load_config(other)
+    fmt = make_format(config.table_format, config.lake)
+    assert fmt.current("clientes").sort_by("id")["cidade"][0].as_py() == "Olinda"  # applied, never committed
+    source.write_text(CSV.replace("3;Caio;Salvador", "3;Caio;Feira"))
+    time.sleep(1.5)  # a's claim is older than lake_claim_timeout
+    taken = run_cli("--once", "--config", str(other))
+    assert taken.code == 0, taken.out + taken.err
+    assert "taking over the claim of run" in taken.err and "which the lake never committed" in taken.err
+    runs = read_manifests(LocalLake(tmp_path / "lake"), "clientes")
+    assert len(runs) == 2 and runs[1]["counts"] == {"I": 0, "U": 1, "D": 0}
+    [orphan_run] = [e.name for e in (tmp_path / "a/data/outbox/clientes").iterdir()]  # a's run, never committed
+    assert (orphan_run > runs[1]["run_id"]) == (orphan == "later")
+    checked = run_cli("verify", "--config", str(other))
+    assert checked.code == 0, checked.out + checked.err
+    full = pq.read_table(tmp_path / "lake/full-load/clientes/clientes.parquet")
+    fmt = make_format(config.table_format, config.lake)
+    assert_same(fmt.current("clientes"), full, ("id",))
+    for manifest in runs:
+        out = tmp_path / f"replayed_{manifest['run_id']}.parquet"
+        assert run_cli("replay", "--config", str(other), "--table", "clientes", "--as-of", manifest["run_id"],
+                       "--output", str(out)).code == 0
+        assert_same(fmt.as_of("clientes", manifest["run_id"]), pq.read_table(out), ("id",), manifest["run_id"])
+    run_cli("--once", "--config", str(dead))  # a comes back: its pending run lost (discarded), it rebases
+    source.write_text(CSV.replace("3;Caio;Salvador", "3;Caio;Feira").replace("2;Bia;Natal\n", ""))
+    for config_path in (dead, other):
+        result = run_cli("--once", "--config", str(config_path))
+        assert result.code == 0, result.out + result.err
+        assert run_cli("verify", "--config", str(config_path)).code == 0
+    assert len(read_manifests(LocalLake(tmp_path / "lake"), "clientes")) == 3
+
+
+# --- the same at the format level: a stray run on the table is undone before the next run of the lake --------
+
+BASE = pa.table({"id": ["1", "2", "3"], "n": pa.array([10, 20, 30], pa.int64()), "s": ["a", "b", "c"]})
+
+
+def stray_and_winner(tmp_path: Path, orphan_id: str, orphan: pa.Table) -> tuple[Chain, FormatRun]:
+    """The lake's chain (run 0, the winner changing id 3) and a stray run on run 0 with the given id."""
+    chain = Chain(tmp_path / "lake_runs", "t", ("id",))
+    chain.add(BASE)
+    chain.add(BASE.set_column(1, "n", pa.array([10, 20, 33], pa.int64())))
+    dead = Chain(tmp_path / "dead_runs", "t", ("id",))
+    dead.add(BASE)
+    stray = dead.add(orphan)  # the same id as the winner's: both are run 0's next
+    winner = chain.runs[1]
+    run_id = {"earlier": "20250918_170000", "same": winner.run_id, "later": "20991231_000000"}[orphan_id]
+    assert chain.runs[0].run_id < "20250918_170000" < winner.run_id == stray.run_id
+    chain.runs[1] = replace(winner, token="winner")
+    return chain, replace(stray, run_id=run_id, token="dead")
+
+
+@pytest.mark.parametrize(("orphan_id", "orphan"), [
+    ("earlier", BASE.set_column(1, "n", pa.array([11, 20, 30], pa.int64()))),
+    ("same", BASE.drop_columns(["s"]).slice(1)),
+    ("later", BASE.append_column("extra", pa.array(["x", "y", "z"])).slice(0, 2)),
+], ids=["earlier-id", "same-id-column-removed", "later-id-column-added"])
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_a_run_the_lake_never_committed_is_undone_before_the_winners_run(tmp_path: Path, table_format: str,
+                                                                         orphan_id: str, orphan: pa.Table, caplog):
+    fmt = format_for(tmp_path, table_format)
+    chain, stray = stray_and_winner(tmp_path, orphan_id, orphan)
+    first, winner = chain.runs
+    fmt.apply(first)
+    fmt.apply(stray)
+    assert_same(fmt.current("t"), orphan, ("id",), "the stray run")
+    version = fmt.apply(winner)
+    assert f"holds run {stray.run_id}, which the lake never committed" in caplog.text
+    assert "rewrites the table" not in caplog.text
+    assert_same(fmt.current("t"), chain.snapshot(winner), ("id",), "after the winner")
+    assert fmt.apply(winner) == version == fmt.applied_version("t", winner.run_id)  # a retry changes nothing
+    assert_same(fmt.as_of("t", first.run_id), BASE, ("id",), "as of run 0")
+    assert_same(fmt.as_of("t", winner.run_id), chain.snapshot(winner), ("id",), "as of the winner")
+    after = chain.add(chain.snapshot(winner).slice(1))
+    fmt.apply(after)
+    assert_same(fmt.current("t"), chain.snapshot(after), ("id",), "the next run")
+    assert_same(fmt.as_of("t", winner.run_id), chain.snapshot(winner), ("id",), "as of the winner, later")
+
+
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_a_stray_run_whose_parent_state_is_cleaned_up_is_replaced_by_the_winners_snapshot(tmp_path: Path,
+                                                                                         table_format: str, caplog):
+    fmt = format_for(tmp_path, table_format)
+    chain, stray = stray_and_winner(tmp_path, "earlier", BASE.slice(1))
+    first, winner = chain.runs
+    fmt.apply(first)
+    fmt.apply(stray)
+    if table_format == "delta":  # run 0's files are gone: it can no longer be restored
+        from deltalake import DeltaTable
+
+        DeltaTable(fmt.uri("t")).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    else:  # run 0's snapshot is expired
+        table = fmt.catalog.load_table(fmt.identifier("t"))
+        parent = table.current_snapshot().parent_snapshot_id
+        table.maintenance.expire_snapshots().by_id(parent).commit()
+    fmt.apply(winner)
+    assert f"run {winner.run_id} rewrites the table from its snapshot" in caplog.text
+    assert_same(fmt.current("t"), chain.snapshot(winner), ("id",), "after the winner")
+    assert_same(fmt.as_of("t", winner.run_id), chain.snapshot(winner), ("id",), "as of the winner")
+    after = chain.add(chain.snapshot(winner).slice(1))
+    fmt.apply(after)
+    assert_same(fmt.current("t"), chain.snapshot(after), ("id",), "the next run")

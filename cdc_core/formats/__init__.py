@@ -5,8 +5,14 @@ derived copy of the current state that other engines read with ACID snapshots, t
 feed. `make_format` names the implementation from the config; like fsspec's registry, each one is a
 `"module:Class"` path imported only when used, so its library (deltalake, pyiceberg) stays an optional extra.
 
-Every implementation is idempotent per run: `apply` records the run id in the same commit as its data and checks
-it before writing, so a run retried after a crash is never applied twice.
+Every implementation keeps the format table on the lake's committed history. `apply` records the run id (and its
+token) in the same commit as its data and reads the table's last run before writing:
+
+- the run itself: applied already (a retry after a crash), nothing to do;
+- a run of the lake's history (the run's parent, or an older one when the runs since changed nothing): apply;
+- anything else is a run the lake never committed (its writer stopped between the format and the lake's link, and
+  another writer took over), whatever its id: the table goes back to the state of the newest run of the history
+  first (Delta `restore`, an Iceberg rollback), or, when that state is gone, the run rewrites it from its snapshot.
 """
 
 from __future__ import annotations
@@ -43,11 +49,22 @@ class FormatRun:
     """
 
     table: str
-    run_id: str  # YYYYMMDD_HHMMSS, strictly increasing per table
+    run_id: str  # YYYYMMDD_HHMMSS, strictly increasing along the lake's history
     key: tuple[str, ...]
     snapshot: Path
     changes: Path | None
     first: bool
+    history: tuple[str, ...] = ()  # the lake's committed runs before this one, oldest first: its parent is last
+    token: str | None = None  # this capture's token: two writers may pick the same run id
+
+    def follows(self, run_id: str | None) -> bool:
+        """Whether a format table whose last run is `run_id` holds the state this run starts from: the parent's, or
+        an older one of the lake's history when the runs since wrote nothing."""
+        return run_id is not None and run_id in self.history
+
+    def is_run(self, run_id: str | None, token: str | None) -> bool:
+        """Whether a format table's last run (id, token) is this very run (a run recorded without token matches)."""
+        return run_id == self.run_id and (not token or not self.token or token == self.token)
 
 
 class TableFormat(Protocol):

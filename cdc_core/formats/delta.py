@@ -12,13 +12,19 @@
   replayed still gives the right state (Spark does the same for `overwriteSchema`). The commit says why in its
   `cdc.schema_change` metadata; the run's own I/U/D rows stay in the lake's cdc file.
 - A run without change rows or schema change makes no commit.
-- Every commit carries `cdc.run_id` in its metadata and the app transaction (`cdc_core`, run id as a number),
-  checked before writing: delta-rs records it but does not refuse a second commit on its own.
+- Every commit carries `cdc.run_id` and `cdc.token` in its metadata and the app transaction (`cdc_core`, run id as
+  a number). The newest commit's run is checked before writing (delta-rs does not refuse a second commit on its
+  own): the run itself is applied already; a run the lake never committed (a writer stopped between this table
+  and the lake's link) is undone first by a RESTORE commit to the version of the newest run of the lake's history,
+  which carries that run's id and `cdc.rewound_to` (the versions between are left out of time travel). When that
+  version can no longer be restored (cleaned up), the run overwrites the table with its snapshot instead.
 - Another writer committing first (`CommitFailedError`) raises LakeError: the run lost the race.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -44,7 +50,10 @@ if TYPE_CHECKING:
 
 APP_ID = "cdc_core"
 RUN_KEY = "cdc.run_id"
+TOKEN_KEY = "cdc.token"
+REWOUND = "cdc.rewound_to"  # on a restore (or rewrite): the versions after this one, before the commit, are undone
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
+log = logging.getLogger("cdc_core")
 
 
 def _q(column: str) -> str:
@@ -71,6 +80,9 @@ class DeltaFormat:
         return self._options
 
     def _open(self, table: str, version: int | None = None) -> DeltaTable | None:
+        return self._read(table, version)
+
+    def _read(self, table: str, version: int | None = None) -> DeltaTable | None:
         from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -91,28 +103,32 @@ class DeltaFormat:
 
     # --- writing -------------------------------------------------------------------------------------------
     def apply(self, run: FormatRun) -> int:
-        """Apply `run` in one commit (none if it changes nothing) and return the table's version after it."""
+        """Apply `run` in one commit (none if it changes nothing) and return the table's version after it; a run
+        the lake never committed on top of the table is undone first."""
         from deltalake import write_deltalake
         from deltalake.exceptions import CommitFailedError, DeltaError
 
         dt = self._open(run.table)
-        if dt is not None and self._applied(dt, run.run_id):
-            return _reached(self._version_after(dt, run.run_id), dt.table_uri, run.run_id)
         schema = snapshot_schema(run)
         try:
             if dt is None:  # the first capture, or a table format switched on later: the snapshot is the state
                 write_deltalake(self.uri(run.table), snapshot_reader(run), mode="error", name=run.table,
                                 configuration=TABLE_CONFIG, storage_options=self.storage_options,
-                                commit_properties=self._commit(run, "create"))
+                                commit_properties=_commit(run.run_id, run.token, "create"))
                 return self._existing(run.table).version()
+            last = self._last(run.table, dt)
+            if last is not None and run.is_run(last[RUN_KEY], last.get(TOKEN_KEY)):
+                return last["version"]  # applied already: a retry
+            rewound = None if run.first or run.follows(last and last[RUN_KEY]) else self._rewind(dt, run, last)
             change = schema_change(pa.schema(dt.schema().to_arrow()), schema)
-            rows = None if run.first or change.rewrite else change_rows(run, schema)
+            rows = None if run.first or change.rewrite or rewound is not None else change_rows(run, schema)
             if rows:
                 self._merge(dt, run, rows.rows, schema, added=bool(change.added))
             elif rows is None or change.added:  # a new column but no change row names it: rewrite as well
-                why = "first capture again" if run.first else change.describe()
+                why = ({REWOUND: str(rewound)} if rewound is not None
+                       else {"cdc.schema_change": "first capture again" if run.first else change.describe()})
                 write_deltalake(dt, snapshot_reader(run), mode="overwrite", schema_mode="overwrite",
-                                commit_properties=self._commit(run, "rewrite", why))
+                                commit_properties=_commit(run.run_id, run.token, "rewrite", why))
             else:
                 return dt.version()
         except CommitFailedError as exc:
@@ -133,39 +149,76 @@ class DeltaFormat:
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in run.key)
         values = {f"t.{_q(c)}": f"s.{_q(c)}" for c in schema.names}
         (dt.merge(rows, on, source_alias="s", target_alias="t", merge_schema=added,
-                  commit_properties=self._commit(run, "merge"))
+                  commit_properties=_commit(run.run_id, run.token, "merge"))
          .when_matched_delete(f"s.{OP} = '{DELETE}'")
          .when_matched_update(values, f"s.{OP} = '{UPSERT}'")
          .when_not_matched_insert(values, f"s.{OP} = '{UPSERT}'")
          .execute())
 
-    def _commit(self, run: FormatRun, operation: str, schema_change: str = ""):
-        from deltalake.transaction import CommitProperties, Transaction
+    def _rewind(self, dt: DeltaTable, run: FormatRun, last: dict | None) -> int | None:
+        """Undo the commits of runs the lake never committed: restore the version of the newest run of `run`'s
+        history (a commit of its own). None when restored; else the version a rewrite of the run goes back to (-1:
+        none is left)."""
+        from deltalake.exceptions import CommitFailedError, DeltaError
 
-        metadata = {RUN_KEY: run.run_id, "cdc.operation": operation}
-        if schema_change:
-            metadata["cdc.schema_change"] = schema_change
-        return CommitProperties(custom_metadata=metadata,
-                                app_transactions=[Transaction(app_id=APP_ID, version=run_number(run.run_id))])
+        target = self._state(run.table, dt, run.follows)
+        stray = f"run {last[RUN_KEY]}" if last else "commits"
+        if target is not None:
+            try:
+                dt.restore(target["version"], commit_properties=_commit(
+                    target[RUN_KEY], target.get(TOKEN_KEY), "restore", {REWOUND: str(target["version"])}))
+            except CommitFailedError:
+                raise
+            except DeltaError as exc:  # its files or log were cleaned up: the run rewrites the table instead
+                log.warning("%s: the Delta table holds %s, which the lake never committed, and its version %s "
+                            "(run %s) cannot be restored (%s) — run %s rewrites the table from its snapshot",
+                            run.table, stray, target["version"], target[RUN_KEY], _first_line(exc), run.run_id)
+                return target["version"]
+            log.warning("%s: the Delta table holds %s, which the lake never committed (its writer stopped before "
+                        "the lake's commit) — restored version %s (run %s) before applying run %s", run.table,
+                        stray, target["version"], target[RUN_KEY], run.run_id)
+            return None
+        log.warning("%s: the Delta table holds %s, which the lake never committed, and no version of the lake's "
+                    "history — run %s rewrites the table from its snapshot", run.table, stray, run.run_id)
+        return -1
 
     # --- reading -------------------------------------------------------------------------------------------
     def _applied(self, dt: DeltaTable, run_id: str) -> bool:
+        return self._transaction(dt) >= run_number(run_id)
+
+    def _transaction(self, dt: DeltaTable) -> int:
+        """The app transaction's version: the run number of the table's last run (a restore's is the run restored)."""
         done = dt.transaction_version(APP_ID)
         if done is None:
             raise LakeError(f"{dt.table_uri} holds a Delta table that cdc_core did not write (no {APP_ID} "
                             "transaction) — move it away or point the lake elsewhere")
-        return done >= run_number(run_id)
+        return done
 
-    def _version_after(self, dt: DeltaTable, run_id: str) -> int | None:
-        """The version of the last commit of a run at or before `run_id` (the state right after it), if any."""
+    def _last(self, table: str, dt: DeltaTable) -> dict | None:
+        """The newest commit holding a run's state (`cdc.run_id`, `cdc.token`, `version`): the table's last run."""
+        self._transaction(dt)
+        return self._state(table, dt, lambda ran: True)
+
+    def _state(self, table: str, dt: DeltaTable, wanted: Callable[[str], bool]) -> dict | None:
+        """The newest commit holding the state of a run `wanted` (by id), leaving out the commits a rewind undid."""
+        latest = self._read(table) or dt  # delta-rs numbers the newest commits from the version a table holds
         for limit in (20, None):  # the run asked about is almost always among the last commits
-            history = dt.history(limit)
-            found = [h["version"] for h in history if h.get(RUN_KEY, "") and h[RUN_KEY] <= run_id]
-            if found:
-                return max(found)
+            history = latest.history(limit)  # newest first
+            undone_above = dt.version()  # a later writer's commits are not `dt`'s state
+            for commit in history:
+                if commit["version"] > undone_above:
+                    continue
+                if commit.get(RUN_KEY) and wanted(commit[RUN_KEY]):
+                    return commit
+                undone_above = int(commit[REWOUND]) if commit.get(REWOUND) else commit["version"]
             if limit is None or len(history) < limit:
                 break
         return None
+
+    def _version_after(self, table: str, dt: DeltaTable, run_id: str) -> int | None:
+        """The version of the last commit of a run at or before `run_id` (the state right after it), if any."""
+        found = self._state(table, dt, lambda ran: ran <= run_id)
+        return found["version"] if found else None
 
     def applied_version(self, table: str, run_id: str) -> int | None:
         """The version holding the state after `run_id`; None when the table has not reached that run, or
@@ -173,7 +226,7 @@ class DeltaFormat:
         dt = self._open(table)
         if dt is None or not self._applied(dt, run_id):
             return None
-        return self._version_after(dt, run_id)
+        return self._version_after(table, dt, run_id)
 
     def current(self, table: str) -> pa.Table:
         return normalize(self._existing(table).to_pyarrow_table())
@@ -182,8 +235,17 @@ class DeltaFormat:
         dt = self._existing(table)
         if not self._applied(dt, run_id):
             raise LakeError(f'Run {run_id} is not applied to the Delta table of "{table}" yet — capture it first')
-        version = _reached(self._version_after(dt, run_id), dt.table_uri, run_id)
+        version = _reached(self._version_after(table, dt, run_id), dt.table_uri, run_id)
         return normalize(self._open(table, version).to_pyarrow_table())
+
+
+def _commit(run_id: str, token: str | None, operation: str, metadata: dict[str, str] | None = None):
+    """A commit's properties: the run (id, token, app transaction) whose state it holds, and what it did."""
+    from deltalake.transaction import CommitProperties, Transaction
+
+    custom = {RUN_KEY: run_id, "cdc.operation": operation, **({TOKEN_KEY: token} if token else {}), **(metadata or {})}
+    return CommitProperties(custom_metadata=custom,
+                            app_transactions=[Transaction(app_id=APP_ID, version=run_number(run_id))])
 
 
 def _conflict(run: FormatRun, exc: Exception) -> CommitConflict:

@@ -11,15 +11,22 @@
 - Iceberg cannot promote int64/decimal/… to string: a widened column is dropped and added again as string (a new
   field id), and that run overwrites the table with the snapshot (a delete and an append snapshot).
 - A run with a schema change but no change rows appends an empty snapshot, so time travel to it has its schema.
-- `cdc.last_run_id` is checked before writing; a concurrent commit (CommitFailedException, or a conflict found
-  by pyiceberg's validation) raises LakeError: the run lost the race.
+- `cdc.last_run_id` and `cdc.last_token` are checked before writing: the run itself is applied already; a run the
+  lake never committed (a writer stopped between this table and the lake's link) is undone in the run's own
+  catalog commit, which first rolls the main branch back to the snapshot of the newest run of the lake's history
+  (time travel then never sees the undone run). If the schema changed since that snapshot, or it was expired, the
+  run overwrites the table with its snapshot.
+- A concurrent commit (CommitFailedException, or a conflict found by pyiceberg's validation) raises LakeError: the
+  run lost the race.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,10 +43,14 @@ from .storage import iceberg_file_io, lake_uri
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table, Transaction
+    from pyiceberg.table.snapshots import Snapshot
 
 CATALOG_NAME = "cdc"
 LAST_RUN = "cdc.last_run_id"
+LAST_TOKEN = "cdc.last_token"
 RUN_KEY = "cdc.run_id"
+TOKEN_KEY = "cdc.token"
+log = logging.getLogger("cdc_core")
 
 
 class IcebergFormat:
@@ -99,26 +110,29 @@ class IcebergFormat:
 
     # --- writing -------------------------------------------------------------------------------------------
     def apply(self, run: FormatRun) -> int:
-        """Apply `run` in one catalog commit (none if it changes nothing); return the table's snapshot id."""
+        """Apply `run` in one catalog commit (none if it changes nothing); return the table's snapshot id. A run the
+        lake never committed on top of the table is rolled back in the same commit."""
         from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError, ValidationException
 
         table = self._load(run.table)
-        if table is not None and self._applied(table, run.run_id):
-            return self._reached(table, run.run_id)
+        if table is not None and run.is_run(*self._last(table)):
+            return self._reached(table, run.run_id)  # applied already: a retry
         schema = snapshot_schema(run)
-        summary = {RUN_KEY: run.run_id}
+        summary = {RUN_KEY: run.run_id, **({TOKEN_KEY: run.token} if run.token else {})}
+        last = {LAST_RUN: run.run_id, LAST_TOKEN: run.token or ""}
         try:
             if table is None:  # the first capture, or a table format switched on later: the snapshot is the state
                 tx = self.catalog.create_table_transaction(
-                    self.identifier(run.table), schema=schema,
-                    properties={"cdc.key": ",".join(run.key), LAST_RUN: run.run_id})
+                    self.identifier(run.table), schema=schema, properties={"cdc.key": ",".join(run.key), **last})
                 tx.append(snapshot_reader(run), snapshot_properties=summary)
                 return self._reached(tx.commit_transaction(), run.run_id)
-            change = schema_change(table.schema().as_arrow(), schema)
-            rows = None if run.first or change.retyped else change_rows(run, schema)
-            if rows is not None and not rows and not (change.added or change.removed):
-                return table.current_snapshot().snapshot_id
             tx = table.transaction()
+            stray = not run.first and not run.follows(self._last(table)[0])
+            whole = stray and not self._rewind(tx, table, run)  # no rollback, or not to the current schema
+            change = schema_change(tx.table_metadata.schema().as_arrow(), schema)
+            rows = None if run.first or change.retyped or whole else change_rows(run, schema)
+            if rows is not None and not rows and not (change.added or change.removed or stray):
+                return table.current_snapshot().snapshot_id
             _evolve(tx, change, schema)
             target = tx.table_metadata.schema().as_arrow()
             if rows is None:
@@ -129,7 +143,7 @@ class IcebergFormat:
                 _copy_on_write(tx, table, run.key, rows.rows, summary)
             else:
                 tx.append(target.empty_table(), snapshot_properties=summary)
-            tx.set_properties({LAST_RUN: run.run_id})
+            tx.set_properties(last)
             table = tx.commit_transaction()
         except (CommitFailedException, ValidationException, TableAlreadyExistsError) as exc:
             raise CommitConflict(f"Another writer committed to the Iceberg table {'.'.join(self.identifier(run.table))}"
@@ -141,23 +155,52 @@ class IcebergFormat:
                 from None
         return self._reached(table, run.run_id)
 
+    def _rewind(self, tx: Transaction, table: Table, run: FormatRun) -> bool:
+        """Roll the transaction's main branch back to the snapshot of the newest run of `run`'s history, undoing
+        the runs the lake never committed; False when there is none, or the schema changed since it (the run then
+        overwrites the table)."""
+        from pyiceberg.table.update.snapshot import ManageSnapshots
+
+        stray, name = self._last(table)[0], ".".join(table.name())
+        back = self._state(table, run.follows)
+        if back is None:
+            log.warning("%s: the Iceberg table %s holds run %s, which the lake never committed, and no snapshot of "
+                        "the lake's history — run %s rewrites the table from its snapshot", run.table, name, stray,
+                        run.run_id)
+            return False
+        ManageSnapshots(tx).rollback_to_snapshot(back.snapshot_id)
+        log.warning("%s: the Iceberg table %s holds run %s, which the lake never committed (its writer stopped "
+                    "before the lake's commit) — rolled back to snapshot %s (run %s) in the commit of run %s",
+                    run.table, name, stray, back.snapshot_id, back.summary[RUN_KEY], run.run_id)
+        return back.schema_id == tx.table_metadata.current_schema_id
+
     # --- reading -------------------------------------------------------------------------------------------
-    def _applied(self, table: Table, run_id: str) -> bool:
+    def _last(self, table: Table) -> tuple[str, str | None]:
+        """The table's last run: its id and token."""
         last = table.properties.get(LAST_RUN)
         if last is None:
             raise LakeError(f'The Iceberg table {".".join(table.name())} was not written by cdc_core (no {LAST_RUN} '
                             'property) — drop it or choose another "iceberg.namespace"')
-        return last >= run_id
+        return last, table.properties.get(LAST_TOKEN)
+
+    def _applied(self, table: Table, run_id: str) -> bool:
+        return self._last(table)[0] >= run_id
+
+    def _state(self, table: Table, wanted: Callable[[str], bool]) -> Snapshot | None:
+        """The newest snapshot of the main branch holding the state of a run `wanted` (by id); a rolled back run's
+        snapshots are no longer on it."""
+        from pyiceberg.table.snapshots import ancestors_of
+
+        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+            ran = snapshot.summary[RUN_KEY] if snapshot.summary else None
+            if ran and wanted(ran):
+                return snapshot
+        return None
 
     def _version_after(self, table: Table, run_id: str) -> int | None:
         """The id of the last snapshot of a run at or before `run_id` (the state right after it), if any."""
-        found = None
-        for entry in table.history():  # the main branch's snapshots, oldest first
-            snapshot = table.snapshot_by_id(entry.snapshot_id)
-            ran = snapshot.summary[RUN_KEY] if snapshot and snapshot.summary else None
-            if ran and ran <= run_id:
-                found = entry.snapshot_id
-        return found
+        found = self._state(table, lambda ran: ran <= run_id)
+        return found.snapshot_id if found else None
 
     def _reached(self, table: Table, run_id: str) -> int:
         version = self._version_after(table, run_id)
@@ -247,7 +290,7 @@ def _copy_on_write(tx: Transaction, table: Table, key: tuple[str, ...], rows: pa
                                                       write_uuid=producer.commit_uuid, counter=counter):
                 producer.append_data_file(data_file)
 
-        for task in table.scan().plan_files():
+        for task in table.scan(snapshot_id=meta.current_snapshot_id).plan_files():  # after a rollback, if any
             hit = _matches(ArrowScan(meta, table.io, schema.select(*key), AlwaysTrue()).to_table([task]), keys, key)
             if not pc.any(hit).as_py():
                 continue
