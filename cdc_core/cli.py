@@ -272,11 +272,13 @@ def print_report(report: RunReport) -> None:
            if report.dry_run else "")
     print(f"run {report.run_id}{dry} · {report.source}{version} → {report.lake}")
     width = max(len(t.table) for t in report.tables)
+    said: dict[str, str] = {}  # an error several tables share (the source failed as a whole) is printed once
     for t in report.tables:
         counts = "  ".join(f"{op} {t.counts[op]:>6,}" for op in "IUD")
         rows = f"{t.rows:>10,} rows" if t.rows is not None else ""
         if t.status == "failed":
-            line = f"FAILED: {t.error}"
+            line = f"FAILED: {t.error}" if t.error not in said else f"FAILED: the same error as {said[t.error]}"
+            said.setdefault(t.error or "", t.table)
         elif t.status == "held":
             line = f"HELD: {t.error}"
         elif t.status == "full_load":

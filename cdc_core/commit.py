@@ -62,9 +62,9 @@ Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, byte
 class LostRace(CdcError):
     "Another writer committed a run on the same parent first; this run was not published."
 
-    def __init__(self, table: str, winner: dict | None, message: str):
+    def __init__(self, table: str, winner: dict | None, message: str, run_id: str | None = None):
         super().__init__(message)
-        self.table, self.winner = table, winner
+        self.table, self.winner, self.run_id = table, winner, run_id
 
 
 def head(lake: Lake, table: str) -> dict | None:
@@ -111,8 +111,10 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float, tra
     top = head(lake, table)
     if not _mine(top, entry):
         if (top["run_id"] if top else None) != parent:
+            _remove_orphans(lake, table, [key for local, key, _ in _files(entry, state)
+                                          if lake.checksum(key) == sha256(local)])  # what a killed try left
             raise _lost(entry, top, "committed run {winner} since this run was diffed")
-        _claim(lake, entry, claim_timeout)
+        taken = _claim(lake, entry, claim_timeout)
         faults.point("after_claim", table)
         uploads = []
         for local, key, fault in _files(entry, state):
@@ -127,6 +129,8 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float, tra
             if not _mine(winner, entry):
                 _remove(lake, [u.key for u in uploads])
                 raise _lost(entry, winner, "committed run {winner} on the same parent first")
+        if taken is not None and taken != run_id:  # the run of a claim taken over can never commit now
+            _remove_orphans(lake, table, [cdc_key(table, taken), base_key(table, taken)])
         faults.point("after_link", table)
         _create(lake, manifest, manifest_key(table, run_id))
         faults.point("after_put_manifest", table)
@@ -174,8 +178,9 @@ def _manifest(entry: Entry, state: State | None = None, uploads: list[Upload] | 
     return path
 
 
-def _claim(lake: Lake, entry: Entry, timeout: float) -> None:
-    """Hold the claim on the entry's parent (or take over one older than `timeout`); else `LostRace`."""
+def _claim(lake: Lake, entry: Entry, timeout: float) -> str | None:
+    """Hold the claim on the entry's parent (or take over one older than `timeout`: then the run id it was for);
+    else `LostRace`."""
     table, parent = entry.table, entry.meta.get("parent")
     body = Path(entry.dir / "claim.json")
     write_json_atomic(body, {"run_id": entry.run_id, "token": entry.meta.get("token"),
@@ -185,11 +190,11 @@ def _claim(lake: Lake, entry: Entry, timeout: float) -> None:
         claims = sorted(k for k in lake.list(f"claims/{table}/") if _claims_parent(k, table, parent))
         if not claims:
             if lake.create(body, claim_key(table, parent, 0)):
-                return
+                return None
             continue
         holder = json.loads(lake.get(claims[-1]) or b"{}")
         if _mine(holder, entry):
-            return
+            return None
         if (linked := lake.get(link_key(table, parent))) is not None:
             raise _lost(entry, json.loads(linked), "committed run {winner} on the same parent first")
         age = _age(holder.get("claimed_at"))
@@ -200,7 +205,7 @@ def _claim(lake: Lake, entry: Entry, timeout: float) -> None:
                     table, holder.get("run_id"), holder.get("writer"), age, timeout)
         generation = int(claims[-1].rsplit(".", 2)[-2]) + 1
         if lake.create(body, claim_key(table, parent, generation)):
-            return
+            return str(holder.get("run_id") or "") or None
     raise LakeError(f'Table "{table}": the claim on run {parent} kept changing hands — other writers are busy on '
                     "this table; the next cycle tries again")
 
@@ -226,7 +231,8 @@ def _claims_parent(key: str, table: str, parent: str | None) -> bool:
 def _lost(entry: Entry, winner: dict | None, what: str) -> LostRace:
     run = winner["run_id"] if winner else "?"
     return LostRace(entry.table, winner, f'Table "{entry.table}": another writer {what.format(winner=run)}; run '
-                                         f"{entry.run_id} was not published — the next cycle rebases on the lake")
+                                         f"{entry.run_id} was not published — the next cycle rebases on the lake",
+                    entry.run_id)
 
 
 def _create(lake: Lake, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> None:
@@ -251,6 +257,12 @@ def _remove(lake: Lake, keys: list[str]) -> None:
             lake.delete(key)
         except LakeError as exc:  # tidying only: a leftover claim or orphan is never read
             log.warning("could not remove %s: %s", key, exc)
+
+
+def _remove_orphans(lake: Lake, table: str, keys: list[str]) -> None:
+    """Remove data keys of a run that can never commit, unless a committed manifest lists them (same run id)."""
+    listed = {f["key"] for m in read_manifests(lake, table) for f in m.get("files", [])}
+    _remove(lake, [key for key in keys if key not in listed and lake.checksum(key) is not None])
 
 
 def _meter(transfer: Transfer | None, table: str, key: str, total: int) -> Callable[[int], None] | None:

@@ -29,5 +29,9 @@ class StateError(CdcError):
     "The local state (committed snapshots, last fetch) is missing or unusable."
 
 
+class BusyError(StateError):
+    "Another capture holds the data dir's lock (not a failure of this cycle: that one is running)."
+
+
 class HeldError(CdcError):
     "A capture broke a guard: nothing was published, it waits for a person to accept it."

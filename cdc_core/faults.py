@@ -1,11 +1,13 @@
 """Fault injection for the crash tests: `CDC_FAULT=POINT` or `CDC_FAULT=TABLE:POINT` kills the process (SIGKILL)
-when it reaches that point, the way a power cut or an OOM kill would. Unset (always, outside tests): a no-op.
+when it reaches that point, the way a power cut or an OOM kill would; `CDC_PAUSE=TABLE:POINT:SECONDS` stalls it
+there (a slow writer, for the race tests). Unset (always, outside tests): a no-op.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 
 def point(name: str, table: str = "") -> None:
@@ -13,3 +15,6 @@ def point(name: str, table: str = "") -> None:
     wanted = os.environ.get("CDC_FAULT")
     if wanted and wanted in (name, f"{table}:{name}"):
         os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get("CDC_PAUSE", "").rsplit(":", 1)
+    if len(pause) == 2 and pause[0] in (name, f"{table}:{name}"):
+        time.sleep(float(pause[1]))

@@ -19,7 +19,7 @@ from . import faults
 from .commit import LostRace, head, plan, publish
 from .config import Config, TableConfig
 from .engines import Engine, make_engine
-from .errors import CdcError, HeldError, LakeError, SourceError, StateError
+from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, StateError
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
@@ -31,6 +31,8 @@ from .state import Entry, State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
+RACES = 3  # captures of a table per cycle when other writers keep committing first
+CLAIM_WAIT = 60.0  # seconds a writer waits for another one's claim on the same parent to commit
 Progress = Callable[[str, str], None]  # (table or "", message)
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
 
@@ -67,6 +69,26 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
     with "preview again". A capture that breaks one of its table's guards is held (status "held", nothing
     published) unless its table is in `accept_held`.
     """
+    try:
+        return _run_once(config, tables=tables, skip_download=skip_download, dry_run=dry_run,
+                         publish_preview=publish_preview, accept_held=accept_held, on_progress=on_progress,
+                         on_transfer=on_transfer)
+    except BusyError:
+        raise  # the capture that holds the lock is the cycle; it reports for itself
+    except CdcError as exc:  # the cycle as a whole failed (config, data dir, engine): heard like a table failure
+        if not dry_run:
+            started = datetime.now(UTC).replace(microsecond=0)
+            failed = [TableReport(name, status="failed", error=redact(str(exc)))
+                      for name in tables or [t.name for t in config.tables]]
+            after_cycle(config, RunReport(run_id=started.strftime("%Y%m%d_%H%M%S"), source=config.source.type,
+                                          lake=str(config.lake.url), source_version=None, started_at=started,
+                                          tables=failed, finished_at=started))
+        raise
+
+
+def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, dry_run: bool,
+              publish_preview: str | None, accept_held: Collection[str], on_progress: Progress | None,
+              on_transfer: Transfer | None) -> RunReport:
     progress = on_progress or (lambda table, message: log.info("%s%s", f"{table}: " if table else "", message))
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
     source, lake, state = make_source(config.source), make_lake(config.lake), State(config.data_dir)
@@ -97,6 +119,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                 error = exc if isinstance(exc, CdcError) else SourceError(
                     f"Fetching from {source.description} failed ({exc}) — check the disk and try again")
                 fetched = Fetch(version=None, errors={t.name: error for t in selected})
+                log.error("%s", error)  # said once here, not once per table
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
                        on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held))
@@ -191,56 +214,104 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
                 report.uploads += plan(entry, state)
                 continue
             cycle.progress(name, f"publishing pending run {entry.run_id} first")
-            if not _publish(cycle, entry, report):
-                return
-            report.published_pending.append(entry.run_id)
+            try:
+                if not _publish(cycle, entry, report):
+                    return
+                report.published_pending.append(entry.run_id)
+            except LostRace as lost:  # discarded: what it held is captured again below, on the winner's run
+                cycle.progress(name, f"{lost}")
             top = head(cycle.lake, name)
-        pending = state.pending(name) if cycle.dry_run else []
-        if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
-            committed = state.committed(name)  # publishing it later checks it is still on the lake's head
-            log.warning("%s", cycle.head_errors[name])
-        else:
-            committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
-        if cycle.publish:
-            _publish_preview(cycle, table, report, committed)
-            return
-        if name in cycle.fetched.errors:
-            raise cycle.fetched.errors[name]
-        if cycle.fetched.unchanged:
-            report.status = "skipped"
-            return
-        # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
-        # it first), else the committed one, which is the lake's head
-        previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
-                    if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
-                    if committed else None)
-        entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
-                      started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
-                      options=cycle.config.cdc, accept_held=name in cycle.accept_held)
-        if entry is None:
-            report.status = "unchanged"
-            cycle.progress(name, f"no changes ({report.rows} rows)")
-            if not cycle.dry_run:
-                state.record_version(name, cycle.fetched.version)
-            return
-        report.status = entry.meta["kind"]
-        if cycle.dry_run:
-            report.uploads += plan(entry, state)
-            report.preview = entry.dir
-            if entry.meta.get("held"):
-                report.status, report.error = "held", entry.meta["held"]
-            return
-        cycle.progress(name, f"publishing to {cycle.lake.url}")
-        _publish(cycle, entry, report)
+        pending, run_id = state.pending(name) if cycle.dry_run else [], cycle.run_id
+        for attempt in range(1, RACES + 1):
+            try:
+                _capture_latest(cycle, table, report, top, pending, run_id)
+                return
+            except LostRace as lost:  # another writer committed first: rebase on its run and capture again
+                if cycle.dry_run or cycle.publish or attempt == RACES:
+                    raise
+                top = _moved(cycle, name, top)
+                run_id = state.new_run_id(after=top["run_id"] if top else None)  # runs follow their parents
+                cycle.progress(name, f"another writer committed run {top['run_id'] if top else '?'} first (run "
+                                     f"{lost.run_id} was not published) — capturing again as run {run_id}")
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
         log.warning("%s", exc)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
-        log.error("%s", exc)
+        if not _whole_source(cycle, exc):
+            log.error("%s", exc)
     except Exception as exc:  # a bug or an OS failure: report it on this table and go on with the others
         report.status, report.error = "failed", redact(f'Table "{name}": unexpected {type(exc).__name__}: {exc}')
         log.exception("Table %s failed", name)
+
+
+def _moved(cycle: _Cycle, name: str, top: dict | None) -> dict | None:
+    """The lake's head once it moved past `top` — a writer holding the claim commits within seconds — or, after
+    waiting a little longer than `lake_claim_timeout` (at most `CLAIM_WAIT`), the head as it is (a claim its
+    writer left can then be taken over)."""
+    deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
+    while True:
+        now = head(cycle.lake, name)
+        if (now and now["run_id"]) != (top and top["run_id"]) or time.monotonic() >= deadline:
+            return now
+        time.sleep(0.5)
+
+
+def _whole_source(cycle: _Cycle, exc: Exception) -> bool:
+    """Whether `exc` is the one error of a source that failed as a whole (logged once, when it happened)."""
+    errors = list(cycle.fetched.errors.values())
+    return len(errors) > 1 and all(e is exc for e in errors)
+
+
+def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top: dict | None,
+                    pending: list[Entry], run_id: str) -> None:
+    """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run)."""
+    name, state = table.name, cycle.state
+    if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
+        committed = state.committed(name)  # publishing it later checks it is still on the lake's head
+        log.warning("%s", cycle.head_errors[name])
+    else:
+        committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
+    if cycle.publish:
+        _publish_preview(cycle, table, report, committed, state.preview(name, cycle.run_id))
+        return
+    held = state.held(name) if name in cycle.accept_held and not cycle.dry_run else None
+    if held is not None and held.meta.get("parent") == (committed.run_id if committed else None):
+        cycle.progress(name, f"publishing the held capture of run {held.run_id}, as accepted")
+        _publish_preview(cycle, table, report, committed, held)  # exactly what was held and seen, no re-capture
+        return
+    if held is not None:  # diffed against a run the lake has moved past: it can never be published
+        cycle.progress(name, f"the held capture of run {held.run_id} is out of date (the lake moved on): "
+                             "capturing again, guarded")
+        shutil.rmtree(held.dir, ignore_errors=True)
+    if name in cycle.fetched.errors:
+        raise cycle.fetched.errors[name]
+    if cycle.fetched.unchanged:
+        report.status = "skipped"
+        return
+    # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
+    # it first), else the committed one, which is the lake's head
+    previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
+                if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
+                if committed else None)
+    entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=run_id,
+                  started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
+                  options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
+    if entry is None:
+        report.status = "unchanged"
+        cycle.progress(name, f"no changes ({report.rows} rows)")
+        if not cycle.dry_run:
+            state.record_version(name, cycle.fetched.version)
+        return
+    report.status = entry.meta["kind"]
+    if cycle.dry_run:
+        report.uploads += plan(entry, state)
+        report.preview = entry.dir
+        if entry.meta.get("held"):
+            report.status, report.error = "held", entry.meta["held"]
+        return
+    cycle.progress(name, f"publishing to {cycle.lake.url}")
+    _publish(cycle, entry, report)
 
 
 def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
@@ -268,10 +339,9 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
     return True
 
 
-def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, committed) -> None:
-    """Publish exactly the change set a dry run sealed, if the lake is still where the dry run found it."""
+def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, committed, preview: Entry | None) -> None:
+    """Publish exactly the change set a dry run (or a held capture) sealed, if the lake is still where it was."""
     name, state = table.name, cycle.state
-    preview = state.preview(name, cycle.run_id)
     if preview is None and committed is not None and committed.run_id == cycle.run_id:
         report.status = "unchanged"  # published already (a second --publish, a retried job): nothing to do
         cycle.progress(name, f"run {cycle.run_id} is already published — nothing to do")
@@ -282,7 +352,7 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
     parent = committed.run_id if committed else None
     if preview.meta.get("parent") != parent:  # it can never be published now: do not keep it
         shutil.rmtree(preview.dir, ignore_errors=True)
-        raise StateError(f'Table "{name}": the preview of run {cycle.run_id} was diffed against run '
+        raise StateError(f'Table "{name}": the preview of run {preview.run_id} was diffed against run '
                          f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
     report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
     report.column_counts = dict(preview.meta.get("changed_columns", {}))
@@ -295,5 +365,5 @@ def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, com
     if preview.meta.get("held") and name not in cycle.accept_held:
         raise HeldError(preview.meta["held"])
     report.status = preview.meta["kind"]
-    cycle.progress(name, f"publishing the previewed run {cycle.run_id} to {cycle.lake.url}")
+    cycle.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.lake.url}")
     _publish(cycle, state.add_entry(preview.dir, preview.meta), report)

@@ -74,7 +74,7 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
 
 def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous: Previous | None, *,
           run_id: str, started: datetime, version: str | None, report: TableReport, dry_run: bool,
-          options: CdcOptions, accept_held: bool = False) -> Entry | None:
+          options: CdcOptions) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
     name, clock = table.name, time.perf_counter()
     folder = state.staging(name, run_id)
@@ -120,13 +120,13 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
         meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings,
                     changed_columns=dict(changes.column_counts))
         reason = broken(table.guards, previous_rows=previous.rows, rows=snap.rows, counts=changes.counts)
-        if reason and not accept_held and not (snap.rows == 0 and table.allow_empty):  # emptied on purpose
+        if reason and not (snap.rows == 0 and table.allow_empty):  # emptied on purpose
             held = (f'Table "{name}": held — {reason}; nothing was published — publish it with --accept-held '
                     f'{name} (or the TUI\'s upload screen), or change "guards" in the config')
-            if not dry_run:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise HeldError(held)
             meta["held"] = held  # the preview shows it; publishing the preview needs the same acceptance
+            if not dry_run:  # kept as it was diffed: --accept-held publishes exactly this change set
+                state.seal_preview(folder, meta)
+                raise HeldError(held)
     if dry_run:
         return state.seal_preview(folder, meta)
     entry = state.add_entry(folder, meta)

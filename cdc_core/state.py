@@ -31,7 +31,7 @@ from typing import Any
 
 from . import faults
 from .durable import fsync_dir, fsync_file, fsync_tree
-from .errors import StateError
+from .errors import BusyError, StateError
 
 RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
 
@@ -94,7 +94,7 @@ class State:
     # --- lock -------------------------------------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the data dir's lock; another process holding it raises `StateError` at once."""
+        """Hold the data dir's lock; another process holding it raises `BusyError` at once."""
         path = self.root / "cdc.lock"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ class State:
             except BlockingIOError:
                 f.seek(0)
                 holder = f.read().strip() or "another process"
-                raise StateError(f"Another capture is running on {self.root} ({holder}) — wait for it to "
+                raise BusyError(f"Another capture is running on {self.root} ({holder}) — wait for it to "
                                  "finish; only one run per data dir is allowed") from None
             f.truncate(0)
             f.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n")
@@ -216,6 +216,14 @@ class State:
         path = self.root / "outbox" / table / f".preview-{run_id}"
         meta = read_json(path / "entry.json")
         return Entry(table=table, run_id=run_id, dir=path, meta=meta) if meta is not None else None
+
+    def held(self, table: str) -> Entry | None:
+        """The capture a guard held (kept sealed, as a preview, until a person accepts it), if there is one."""
+        for path in sorted((self.root / "outbox" / table).glob(".preview-*"), reverse=True):
+            meta = read_json(path / "entry.json")
+            if meta is not None and meta.get("held"):
+                return Entry(table=table, run_id=meta["run_id"], dir=path, meta=meta)
+        return None
 
     def _seal(self, staging: Path, meta: dict, name: str) -> Entry:
         if not (staging / "entry.json").is_file() or read_json(staging / "entry.json") != meta:

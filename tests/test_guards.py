@@ -56,11 +56,17 @@ def test_half_the_rows_deleted_is_held_then_published_when_accepted(tmp_path: Pa
     [mail] = smtp.take()
     assert "held for confirmation: clientes" in mail["Subject"] and "--accept-held clientes" in text(mail)
 
+    lines = half_deleted().splitlines(keepends=True)
+    (tmp_path / "source" / "clientes.csv").write_text("".join(lines[:2]))  # meanwhile the source lost nearly all
     accepted = run_cli("--once", "--accept-held", "clientes", "--config", str(config))
     assert accepted.code == 0, accepted.out + accepted.err
-    runs = read_manifests(lake, "clientes")
+    runs = read_manifests(lake, "clientes")  # what was held and seen is published, not the newer file
     assert len(runs) == 2 and runs[1]["counts"]["D"] == GONE
+    assert runs[1]["rows"] == len(keys(half_deleted()))
     assert run_cli("verify", "--config", str(config)).code == 0
+    again = run_cli("--once", "--accept-held", "clientes", "--config", str(config))  # nothing held now: guarded
+    assert again.code == 1 and "HELD" in again.out and "more than max_delete_ratio 0.5" in again.out
+    assert len(read_manifests(lake, "clientes")) == 2
 
 
 def test_a_held_preview_is_published_only_when_accepted(tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import fcntl
 import json
 import os
 import re
@@ -157,6 +158,28 @@ def test_a_failure_then_the_fix_mail_failure_then_recovered_and_changes(tmp_path
     everything = [first.out, first.err, broken.out, broken.err, fixed.out, fixed.err,
                   (tmp_path / "data" / "logs" / "cdc.log").read_text()]
     assert not any(PASSWORD in t or "p%40ss" in t for t in everything)
+
+
+def test_a_cycle_that_fails_as_a_whole_mails_and_shows_in_the_metrics_but_a_busy_data_dir_does_not(
+        tmp_path: Path, smtp: Mailbox):
+    source_folder(tmp_path)
+    (tmp_path / ".env").write_text(f"SMTP_PASSWORD='{PASSWORD}'\n")
+    config = write_config(tmp_path, source={"type": "directory", "path": "source"}, tables=TABLES,
+                          notify=[{"url": mailto(smtp.port, "oncall@example.com")}])
+    failed = run_cli("--once", "--skip-download", "--config", str(config))  # nothing was ever fetched
+    assert failed.code == 1 and "Nothing was fetched" in failed.err
+    [mail] = smtp.take()
+    assert mail["Subject"].startswith("cdc_core: 2 table(s) failed: clientes, produtos (run ")
+    assert "Nothing was fetched" in text(mail)
+    prom = (tmp_path / "data" / "metrics" / "cdc_core.prom").read_text()
+    assert 'cdc_table_failed{table="clientes"} 1.0' in prom and 'cdc_table_failed{table="produtos"} 1.0' in prom
+    assert run_cli("--once", "--config", str(config)).code == 0
+    assert next(m["Subject"] for m in smtp.take()).startswith("cdc_core: recovered: clientes, produtos")
+    with open(tmp_path / "data" / "cdc.lock", "a+") as lock:  # another capture holds the data dir
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = run_cli("--once", "--config", str(config))
+    assert busy.code == 1 and "Another capture is running" in busy.err
+    assert smtp.take() == []  # the capture that runs reports for itself
 
 
 def held_report(run_id: str, status: str, error: str | None = None) -> RunReport:

@@ -125,8 +125,6 @@ def test_a_locked_or_broken_file_fails_the_cycle_in_one_line(tmp_path: Path):
         SqliteSource(tmp_path / "gone.db").fetch([TableConfig("clientes", (KEY,))], tmp_path, last_version=None)
 
 
-@pytest.mark.xfail(strict=True, reason="cdc_core/pipeline.py gives a whole-source failure to every table, and each "
-                   "table's log line and report line repeat it; remove this mark with that fix")
 def test_a_missing_database_file_fails_the_cycle_with_one_line_not_one_per_table(tmp_path: Path):
     tables = [{"name": name, "pk": "id"} for name in ("clientes", "produtos", "transacoes", "transacao_produto")]
     path = write_config(tmp_path, source={"type": "sqlite", "path": "missing.db"}, tables=tables)
@@ -134,3 +132,4 @@ def test_a_missing_database_file_fails_the_cycle_with_one_line_not_one_per_table
     assert result.code == 1
     message = f'SQLite database {tmp_path / "missing.db"} does not exist — fix "source.path" in the config'
     assert result.out.count(message) == 1 and result.err.count(message) <= 1
+    assert result.out.count("FAILED: the same error as clientes") == 3
