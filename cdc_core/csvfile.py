@@ -79,12 +79,81 @@ def _reader(f: IO[str], table: TableConfig):
     return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=False, escapechar=table.escape)
 
 
+def check_spaced_quotes(path: Path, table: TableConfig) -> None:
+    """Refuse a file with spaces between a field's quotes and its separator (`1; "abc"`, `"y" ;2`): RFC 4180 reads
+    the quotes as text, DuckDB drops one space and the quotes (`abc`), so no reading is the file's own.
+
+    One pass over the bytes (only `find` where the quote character appears); whether a quote opens or closes a
+    field follows from the number of quotes before it (an escaped quote is two), so only with `escape` = `quote`.
+    """
+    if not table.quote or (table.escape or table.quote) != table.quote:
+        return
+    quote, sep = table.quote.encode(), table.sep.encode()
+    seen = 0  # quotes before the current chunk
+    for offset, chunk in _quoted_chunks(path, quote):
+        bad = _spaced_quote(chunk, quote, sep, seen)
+        if bad is not None:
+            with (gzip.open if is_gzip(path) else open)(path, "rb") as f:
+                line = f.read(offset + bad).count(b"\n") + 1
+            raise InputError(f"{where(path, table)}: line {line} has a space between a quote and its separator — "
+                             "RFC 4180 reads the quotes as text, other readers drop them: remove the space, or quote "
+                             "the whole field")
+        seen += chunk.count(quote)
+
+
+def _quoted_chunks(path: Path, quote: bytes, size: int = 1 << 24):
+    """(offset, bytes) of the file in chunks of whole lines, only those where `quote` appears."""
+    tail, offset = b"", 0  # the partial line carried over, and where it starts in the file
+    with (gzip.open if is_gzip(path) else open)(path, "rb") as f:
+        while block := f.read(size):
+            if quote not in block and quote not in tail:  # nothing to look at: no copy of the block either
+                cut = block.rfind(b"\n") + 1
+                offset, tail = (offset + len(tail) + cut, block[cut:]) if cut else (offset, tail + block)
+                continue
+            data = tail + block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield offset, data[:cut]
+            offset, tail = offset + cut, data[cut:]
+    if quote in tail:
+        yield offset, tail
+
+
+def _spaced_quote(chunk: bytes, quote: bytes, sep: bytes, seen: int) -> int | None:
+    """Offset of the first quote in `chunk` (whole lines; `seen` quotes before it) that opens a field after spaces or
+    closes one before spaces, if any."""
+    found = []  # (offset of the quote, whether it must be an opening one to count)
+    i = chunk.find(b" " + quote)
+    while i >= 0:
+        j = i
+        while j > 0 and chunk[j - 1:j] == b" ":
+            j -= 1
+        if j == 0 or chunk[j - 1:j] == b"\n" or chunk[max(0, j - len(sep)):j] == sep:
+            found.append((i + 1, True))
+        i = chunk.find(b" " + quote, i + 1)
+    i = chunk.find(quote + b" ")
+    while i >= 0:
+        k = i + 1
+        while chunk[k:k + 1] == b" ":
+            k += 1
+        if chunk[k:k + 1] in (b"", b"\r", b"\n") or chunk[k:k + len(sep)] == sep:
+            found.append((i, False))
+        i = chunk.find(quote + b" ", i + 1)
+    count, at = seen, 0
+    for position, opening in sorted(found):
+        count, at = count + chunk.count(quote, at, position), position
+        if (count % 2 == 0) == opening:  # an even count before it: this quote opens a field
+            return position
+    return None
+
+
 def where(path: Path, table: TableConfig) -> str:
     return f'Table "{table.name}": {path.name}'
 
 
 def read_header(path: Path, table: TableConfig) -> list[str]:
-    """The header's exact column names; checks they are unique (also ignoring case) and hold the key and date."""
+    """The header's exact column names; checks they are unique (also ignoring case) and hold the key and date, and
+    that no quote is ambiguous (`check_spaced_quotes`)."""
     at = where(path, table)
     try:
         with open_text(path) as f:
@@ -117,6 +186,7 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
         fix = (_sep_hint(header, table) or _case_hint(table.date_field, header)
                or 'fix "date_field" in the config or the file')
         raise InputError(f'{at}: date field "{table.date_field}" is missing (header: {shown}) — {fix}')
+    check_spaced_quotes(path, table)  # before any engine reads a value
     return header
 
 

@@ -270,6 +270,19 @@ def test_a_pinned_column_never_rounds_a_value(tmp_path: Path, pin: str, value: s
     assert lake.full_load().column("n").to_pylist() != [None] and lake.capture("id;n\n1;1\n").status == "unchanged"
 
 
+@pytest.mark.parametrize("line", ['2; "abc"', '2;"abc" ', '2;"abc"  ;x', ' "2";abc'])
+def test_a_space_between_a_quote_and_its_separator_is_refused_not_read_one_way(tmp_path: Path, line: str):
+    """RFC 4180 reads ` "abc"` as text with quotes; DuckDB read it as `abc`: no reading is the file's own."""
+    lake = Lake(tmp_path)
+    rows = lines("id;v", lambda i: f'{i + 10};"v{i}"')  # quoted fields are fine, before and after
+    failed = lake.capture(rows + line + "\n" + '3;"a; "" b"\n')
+    assert failed.status == "failed" and failed.error == (
+        f'Table "t": t.csv: line {ROWS + 2} has a space between a quote and its separator — RFC 4180 reads the '
+        "quotes as text, other readers drop them: remove the space, or quote the whole field")
+    assert lake.capture(rows + '2;" abc "\n3;"a; "" b"\n').status == "full_load"  # spaces inside quotes are text
+    assert lake.full_load().column("v").to_pylist()[-2:] == [" abc ", 'a; " b']
+
+
 def test_other_dialects_from_the_config(tmp_path: Path):
     lake = Lake(tmp_path, quote="'")
     lake.capture("id;name\n1;'a;b'\n2;\"quoted\"\n")
