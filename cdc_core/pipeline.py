@@ -240,7 +240,12 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
         report.status, report.error = "failed", redact(str(exc))
         if not _whole_source(cycle, exc):
             log.error("%s", exc)
-    except Exception as exc:  # a bug or an OS failure: report it on this table and go on with the others
+    except OSError as exc:  # the disk, the data dir or a local lake: one line, and the other tables go on
+        where = f" ({exc.filename})" if exc.filename else ""
+        report.status, report.error = "failed", redact(f'Table "{name}": {exc.strerror or exc}{where} — check that '
+                                                       "the data dir and the lake are writable folders with space")
+        log.error("%s", report.error)
+    except Exception as exc:  # a bug: report it on this table (with its traceback in the log) and go on
         report.status, report.error = "failed", redact(f'Table "{name}": unexpected {type(exc).__name__}: {exc}')
         log.exception("Table %s failed", name)
 

@@ -223,6 +223,18 @@ def test_an_unwritable_data_dir_is_one_line(tmp_path: Path):
     assert result.err.startswith("Error: Cannot write the log file") and result.err.count("\n") == 1
 
 
+@pytest.mark.parametrize("blocked", ["outbox", "tmp"])
+def test_a_data_dir_whose_inner_folder_is_a_file_fails_the_table_in_one_line(tmp_path: Path, blocked: str):
+    config = write_config(tmp_path)  # the demo source
+    (tmp_path / "data" / "logs").mkdir(parents=True)
+    (tmp_path / "data" / blocked).write_text("not a folder")
+    result = run_cli("--once", "--tables", "produtos", "--config", str(config))
+    assert result.code == 1 and "Traceback" not in result.out + result.err
+    line = next(x for x in result.out.splitlines() if "FAILED" in x)
+    assert f"{tmp_path / 'data' / blocked}" in line and line.endswith(
+        "— check that the data dir and the lake are writable folders with space")
+
+
 def test_a_table_name_ending_in_a_newline_is_refused(tmp_path: Path):
     result = run_cli("--once", "--config", str(write_config(tmp_path, tables=[{"name": "t\n", "pk": "id"}])))
     assert result.code == 2 and "tables[0].name" in result.err
