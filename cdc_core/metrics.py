@@ -62,7 +62,9 @@ def families(config: Config) -> list[Any]:
         stamp = gauge("cdc_cycle_timestamp_seconds", "When the last cycle finished (Unix time)", ())
         stamp.add_metric([], finished)
         duration = gauge("cdc_cycle_duration_seconds", "How long the last cycle took", ())
-        duration.add_metric([], finished - parse_time(cycle["started_at"]))
+        seconds = cycle.get("seconds")  # measured; the times are whole seconds
+        duration.add_metric([], seconds if isinstance(seconds, int | float) else
+                            finished - parse_time(cycle["started_at"]))
         found += [stamp, duration]
     per_table = {
         "rows": gauge("cdc_table_rows", "Rows of the committed snapshot (the lake's full load)"),

@@ -52,7 +52,8 @@ def record_outcome(data_dir: Path, report: RunReport) -> dict[str, dict[str, Any
         }
     cycle = {"run_id": report.run_id, "source": report.source, "lake": report.lake,
              "source_version": report.source_version, "started_at": _time(report.started_at),
-             "finished_at": _time(finished), "tables": [t.table for t in report.tables]}
+             "finished_at": _time(finished), "seconds": report.timings.get("cycle"),
+             "tables": [t.table for t in report.tables]}
     write_json_atomic(outcome_path(data_dir), {"cycle": cycle, "tables": tables})
     return old["tables"]
 

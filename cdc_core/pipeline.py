@@ -95,7 +95,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
     table_format = make_format(config.table_format, config.lake)  # a missing library stops here, with its extra
     engine = make_engine(config)
     with state.lock():
-        started = datetime.now(UTC).replace(microsecond=0)
+        started, began = datetime.now(UTC).replace(microsecond=0), time.perf_counter()
         heads, head_errors = {}, {}
         for table in selected:
             try:
@@ -133,6 +133,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
         if publish_preview:
             report.source_version = next((t.source_version for t in report.tables if t.source_version), None)
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
+        report.timings["cycle"] = round(time.perf_counter() - began, 3)
         after_cycle(config, report)  # outcome, metrics file, notifications (not for a dry run); never raises
     return report
 

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cdc_core.config import parse_config
 from cdc_core.errors import ConfigError
+from cdc_core.outcome import load_outcome
 
 from .conftest import DEMO_TABLES, ROOT, run_cli, write_config
 
@@ -83,7 +84,8 @@ def test_every_once_writes_the_textfile_from_the_cycle_the_lake_and_the_state(de
                                     ("version", "0.1.0")): 1.0}
     [cycle_end] = metrics["cdc_cycle_timestamp_seconds"].values()
     [duration] = metrics["cdc_cycle_duration_seconds"].values()
-    assert before <= cycle_end <= after and 0 <= duration <= after - before + 1
+    assert before <= cycle_end <= after and 0 < duration <= after - before + 1
+    assert duration == load_outcome(folder / "data")["cycle"]["seconds"]  # measured, not whole-second times apart
     assert per_table(metrics, "cdc_table_rows") == {
         t: pq.ParquetFile(lake / "full-load" / t / f"{t}.parquet").metadata.num_rows for t in TABLES}
     assert changes(metrics) == {t: lake_ops(lake, t, run_2) for t in TABLES}
