@@ -65,6 +65,7 @@ def test_schema_and_query_belong_to_database_tables(tmp_path: Path):
     ({"type": "http", "url": "https://example.com/clientes.csv"}, TABLE,
      'Config key "source.url" is \'https://example.com/clientes.csv\' — use an http(s) URL with {table}'),
     ({"type": "http", "url": "ftp://u:pw@example.com/{table}.csv"}, TABLE, "ftp://u:***@example.com/{table}.csv"),
+    ({"type": "http", "url": "https://example.com/x.csv?token=S3cret"}, TABLE, "'https://example.com/x.csv?token=***'"),
     ({"type": "s3", "url": "s3://"}, TABLE, 'Config key "source.url" is \'s3://\' — use "s3://bucket/folder/"'),
     ({"type": "s3", "url": "https://bucket/x"}, TABLE, "a valid bucket name"),
     ({"type": "s3", "url": "s3://b-1/x", "region": 5}, TABLE, 'Config key "source.region" is 5 — use a string'),

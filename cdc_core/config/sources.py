@@ -109,8 +109,10 @@ def _s3_source(src: dict, raw: dict) -> SourceConfig:
 
 
 def _masked(url: Any) -> Any:
-    """A URL with any password replaced by ***."""
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url) if isinstance(url, str) else url
+    """A URL with any password and secret query values replaced by *** (as the http source shows it)."""
+    from ..sources.http import masked
+
+    return masked(url) if isinstance(url, str) else url
 
 
 def _check_database_keys(tables: tuple[TableConfig, ...], source: SourceConfig) -> None:
