@@ -164,6 +164,9 @@ def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_do
         shutil.rmtree(incoming, ignore_errors=True)
         progress("", f"the source is still at version {fetched.version}: nothing to capture")
         return fetched
+    if not fetched.files:  # every table failed: the last good fetch stays for --skip-download
+        shutil.rmtree(incoming, ignore_errors=True)
+        return fetched
     faults.point("after_fetch")
     state.replace_fetch(incoming, {"run_id": run_id, "version": fetched.version, "source": source.description,
                                    "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -132,3 +132,15 @@ def test_an_emptied_file_is_refused_unless_the_table_allows_it(tmp_path: Path):
                  tables=[{**tables[0], "allow_empty": True}])
     emptied = run_cli("--once", "--config", str(config))
     assert emptied.code == 0 and re.search(r"produtos\s+changes\s+I\s+0\s+U\s+0\s+D\s+41", emptied.out)
+
+
+def test_a_fetch_where_every_table_failed_keeps_the_last_good_fetch_for_skip_download(tmp_path: Path):
+    (tmp_path / "source").mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "produtos_41.csv", tmp_path / "source" / "produtos.csv")
+    config = write_config(tmp_path, source={"type": "directory", "path": "source"},
+                          tables=[{"name": "produtos", "pk": "IdProduto", "sep": ";"}])
+    assert run_cli("--once", "--config", str(config)).code == 0
+    (tmp_path / "source" / "produtos.csv").unlink()  # the drop folder is empty for a while
+    assert run_cli("--once", "--config", str(config)).code == 1
+    again = run_cli("--once", "--skip-download", "--config", str(config))
+    assert again.code == 0 and "no changes" in again.out, again.out + again.err
