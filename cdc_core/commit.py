@@ -66,6 +66,8 @@ class LostRace(CdcError):
     def __init__(self, table: str, winner: dict | None, message: str, run_id: str | None = None):
         super().__init__(message)
         self.table, self.winner, self.run_id = table, winner, run_id
+        self.snapshot: Path | None = None  # the lost run's snapshot, once discarded (set by the pipeline)
+        self.parent: str | None = None  # the run it was diffed against
 
 
 def head(lake: Lake, table: str) -> dict | None:
@@ -123,12 +125,16 @@ def publish(entry: Entry, state: State, lake: Lake, *, claim_timeout: float, tra
             faults.point(fault, table)
             uploads.append(_upload(local, key))
         if table_format is not None and not (entry.dir / "manifest.json").is_file():
-            _apply_format(table_format, entry, state, lake)
+            try:
+                _apply_format(table_format, entry, state, lake)
+            except LostRace:
+                _remove_orphans(lake, table, [u.key for u in uploads])
+                raise
         manifest = _manifest(entry, state, uploads)
         if not lake.create(manifest, link_key(table, parent)):
             winner = json.loads(lake.read(link_key(table, parent)))
             if not _mine(winner, entry):
-                _remove(lake, [u.key for u in uploads])
+                _remove_orphans(lake, table, [u.key for u in uploads], winner)  # never a key the winner lists
                 raise _lost(entry, winner, "committed run {winner} on the same parent first")
         if taken is not None and taken != run_id:  # the run of a claim taken over can never commit now
             _remove_orphans(lake, table, [cdc_key(table, taken), base_key(table, taken)])
@@ -150,8 +156,8 @@ def _apply_format(table_format: TableFormat, entry: Entry, state: State, lake: L
     manifest."""
     from .formats import CommitConflict, FormatRun
 
+    top = head(lake, entry.table)  # links included: a run linked but without its manifest yet is committed
     committed = read_manifests(lake, entry.table)
-    top = committed[-1] if committed else None
     if (top["run_id"] if top else None) != entry.meta.get("parent"):  # its claim was taken over, and that run won
         raise _lost(entry, top, "committed run {winner} since this run was diffed")
     run = FormatRun(table=entry.table, run_id=entry.run_id, key=tuple(entry.meta["pk"]),
@@ -260,9 +266,10 @@ def _remove(lake: Lake, keys: list[str]) -> None:
             log.warning("could not remove %s: %s", key, exc)
 
 
-def _remove_orphans(lake: Lake, table: str, keys: list[str]) -> None:
-    """Remove data keys of a run that can never commit, unless a committed manifest lists them (same run id)."""
-    listed = {f["key"] for m in read_manifests(lake, table) for f in m.get("files", [])}
+def _remove_orphans(lake: Lake, table: str, keys: list[str], winner: dict | None = None) -> None:
+    """Remove data keys of a run that can never commit, unless a committed manifest (or the winner's link) lists
+    them: two writers may pick one run id, and a retry accepts its own bytes."""
+    listed = {f["key"] for m in [*read_manifests(lake, table), winner or {}] for f in m.get("files", [])}
     _remove(lake, [key for key in keys if key not in listed and lake.checksum(key) is not None])
 
 

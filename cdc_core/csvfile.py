@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -80,25 +82,24 @@ def _reader(f: IO[str], table: TableConfig):
 
 
 def check_spaced_quotes(path: Path, table: TableConfig) -> None:
-    """Refuse a file with spaces between a field's quotes and its separator (`1; "abc"`, `"y" ;2`): RFC 4180 reads
-    the quotes as text, DuckDB drops one space and the quotes (`abc`), so no reading is the file's own.
+    """Refuse a file with a line where a space between a quote and its separator (`1; "abc"`, `"y" ;2`) makes two
+    readers disagree: RFC 4180 readers (Python's csv) keep ` "abc"`, DuckDB reads `abc`; no reading is the file's.
 
-    One pass over the bytes (only `find` where the quote character appears); whether a quote opens or closes a
-    field follows from the number of quotes before it (an escaped quote is two), so only with `escape` = `quote`.
+    One pass over the bytes, with only `find` where the quote character appears; each line with such a space is
+    read by both readers on its own (a line that is not a whole record on its own is left to the real read).
     """
-    if not table.quote or (table.escape or table.quote) != table.quote:
+    if not table.quote:
         return
     quote, sep = table.quote.encode(), table.sep.encode()
-    seen = 0  # quotes before the current chunk
     for offset, chunk in _quoted_chunks(path, quote):
-        bad = _spaced_quote(chunk, quote, sep, seen)
+        starts = _spaced_lines(chunk, quote, sep)
+        bad = _disagreeing(chunk, starts, table) if starts else None
         if bad is not None:
             with (gzip.open if is_gzip(path) else open)(path, "rb") as f:
                 line = f.read(offset + bad).count(b"\n") + 1
-            raise InputError(f"{where(path, table)}: line {line} has a space between a quote and its separator — "
-                             "RFC 4180 reads the quotes as text, other readers drop them: remove the space, or quote "
-                             "the whole field")
-        seen += chunk.count(quote)
+            raise InputError(f"{where(path, table)}: line {line} has a space between a quote and its separator, "
+                             "which readers take differently (RFC 4180 keeps the quotes as text, DuckDB drops them) "
+                             "— remove the space, or quote the whole field")
 
 
 def _quoted_chunks(path: Path, quote: bytes, size: int = 1 << 24):
@@ -119,31 +120,66 @@ def _quoted_chunks(path: Path, quote: bytes, size: int = 1 << 24):
         yield offset, tail
 
 
-def _spaced_quote(chunk: bytes, quote: bytes, sep: bytes, seen: int) -> int | None:
-    """Offset of the first quote in `chunk` (whole lines; `seen` quotes before it) that opens a field after spaces or
-    closes one before spaces, if any."""
-    found = []  # (offset of the quote, whether it must be an opening one to count)
+def _spaced_lines(chunk: bytes, quote: bytes, sep: bytes) -> list[int]:
+    """Start offsets of the lines of `chunk` where only spaces stand between a quote and a separator (or the
+    line's edge)."""
+    found = set()
     i = chunk.find(b" " + quote)
-    while i >= 0:
+    while i >= 0:  # spaces before a quote: what comes before them?
         j = i
-        while j > 0 and chunk[j - 1:j] == b" ":
+        while j >= 0 and chunk[j:j + 1] == b" ":
             j -= 1
-        if j == 0 or chunk[j - 1:j] == b"\n" or chunk[max(0, j - len(sep)):j] == sep:
-            found.append((i + 1, True))
+        if j < 0 or chunk[j:j + 1] in (b"\n", b"\r") or chunk[max(0, j + 1 - len(sep)):j + 1] == sep:
+            found.add(chunk.rfind(b"\n", 0, i) + 1)
         i = chunk.find(b" " + quote, i + 1)
     i = chunk.find(quote + b" ")
-    while i >= 0:
+    while i >= 0:  # spaces after a quote: what comes after them?
         k = i + 1
         while chunk[k:k + 1] == b" ":
             k += 1
-        if chunk[k:k + 1] in (b"", b"\r", b"\n") or chunk[k:k + len(sep)] == sep:
-            found.append((i, False))
+        if k == len(chunk) or chunk[k:k + 1] in (b"\n", b"\r") or chunk[k:k + len(sep)] == sep:
+            found.add(chunk.rfind(b"\n", 0, i) + 1)
         i = chunk.find(quote + b" ", i + 1)
-    count, at = seen, 0
-    for position, opening in sorted(found):
-        count, at = count + chunk.count(quote, at, position), position
-        if (count % 2 == 0) == opening:  # an even count before it: this quote opens a field
-            return position
+    return sorted(found)
+
+
+def _disagreeing(chunk: bytes, starts: list[int], table: TableConfig) -> int | None:
+    """Offset of the first of these lines that Python's csv and DuckDB read differently, if any."""
+    escape = table.escape or table.quote
+    lines = {}
+    for start in starts:
+        end = chunk.find(b"\n", start)
+        text = chunk[start:len(chunk) if end < 0 else end + 1].decode("utf-8", "replace")
+        if escape == table.quote and text.count(table.quote) % 2:
+            continue  # not a whole record on its own (a field that spans lines, a stray quote): left to the read
+        try:
+            rows = list(csv.reader([text], delimiter=table.sep, quotechar=table.quote,
+                                   doublequote=escape == table.quote,
+                                   escapechar=None if escape == table.quote else escape))
+        except csv.Error:
+            continue
+        if len(rows) == 1:
+            lines.setdefault(len(rows[0]), []).append((start, text, [v or None for v in rows[0]]))
+    con = duckdb.connect()
+    try:
+        for width, group in lines.items():
+            with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8") as f:
+                f.write("".join(text if text.endswith("\n") else text + "\n" for _, text, _ in group))
+            columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(width)) + "}"
+            try:
+                read = con.execute(
+                    f"SELECT * FROM read_csv({literal(f.name)}, delim={literal(table.sep)}, "
+                    f"quote={literal(table.quote)}, escape={literal(escape)}, header=false, auto_detect=false, "
+                    f"columns={columns}, strict_mode=true, null_padding=false)").fetchall()
+            except duckdb.Error:
+                continue  # a line DuckDB refuses: the real read refuses it too, in its own words
+            finally:
+                os.unlink(f.name)
+            for (start, _, python), duck in zip(group, read, strict=False):
+                if list(duck) != python:
+                    return start
+    finally:
+        con.close()
     return None
 
 

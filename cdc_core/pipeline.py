@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from . import faults
 from .commit import LostRace, head, plan, publish
@@ -31,7 +33,6 @@ from .state import Entry, State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
-RACES = 3  # captures of a table per cycle when other writers keep committing first
 CLAIM_WAIT = 60.0  # seconds a writer waits for another one's claim on the same parent to commit
 Progress = Callable[[str, str], None]  # (table or "", message)
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
@@ -56,6 +57,7 @@ class _Cycle:
     table_format: TableFormat | None = None
     engine: Engine | None = None
     accept_held: frozenset[str] = frozenset()
+    source_error: Exception | None = None  # the one error of a source that failed as a whole
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
@@ -106,6 +108,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
         run_id = publish_preview or state.new_run_id(started, after=newest)
         report = RunReport(run_id=run_id, source=source.description, lake=lake.url, source_version=None,
                            started_at=started, tables=[TableReport(t.name) for t in selected], dry_run=dry_run)
+        source_error = None
         if publish_preview:
             fetched = Fetch(version=None)
         else:
@@ -118,11 +121,11 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
                     raise
                 error = exc if isinstance(exc, CdcError) else SourceError(
                     f"Fetching from {source.description} failed ({exc}) — check the disk and try again")
-                fetched = Fetch(version=None, errors={t.name: error for t in selected})
+                fetched, source_error = Fetch(version=None, errors={t.name: error for t in selected}), error
                 log.error("%s", error)  # said once here, not once per table
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
-                       on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held))
+                       on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held), source_error)
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
                                     thread_name_prefix="cdc-table") as pool:
@@ -222,27 +225,25 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
                 if not _publish(cycle, entry, report):
                     return
                 report.published_pending.append(entry.run_id)
-            except LostRace as lost:  # discarded: what it held is captured again below, on the winner's run
-                cycle.progress(name, f"{lost}")
-            top = head(cycle.lake, name)
-        pending, run_id = state.pending(name) if cycle.dry_run else [], cycle.run_id
-        for attempt in range(1, RACES + 1):
-            try:
-                _capture_latest(cycle, table, report, top, pending, run_id)
-                return
-            except LostRace as lost:  # another writer committed first: rebase on its run and capture again
-                if cycle.dry_run or cycle.publish or attempt == RACES:
+            except LostRace as lost:  # discarded; fine if the winner holds the same data, else the next cycle
+                if not _same_as_winner(cycle, table, report, lost):
                     raise
-                top = _moved(cycle, name, top)
-                run_id = state.new_run_id(after=top["run_id"] if top else None)  # runs follow their parents
-                cycle.progress(name, f"another writer committed run {top['run_id'] if top else '?'} first (run "
-                                     f"{lost.run_id} was not published) — capturing again as run {run_id}")
+                cycle.progress(name, f"run {entry.run_id} was not published: another writer committed the same "
+                                     f"data first (run {report.rebased})")
+            top = head(cycle.lake, name)
+        try:
+            _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [])
+        except LostRace as lost:  # another writer committed first: no failure if it committed this very data
+            if cycle.dry_run or cycle.publish or not _same_as_winner(cycle, table, report, lost):
+                raise
+            report.status, report.counts, report.column_counts = "unchanged", {"I": 0, "U": 0, "D": 0}, {}
+            cycle.progress(name, f"no changes: another writer committed the same data first (run {report.rebased})")
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
         log.warning("%s", exc)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
-        if not _whole_source(cycle, exc):
+        if exc is not cycle.source_error:  # a source that failed as a whole was logged once, when it did
             log.error("%s", exc)
     except OSError as exc:  # the disk, the data dir or a local lake: one line, and the other tables go on
         where = f" ({exc.filename})" if exc.filename else ""
@@ -254,26 +255,29 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
         log.exception("Table %s failed", name)
 
 
-def _moved(cycle: _Cycle, name: str, top: dict | None) -> dict | None:
-    """The lake's head once it moved past `top` — a writer holding the claim commits within seconds — or, after
-    waiting a little longer than `lake_claim_timeout` (at most `CLAIM_WAIT`), the head as it is (a claim its
-    writer left can then be taken over)."""
+def _same_as_winner(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> bool:
+    """Whether the run another writer committed on this run's parent holds exactly the data of this writer's lost
+    run (then nothing is missing, and the local state moves to the winner's run). A writer holding the claim is
+    given a little time to commit. Its data may also be newer or older than ours: then the table fails, and the
+    next cycle rebases and fetches again — capturing our (maybe older) file on top of the winner could undo it."""
+    if lost.snapshot is None or not lost.snapshot.is_file():
+        return False
     deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
-    while True:
-        now = head(cycle.lake, name)
-        if (now and now["run_id"]) != (top and top["run_id"]) or time.monotonic() >= deadline:
-            return now
+    while (top := head(cycle.lake, table.name)) is not None and top["run_id"] == lost.parent and \
+            time.monotonic() < deadline:
         time.sleep(0.5)
-
-
-def _whole_source(cycle: _Cycle, exc: Exception) -> bool:
-    """Whether `exc` is the one error of a source that failed as a whole (logged once, when it happened)."""
-    errors = list(cycle.fetched.errors.values())
-    return len(errors) > 1 and all(e is exc for e in errors)
+    if top is None or top["run_id"] == lost.parent:
+        return False
+    committed = rebase(cycle.state, cycle.lake, table.name, top, report, cycle.engine)
+    report.rebased = report.rebased or top["run_id"]
+    with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=cycle.state.root) as tmp:
+        changes = cycle.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
+                                    stamp={})
+    return not changes and not changes.schema_changed
 
 
 def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top: dict | None,
-                    pending: list[Entry], run_id: str) -> None:
+                    pending: list[Entry]) -> None:
     """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run)."""
     name, state = table.name, cycle.state
     if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
@@ -303,7 +307,7 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
                 if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                 if committed else None)
-    entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=run_id,
+    entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
     if entry is None:
@@ -333,7 +337,9 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None
     except LostRace as lost:
-        cycle.state.discard(entry)
+        ours = cycle.state.snapshot_of(entry)
+        kept = cycle.state.discard(entry)  # kept for a look (and for the comparison with the winner's data)
+        lost.snapshot, lost.parent = (kept / ours.name if ours.parent == entry.dir else ours), entry.meta.get("parent")
         version = entry.meta.get("source_version")
         if not (version and lost.winner and lost.winner.get("source_version") == version):
             raise

@@ -165,8 +165,10 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
         check.run_id = committed.run_id if committed else latest["run_id"]
         replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id, engine=engine)
         check.rows = replayed.rows
-        if table_format is not None:
-            _check_format(table_format, name, pk, replayed.path, check)
+        if table_format is not None:  # the format table follows the lake, even when this data dir is behind it
+            at_latest = replayed if replayed.run_id == latest["run_id"] else replay(
+                lake, name, folder / "latest.parquet", as_of=latest["run_id"], engine=engine)
+            _check_format(table_format, name, pk, at_latest, check)
         if committed is not None:
             _compare(committed.snapshot, replayed.path, pk, "the committed snapshot", check)
             return
@@ -179,14 +181,14 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
         _compare(local_full, replayed.path, pk, "the latest full load", check)
 
 
-def _check_format(table_format, name: str, pk: tuple[str, ...], replayed: Path, check: TableCheck) -> None:
+def _check_format(table_format, name: str, pk: tuple[str, ...], replayed: Replayed, check: TableCheck) -> None:
     import pyarrow.parquet as pq
 
     from .formats import differences
 
-    found = differences(table_format.current(name), pq.read_table(replayed), tuple(pk))
+    found = differences(table_format.current(name), pq.read_table(replayed.path), tuple(pk))
     if found:
-        check.problems.append(f"the {table_format.name} table differs from the lake's run {check.run_id}: {found}")
+        check.problems.append(f"the {table_format.name} table differs from the lake's run {replayed.run_id}: {found}")
 
 
 def _compare(expected: Path, replayed: Path, pk: tuple[str, ...], what: str, check: TableCheck) -> None:

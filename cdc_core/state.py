@@ -173,8 +173,9 @@ class State:
         (self.root / "state" / f"{table}.json").unlink(missing_ok=True)
         fsync_dir(self.root / "state")
 
-    def discard(self, entry: Entry) -> None:
-        """Drop a pending entry that lost the race to commit (kept in `discarded/` for a look, then pruned)."""
+    def discard(self, entry: Entry) -> Path:
+        """Drop a pending entry that lost the race to commit (kept in `discarded/` for a look, then pruned); where
+        it is now."""
         target = self.root / "discarded" / entry.table / entry.run_id
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +183,7 @@ class State:
         fsync_dir(entry.dir.parent)
         for old in sorted(target.parent.iterdir())[:-3]:
             shutil.rmtree(old, ignore_errors=True)
+        return target
 
     def record_version(self, table: str, source_version: str | None) -> None:
         """Note that the committed snapshot is also the table at `source_version` (a capture found no change)."""

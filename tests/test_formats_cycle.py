@@ -173,6 +173,9 @@ def test_a_run_whose_writer_died_before_the_lake_commit_is_undone_by_the_writer_
                        "--output", str(out)).code == 0
         assert_same(fmt.as_of("clientes", manifest["run_id"]), pq.read_table(out), ("id",), manifest["run_id"])
     run_cli("--once", "--config", str(dead))  # a comes back: its pending run lost (discarded), it rebases
+    lake = LocalLake(tmp_path / "lake")
+    listed = {f["key"] for m in read_manifests(lake, "clientes") for f in m["files"]}
+    assert set(lake.list("cdc/clientes/")) <= listed  # nothing a wrote for its lost run stays under cdc/
     source.write_text(CSV.replace("3;Caio;Salvador", "3;Caio;Feira").replace("2;Bia;Natal\n", ""))
     for config_path in (dead, other):
         result = run_cli("--once", "--config", str(config_path))

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from cdc_core import load_config, run_once, verify
 from cdc_core.config import TableConfig
+from cdc_core.csvfile import check_spaced_quotes
 from cdc_core.diff import diff
 from cdc_core.engine import connect, literal
 from cdc_core.errors import InputError
@@ -277,10 +278,31 @@ def test_a_space_between_a_quote_and_its_separator_is_refused_not_read_one_way(t
     rows = lines("id;v", lambda i: f'{i + 10};"v{i}"')  # quoted fields are fine, before and after
     failed = lake.capture(rows + line + "\n" + '3;"a; "" b"\n')
     assert failed.status == "failed" and failed.error == (
-        f'Table "t": t.csv: line {ROWS + 2} has a space between a quote and its separator — RFC 4180 reads the '
-        "quotes as text, other readers drop them: remove the space, or quote the whole field")
-    assert lake.capture(rows + '2;" abc "\n3;"a; "" b"\n').status == "full_load"  # spaces inside quotes are text
-    assert lake.full_load().column("v").to_pylist()[-2:] == [" abc ", 'a; " b']
+        f'Table "t": t.csv: line {ROWS + 2} has a space between a quote and its separator, which readers take '
+        "differently (RFC 4180 keeps the quotes as text, DuckDB drops them) — remove the space, or quote the whole "
+        "field")
+    fine = '2;" abc "\n3;"a; "" b"\n4;Tubo 1/2"\n5;"Cano; ""PVC"" 3/4"""\n6;  "x"\n'  # every reader agrees
+    assert lake.capture(rows + fine).status == "full_load"
+    assert lake.full_load().column("v").to_pylist()[-5:] == [" abc ", 'a; " b', 'Tubo 1/2"', 'Cano; "PVC" 3/4"',
+                                                             '  "x"']
+
+
+@pytest.mark.parametrize("sep, quote, data, refused", [
+    (" ", '"', 'id v w\n1 "a b" \n "a b" 2\n', False),  # a space separator: every reader agrees
+    (";", "'", "id;v\n1;it's ok\n2;'a;b'\n", False),  # apostrophes in text
+    (";", "'", "id;v\n1;it's ok\n2; 'a'\n", True),
+    (";", '"', 'id;v\r\n1;"a"\r\n2; "b"\r\n', True),  # CRLF
+    (";", '"', 'id;v\n1;"a\n; "\n', False),  # inside a field that spans lines
+])
+def test_the_quote_check_refuses_only_what_readers_take_differently(tmp_path: Path, sep, quote, data, refused):
+    path = tmp_path / "t.csv"
+    path.write_bytes(data.encode())
+    table = TableConfig("t", ("id",), sep=sep, quote=quote)
+    if refused:
+        with pytest.raises(InputError, match="has a space between a quote and its separator"):
+            check_spaced_quotes(path, table)
+    else:
+        check_spaced_quotes(path, table)
 
 
 def test_other_dialects_from_the_config(tmp_path: Path):

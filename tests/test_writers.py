@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -199,11 +200,14 @@ def test_a_claim_whose_writer_never_returns_is_taken_over_after_the_timeout_and_
     assert run_cli("--once", "--config", str(gone)).code == 0
     publish_version(tmp_path, demo_version(2))
     assert _killed(gone, fault).returncode == -signal.SIGKILL
-    later = run_cli("--once", "--config", str(other))  # waits for the claim to commit, then takes it over
+    early = run_cli("--once", "--config", str(other))  # waits a little for the claim to commit, then gives up
+    assert early.code == 1 and "is committing run" in early.out and "on the same parent" in early.out
+    time.sleep(2.5)
+    later = run_cli("--once", "--config", str(other))  # the claim is older than lake_claim_timeout now
     assert later.code == 0, later.out + later.err
     assert "taking over the claim of run" in later.err
     back = run_cli("--once", "--config", str(gone))  # its pending run lost: discarded, then it rebases
-    assert back.code == 0 and "another writer committed run" in back.err, back.out + back.err
+    assert back.code == 0 and "another writer committed the same data first" in back.err, back.out + back.err
     for config in (gone, other):
         assert run_cli("--once", "--config", str(config)).code == 0
         assert run_cli("verify", "--config", str(config)).code == 0
@@ -216,7 +220,7 @@ def test_a_claim_whose_writer_never_returns_is_taken_over_after_the_timeout_and_
     assert in_lake == listed  # nothing the killed writer wrote is left under cdc/ or base/
 
 
-def test_a_writer_that_meets_a_live_claim_waits_for_it_then_captures_on_the_winners_run(tmp_path: Path):
+def test_a_writer_that_meets_a_live_claim_on_the_same_data_waits_for_it_and_has_no_changes(tmp_path: Path):
     lake = str(tmp_path / "lake")
     slow, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
     publish_version(tmp_path, demo_version(1))
@@ -232,11 +236,38 @@ def test_a_writer_that_meets_a_live_claim_waits_for_it_then_captures_on_the_winn
         subprocess.run(["sleep", "0.1"], check=True)
     met = run_cli("--once", "--config", str(other))
     assert holder.wait(timeout=120) == 0 and met.code == 0, met.out + met.err
-    assert "another writer committed run" in met.err and "capturing again as run" in met.err, met.err
+    assert "no changes: another writer committed the same data first" in met.err, met.err
     runs = read_manifests(make_lake(load_config(other).lake), "clientes")
     assert [m["parent"] for m in runs[1:]] == [r["run_id"] for r in runs[:-1]]
     assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
                                                                             demo_version(2))
+
+
+def test_a_writer_that_loses_with_older_data_never_commits_it_over_the_newer_run(tmp_path: Path):
+    lake = str(tmp_path / "lake")
+    slow, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
+    publish_version(tmp_path, demo_version(1))
+    assert run_cli("--once", "--config", str(slow)).code == 0
+    publish_version(tmp_path, demo_version(2))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": "clientes:after_stage:5"}
+    stalled = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(slow)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outbox = tmp_path / "a" / "data" / "outbox" / "clientes"
+    for _ in range(300):  # until the slow writer has staged version 2
+        if outbox.is_dir() and any(not p.name.startswith(".") for p in outbox.iterdir()):
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    publish_version(tmp_path, demo_version(3))
+    assert run_cli("--once", "--config", str(other)).code == 0  # version 3 is the lake's head
+    out, err = stalled.communicate(timeout=120)
+    assert stalled.returncode == 1 and "another writer committed run" in out, out + err
+    assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
+                                                                            demo_version(3))
+    assert run_cli("--once", "--config", str(slow)).code == 0  # its next cycle fetches again: nothing to undo
+    assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
+                                                                            demo_version(3))
+    for config in (slow, other):
+        assert run_cli("verify", "--config", str(config)).code == 0
 
 
 def _killed(config: Path, fault: str) -> subprocess.CompletedProcess:
