@@ -8,8 +8,8 @@ publishes a pending run R (parent P) in four steps:
    by a writer that never came back is taken over after `lake_claim_timeout` with the next generation.
 2. **Data**: the CDC file and (first capture) the base, each created only if absent (a retry finds its own bytes).
 3. **Link**: create `commits/{t}/{t}_{P}.json` (the whole manifest) if absent. This is the commit point: exactly one
-   run per parent. A writer that loses removes what it wrote and raises `LostRace` (the pipeline rebases on the
-   winner and captures again); a writer that took a claim over removes the dead run's data once its link is in.
+   run per parent. A writer that loses removes what it wrote and raises `LostRace` (the pipeline compares its data
+   with the winner's); a writer that took a claim over removes the dead run's data once its link is in.
 4. **Manifest** `manifests/{t}/{t}_{R}.json` (what readers read; any writer completes a link whose manifest a
    crash left unwritten), then the **full load**, the one object that is replaced.
 
