@@ -21,6 +21,13 @@ def add_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type when it says nothing), secrets masked: the part of a library's error
+    that goes into one of ours."""
+    text = str(exc).strip()
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with every known secret (credential variables, `add_secret`, `secrets`) masked as `***`."""
     known = {os.environ.get(name, "") for name in SECRET_VARIABLES} | _secrets | set(secrets)

@@ -19,10 +19,11 @@ from pyspark.sql import functions as F
 from ..changeset import ChangeSet
 from ..compare import TEMPORAL, Output, _warn, common_types
 from ..errors import InputError
+from ..logs import first_line
 from ..types import read_layouts
 from . import spark_types as st
 from .spark_parquet import file_rows, file_types, spark_type, write_single
-from .spark_snapshot import ERRORS, _first_line, check_keys, col
+from .spark_snapshot import ERRORS, check_keys, col
 
 
 @dataclass
@@ -45,7 +46,7 @@ def open_side(spark, path: Path, key: tuple[str, ...], date_field: str | None) -
         df = spark.read.parquet(str(path))
         _ = df.schema  # Spark Connect reads lazily: fail here, not halfway through the diff
     except (*ERRORS, pa.ArrowException) as exc:
-        raise InputError(f"{label} cannot be read as Parquet ({_first_line(exc)}) — fix the file") from None
+        raise InputError(f"{label} cannot be read as Parquet ({first_line(exc)}) — fix the file") from None
     upper = label[0].upper() + label[1:]
     lower: dict[str, str] = {}
     for name in columns:

@@ -22,6 +22,7 @@ from pyspark.sql import types as T
 from .. import csvfile
 from ..config import TableConfig
 from ..errors import InputError
+from ..logs import first_line
 from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
 from ..types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
 from ..types import Column as LakeColumn
@@ -77,7 +78,7 @@ def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compressio
     except ERRORS as exc:
         out.unlink(missing_ok=True)
         if header is None:
-            raise InputError(f"{at} cannot be read as Parquet ({_first_line(exc)}) — fix the file") from None
+            raise InputError(f"{at} cannot be read as Parquet ({first_line(exc)}) — fix the file") from None
         raise csvfile.explain(exc, src, table, header) from None
     finally:
         shutil.rmtree(out.parent / ".cdc-gzip", ignore_errors=True)
@@ -345,6 +346,3 @@ def _is_parquet(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"PAR1"
 
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

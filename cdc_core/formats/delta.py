@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
-from ..logs import redact
+from ..logs import first_line
 from . import CommitConflict, FormatRun, run_number
 from .changes import (
     DELETE,
@@ -80,9 +80,11 @@ class DeltaFormat:
         return self._options
 
     def _open(self, table: str, version: int | None = None) -> DeltaTable | None:
+        """The table as this writer sees it for a commit (the tests replace it with a stale view)."""
         return self._read(table, version)
 
     def _read(self, table: str, version: int | None = None) -> DeltaTable | None:
+        """The table as it is now (its history numbers commits from the version it holds)."""
         from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -91,7 +93,7 @@ class DeltaFormat:
         except TableNotFoundError:
             return None
         except DeltaError as exc:
-            raise LakeError(f'Cannot read the Delta table of "{table}" at {self.uri(table)} ({_first_line(exc)}) '
+            raise LakeError(f'Cannot read the Delta table of "{table}" at {self.uri(table)} ({first_line(exc)}) '
                             "— check the lake is reachable") from None
 
     def _existing(self, table: str) -> DeltaTable:
@@ -137,7 +139,7 @@ class DeltaFormat:
             if "already exists" in str(exc):  # another writer created the table first
                 raise _conflict(run, exc) from None
             raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} '
-                            f"({_first_line(exc)}) — check the lake is reachable and writable; the run stays "
+                            f"({first_line(exc)}) — check the lake is reachable and writable; the run stays "
                             "pending and is retried") from None
         except OSError as exc:
             raise LakeError(f'Cannot write the Delta table of "{run.table}" at {self.uri(run.table)} ({exc}) — '
@@ -172,7 +174,7 @@ class DeltaFormat:
             except DeltaError as exc:  # its files or log were cleaned up: the run rewrites the table instead
                 log.warning("%s: the Delta table holds %s, which the lake never committed, and its version %s "
                             "(run %s) cannot be restored (%s) — run %s rewrites the table from its snapshot",
-                            run.table, stray, target["version"], target[RUN_KEY], _first_line(exc), run.run_id)
+                            run.table, stray, target["version"], target[RUN_KEY], first_line(exc), run.run_id)
                 return target["version"]
             log.warning("%s: the Delta table holds %s, which the lake never committed (its writer stopped before "
                         "the lake's commit) — restored version %s (run %s) before applying run %s", run.table,
@@ -250,12 +252,9 @@ def _commit(run_id: str, token: str | None, operation: str, metadata: dict[str, 
 
 def _conflict(run: FormatRun, exc: Exception) -> CommitConflict:
     return CommitConflict(f'Another writer committed to the Delta table of "{run.table}" first, so run {run.run_id} '
-                          f"was not applied ({_first_line(exc)}) — the run lost the race; rebase on the lake and "
+                          f"was not applied ({first_line(exc)}) — the run lost the race; rebase on the lake and "
                           "retry")
 
-
-def _first_line(exc: Exception) -> str:
-    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _reached(version: int | None, uri: str, run_id: str) -> int:

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
-from ..logs import redact
+from ..logs import first_line
 from . import CommitConflict, FormatRun
 from .changes import OP, UPSERT, change_rows, normalize, schema_change, snapshot_reader, snapshot_schema
 from .storage import iceberg_file_io, lake_uri
@@ -147,10 +147,10 @@ class IcebergFormat:
             table = tx.commit_transaction()
         except (CommitFailedException, ValidationException, TableAlreadyExistsError) as exc:
             raise CommitConflict(f"Another writer committed to the Iceberg table {'.'.join(self.identifier(run.table))}"
-                                 f" first, so run {run.run_id} was not applied ({_first_line(exc)}) — the run lost "
+                                 f" first, so run {run.run_id} was not applied ({first_line(exc)}) — the run lost "
                                  "the race; rebase on the lake and retry") from None
         except _backend_errors() as exc:
-            raise LakeError(f'Cannot write the Iceberg table of "{run.table}" ({_first_line(exc)}) — check the lake '
+            raise LakeError(f'Cannot write the Iceberg table of "{run.table}" ({first_line(exc)}) — check the lake '
                             "and the catalog are reachable and writable; the run stays pending and is retried") \
                 from None
         return self._reached(table, run.run_id)
@@ -244,9 +244,6 @@ def _backend_errors() -> tuple[type[Exception], ...]:
         pass
     return tuple(errors)
 
-
-def _first_line(exc: Exception) -> str:
-    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _evolve(tx: Transaction, change, schema: pa.Schema) -> None:
