@@ -13,6 +13,7 @@ import gzip
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -35,6 +36,11 @@ def open_text(path: Path, errors: str = "strict") -> IO[str]:
     return open(path, encoding="utf-8-sig", errors=errors, newline="")
 
 
+def open_bytes(path: Path) -> IO[bytes]:
+    """A CSV or gzipped CSV file's bytes (uncompressed)."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
 def not_utf8(path: Path, at: str) -> InputError:
     """The one line for a file that is not UTF-8: where its first bad byte is, and what it reads as in Windows-1252
     (the usual culprit: a spreadsheet's "CSV" export)."""
@@ -48,10 +54,9 @@ def not_utf8(path: Path, at: str) -> InputError:
 
 def _first_bad_byte(path: Path) -> tuple[int, int, bytes] | None:
     """(line, byte offset, the bytes around it) of the first byte that is not UTF-8, reading 1 MiB at a time."""
-    opener = gzip.open if is_gzip(path) else open
     done, lines, carry, before = 0, 1, b"", b""  # `before`: the end of the last line read (for context)
     try:
-        with opener(path, "rb") as f:
+        with open_bytes(path) as f:
             while True:
                 chunk = f.read(1 << 20)
                 data = carry + chunk
@@ -73,7 +78,7 @@ def _first_bad_byte(path: Path) -> tuple[int, int, bytes] | None:
         return None
 
 
-def _reader(f: IO[str], table: TableConfig):
+def _reader(f: Iterable[str], table: TableConfig):
     if not table.quote:
         return csv.reader(f, delimiter=table.sep, quoting=csv.QUOTE_NONE)
     if table.escape == table.quote:
@@ -95,7 +100,7 @@ def check_spaced_quotes(path: Path, table: TableConfig) -> None:
         starts = _spaced_lines(chunk, quote, sep)
         bad = _disagreeing(chunk, starts, table) if starts else None
         if bad is not None:
-            with (gzip.open if is_gzip(path) else open)(path, "rb") as f:
+            with open_bytes(path) as f:
                 line = f.read(offset + bad).count(b"\n") + 1
             raise InputError(f"{where(path, table)}: line {line} has a space between a quote and its separator, "
                              "which readers take differently (RFC 4180 keeps the quotes as text, DuckDB drops them) "
@@ -105,7 +110,7 @@ def check_spaced_quotes(path: Path, table: TableConfig) -> None:
 def _quoted_chunks(path: Path, quote: bytes, size: int = 1 << 24):
     """(offset, bytes) of the file in chunks of whole lines, only those where `quote` appears."""
     tail, offset = b"", 0  # the partial line carried over, and where it starts in the file
-    with (gzip.open if is_gzip(path) else open)(path, "rb") as f:
+    with open_bytes(path) as f:
         while block := f.read(size):
             if quote not in block and quote not in tail:  # nothing to look at: no copy of the block either
                 cut = block.rfind(b"\n") + 1
@@ -153,9 +158,7 @@ def _disagreeing(chunk: bytes, starts: list[int], table: TableConfig) -> int | N
         if escape == table.quote and text.count(table.quote) % 2:
             continue  # not a whole record on its own (a field that spans lines, a stray quote): left to the read
         try:
-            rows = list(csv.reader([text], delimiter=table.sep, quotechar=table.quote,
-                                   doublequote=escape == table.quote,
-                                   escapechar=None if escape == table.quote else escape))
+            rows = list(_reader([text], table))  # the table's dialect, as the header is read
         except csv.Error:
             continue
         if len(rows) == 1:
