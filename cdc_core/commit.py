@@ -63,11 +63,10 @@ Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, byte
 class LostRace(CdcError):
     "Another writer committed a run on the same parent first; this run was not published."
 
-    def __init__(self, table: str, winner: dict | None, message: str, run_id: str | None = None):
+    def __init__(self, table: str, winner: dict | None, message: str, parent: str | None = None):
         super().__init__(message)
-        self.table, self.winner, self.run_id = table, winner, run_id
+        self.table, self.winner, self.parent = table, winner, parent  # parent: the run the lost run was diffed on
         self.snapshot: Path | None = None  # the lost run's snapshot, once discarded (set by the pipeline)
-        self.parent: str | None = None  # the run it was diffed against
 
 
 def head(lake: Lake, table: str) -> dict | None:
@@ -239,7 +238,7 @@ def _lost(entry: Entry, winner: dict | None, what: str) -> LostRace:
     run = winner["run_id"] if winner else "?"
     return LostRace(entry.table, winner, f'Table "{entry.table}": another writer {what.format(winner=run)}; run '
                                          f"{entry.run_id} was not published — the next cycle rebases on the lake",
-                    entry.run_id)
+                    entry.meta.get("parent"))
 
 
 def _create(lake: Lake, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> None:
@@ -270,7 +269,7 @@ def _remove_orphans(lake: Lake, table: str, keys: list[str], winner: dict | None
     """Remove data keys of a run that can never commit, unless a committed manifest (or the winner's link) lists
     them: two writers may pick one run id, and a retry accepts its own bytes."""
     listed = {f["key"] for m in [*read_manifests(lake, table), winner or {}] for f in m.get("files", [])}
-    _remove(lake, [key for key in keys if key not in listed and lake.checksum(key) is not None])
+    _remove(lake, [key for key in keys if key not in listed])  # removing an absent key is no error
 
 
 def _meter(transfer: Transfer | None, table: str, key: str, total: int) -> Callable[[int], None] | None:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -226,18 +226,18 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
                     return
                 report.published_pending.append(entry.run_id)
             except LostRace as lost:  # discarded; fine if the winner holds the same data, else the next cycle
-                if not _same_as_winner(cycle, table, report, lost):
+                if (winner := _winner_with_same_data(cycle, table, report, lost)) is None:
                     raise
                 cycle.progress(name, f"run {entry.run_id} was not published: another writer committed the same "
-                                     f"data first (run {report.rebased})")
+                                     f"data first (run {winner})")
             top = head(cycle.lake, name)
         try:
             _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [])
         except LostRace as lost:  # another writer committed first: no failure if it committed this very data
-            if cycle.dry_run or cycle.publish or not _same_as_winner(cycle, table, report, lost):
+            if cycle.dry_run or cycle.publish or (winner := _winner_with_same_data(cycle, table, report, lost)) is None:
                 raise
             report.status, report.counts, report.column_counts = "unchanged", {"I": 0, "U": 0, "D": 0}, {}
-            cycle.progress(name, f"no changes: another writer committed the same data first (run {report.rebased})")
+            cycle.progress(name, f"no changes: another writer committed the same data first (run {winner})")
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
         log.warning("%s", exc)
@@ -255,25 +255,24 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
         log.exception("Table %s failed", name)
 
 
-def _same_as_winner(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> bool:
-    """Whether the run another writer committed on this run's parent holds exactly the data of this writer's lost
+def _winner_with_same_data(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
+    """The run another writer committed on this run's parent, if it holds exactly the data of this writer's lost
     run (then nothing is missing, and the local state moves to the winner's run). A writer holding the claim is
-    given a little time to commit. Its data may also be newer or older than ours: then the table fails, and the
-    next cycle rebases and fetches again — capturing our (maybe older) file on top of the winner could undo it."""
+    given a little time to commit. Its data may also be newer or older than ours: then None, the table fails, and
+    the next cycle rebases and fetches again — capturing our (maybe older) file on top of it could undo it."""
     if lost.snapshot is None or not lost.snapshot.is_file():
-        return False
+        return None
     deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
     while (top := head(cycle.lake, table.name)) is not None and top["run_id"] == lost.parent and \
             time.monotonic() < deadline:
         time.sleep(0.5)
     if top is None or top["run_id"] == lost.parent:
-        return False
+        return None
     committed = rebase(cycle.state, cycle.lake, table.name, top, report, cycle.engine)
-    report.rebased = report.rebased or top["run_id"]
     with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=cycle.state.root) as tmp:
         changes = cycle.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
                                     stamp={})
-    return not changes and not changes.schema_changed
+    return None if changes or changes.schema_changed else top["run_id"]
 
 
 def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top: dict | None,
@@ -337,9 +336,8 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None
     except LostRace as lost:
-        ours = cycle.state.snapshot_of(entry)
         kept = cycle.state.discard(entry)  # kept for a look (and for the comparison with the winner's data)
-        lost.snapshot, lost.parent = (kept / ours.name if ours.parent == entry.dir else ours), entry.meta.get("parent")
+        lost.snapshot = cycle.state.snapshot_of(replace(entry, dir=kept))
         version = entry.meta.get("source_version")
         if not (version and lost.winner and lost.winner.get("source_version") == version):
             raise
