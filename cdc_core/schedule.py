@@ -1,7 +1,8 @@
 """The timed loop: a cycle on every tick of the timer (ticks at start + k·interval, so no drift).
 
-An error in one cycle is logged and the loop waits for the next tick; a config that cannot run stops it. SIGINT/SIGTERM ask the loop to stop: the
-current cycle finishes (its state is consistent at every step anyway) and the loop exits with code 0.
+An error in one cycle is logged and the loop waits for the next tick; a config that cannot run stops it.
+SIGINT/SIGTERM ask the loop to stop: the current cycle finishes (its state is consistent at every step anyway) and
+the loop exits with code 0.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -224,14 +225,8 @@ def test_a_writer_that_meets_a_live_claim_on_the_same_data_waits_for_it_and_has_
     publish_version(tmp_path, demo_version(1))
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": "clientes:after_claim:4"}
-    holder = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(slow)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     claims = tmp_path / "lake" / "claims" / "clientes"
-    for _ in range(300):  # until the slow writer holds its claim on run 1
-        if claims.is_dir() and any(claims.iterdir()):
-            break
-        subprocess.run(["sleep", "0.1"], check=True)
+    holder = _stalled(slow, "after_claim:4", lambda: claims.is_dir() and any(claims.iterdir()))  # holds its claim
     met = run_cli("--once", "--config", str(other))
     assert holder.wait(timeout=120) == 0 and met.code == 0, met.out + met.err
     assert "no changes: another writer committed the same data first" in met.err, met.err
@@ -247,14 +242,9 @@ def test_a_writer_that_loses_with_older_data_never_commits_it_over_the_newer_run
     publish_version(tmp_path, demo_version(1))
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": "clientes:after_stage:5"}
-    stalled = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(slow)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outbox = tmp_path / "a" / "data" / "outbox" / "clientes"
-    for _ in range(300):  # until the slow writer has staged version 2
-        if outbox.is_dir() and any(not p.name.startswith(".") for p in outbox.iterdir()):
-            break
-        subprocess.run(["sleep", "0.1"], check=True)
+    stalled = _stalled(slow, "after_stage:5",  # has staged version 2
+                       lambda: outbox.is_dir() and any(not p.name.startswith(".") for p in outbox.iterdir()))
     publish_version(tmp_path, demo_version(3))
     assert run_cli("--once", "--config", str(other)).code == 0  # version 3 is the lake's head
     out, err = stalled.communicate(timeout=120)
@@ -266,6 +256,17 @@ def test_a_writer_that_loses_with_older_data_never_commits_it_over_the_newer_run
                                                                             demo_version(3))
     for config in (slow, other):
         assert run_cli("verify", "--config", str(config)).code == 0
+
+
+def _stalled(config: Path, pause: str, until: Callable[[], bool]) -> subprocess.Popen:
+    """A `--once` of `config` that stalls at `pause` (`POINT:SECONDS`), once `until()` shows it got there."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": f"clientes:{pause}"}
+    proc = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(config)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not until() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc
 
 
 def _killed(config: Path, fault: str) -> subprocess.CompletedProcess:
