@@ -6,10 +6,12 @@ The public API, used by the CLI, the TUI and the notebooks alike.
 from .config import Config, TableConfig, load_config
 from .diff import ChangeSet, diff
 from .errors import CdcError, ConfigError, InputError, LakeError, SourceError, StateError
+from .lake import make_lake
 from .pipeline import RunReport, TableReport, run_once
+from .reader import read_changes
 from .replay import replay, verify
 from .schedule import run_forever
 
 __all__ = ["CdcError", "ChangeSet", "Config", "ConfigError", "InputError", "LakeError", "RunReport",
-           "SourceError", "StateError", "TableConfig", "TableReport", "diff", "load_config", "replay",
-           "run_forever", "run_once", "verify"]
+           "SourceError", "StateError", "TableConfig", "TableReport", "diff", "load_config", "make_lake",
+           "read_changes", "replay", "run_forever", "run_once", "verify"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -30,3 +34,24 @@ def fsync_tree(path: Path) -> None:
     for folder in reversed(folders):
         fsync_dir(folder)
     fsync_dir(Path(path).parent)
+
+
+@contextmanager
+def hold_lock(path: Path, wait: float) -> Iterator[bool]:
+    """Hold an OS lock on `path` (created if absent) for the block, waiting up to `wait` seconds for another
+    holder; yields False when it could not be had in time. A killed holder releases it at once."""
+    with open(path, "a+") as f:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -26,8 +26,10 @@ from .diff import OPS, ChangeSet, diff
 from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
 from .extras import missing
+from .formats import TableFormat, make_format, with_versions
 from .lake import Lake, LocalLake, full_load_key, make_lake, manifest_file, read_manifests
 from .pipeline import RunReport
+from .reader import committed_runs
 from .replay import replay
 
 try:  # pandas and altair come with the notebooks extra
@@ -103,11 +105,22 @@ def manifests(lake: Lake, table: str) -> list[dict]:
     return read_manifests(lake, table)
 
 
-def runs(lake: Lake, table: str) -> pd.DataFrame:
+def table_format(config: str | Path, lake: Lake) -> TableFormat | None:
+    """The Delta/Iceberg table format of `config`, when it names one and `lake` is its lake (else None)."""
+    try:
+        loaded = load_config(config)
+    except CdcError:
+        return None
+    if loaded.table_format is None or loaded.lake.url != lake.url:
+        return None
+    return make_format(loaded.table_format, loaded.lake)
+
+
+def runs(lake: Lake, table: str, table_format: TableFormat | None = None) -> pd.DataFrame:
     """One row per committed capture: run_id, captured_at, kind, source_version, I, U, D, rows, changed_columns
-    (`column rows, …` of its updates, most changed first), warnings; with `"table_format"`, also table_format and
-    table_version (the Delta version or Iceberg snapshot the run became)."""
-    found = manifests(lake, table)
+    (`column rows, …` of its updates, most changed first), warnings; with a `table_format` (see `table_format`),
+    also table_format and table_version (the Delta version or Iceberg snapshot holding the run's state)."""
+    found = with_versions(manifests(lake, table), table_format)
     formats = any(m.get("table_format") for m in found)
     records = [{"run_id": m["run_id"], "captured_at": pd.Timestamp(m["captured_at"]), "kind": m["kind"],
                 "source_version": m.get("source_version"), **{op: m["counts"].get(op, 0) for op in OPS},
@@ -181,7 +194,7 @@ def changes(lake: Lake, table: str, run_ids: Iterable[str] | None = None, *, ops
             key: str = "") -> pa.Table:
     """The change rows of the chosen runs (default: all), optionally only `ops` and keys containing `key`."""
     chosen = None if run_ids is None else set(run_ids)
-    found = manifests(lake, table)
+    found = committed_runs(lake, table)  # as `read_changes`: only the runs on the log
     files = [_local(lake, manifest_file(m, "cdc")) for m in found if m.get("has_changes") and
              (chosen is None or m["run_id"] in chosen)]
     pk = found[-1]["pk"] if found else []

@@ -14,6 +14,7 @@ read once per process.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import LakeConfig
-from .durable import fsync_dir
+from .durable import fsync_dir, hold_lock
 from .errors import LakeError
 
 
@@ -45,6 +46,7 @@ TABLE = r"[A-Za-z0-9_-]+"
 _KEY = re.compile(rf"(?P<kind>full-load|cdc|base|manifests)/(?P<table>{TABLE})/(?P=table)"
                   rf"(?:_(?P<run>{RUN_ID}))?\.(?P<ext>parquet|json)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+SWAP_WAIT = 30.0  # seconds a local compare-and-swap waits for a writer holding the same key's lock
 _manifest_cache: dict[tuple[str, str], dict] = {}
 _cache_lock = threading.Lock()
 
@@ -86,11 +88,6 @@ def manifest_key(table: str, run_id: str) -> str:
     return f"manifests/{table}/{table}_{run_id}.json"
 
 
-def claim_key(table: str, parent: str | None, generation: int) -> str:
-    """A writer's claim on committing the run after `parent` (None: the table's first run); readers ignore it."""
-    return f"claims/{table}/{table}_{parent or 'root'}.{generation:04d}.json"
-
-
 def link_key(table: str, parent: str | None) -> str:
     """The commit point of the run after `parent`: created once, it holds that run's manifest."""
     return f"commits/{table}/{table}_{parent or 'root'}.json"
@@ -116,6 +113,15 @@ class Lake(Protocol):
     def checksum(self, key: str) -> str | None: ...
 
     def delete(self, key: str) -> None: ...
+
+    def version(self, key: str) -> str | None:
+        """An opaque tag that changes whenever `key` is replaced (S3: its ETag); None if absent."""
+        ...
+
+    def swap(self, local: Path, key: str, expected: str | None, digest: str | None = None) -> bool:
+        """Replace `key` with `local` (whose SHA-256 is `digest`, when known) only if its `version` is still
+        `expected` (None: only if absent); False if another writer replaced it first (compare-and-swap)."""
+        ...
 
 
 def inside(folder: Path, key: str) -> Path:
@@ -275,11 +281,43 @@ class LocalLake:
             raise LakeError(f"Cannot read {key} from the lake {self.url} ({exc.strerror or exc})") from None
 
     def checksum(self, key: str) -> str | None:
+        """The file's SHA-256: the one `swap` noted beside the file while it is still that very file (no read of
+        a large full load every cycle), else computed."""
         path = self._path(key)
-        return sha256(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            noted, digest = (path.parent / f".{path.name}.sha256").read_text().split()
+        except (OSError, ValueError):
+            noted = digest = None
+        return digest if noted == self.version(key) else sha256(path)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def version(self, key: str) -> str | None:
+        try:
+            found = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return f"{found.st_ino}-{found.st_mtime_ns}-{found.st_size}"  # every put is a new file (a rename)
+
+    def swap(self, local: Path, key: str, expected: str | None, digest: str | None = None) -> bool:
+        """Compare and replace under a lock file beside `key` (an OS lock: a killed writer never leaves it held; a
+        stalled one makes the others wait up to `SWAP_WAIT` seconds, then fail with LakeError)."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with hold_lock(target.parent / f".{target.name}.lock", SWAP_WAIT) as held:
+            if not held:
+                raise LakeError(f"Another writer has held the lock of {key} in {self.url} for {SWAP_WAIT:.0f} s "
+                                "(stopped?) — the next cycle writes it")
+            if self.version(key) != expected:
+                return False
+            self.put(local, key)
+            note = target.parent / f".{target.name}.sha256"
+            note.unlink(missing_ok=True)
+            note.write_text(f"{self.version(key)} {digest or sha256(local)}\n")  # read back only while it holds
+            return True
 
     def local(self, key: str, folder: Path) -> Path:
         """A local path to read `key` from: the lake's own file (no copy)."""
@@ -289,10 +327,15 @@ class LocalLake:
         return path
 
     def list(self, prefix: str = "") -> list[str]:
-        base = self._path(prefix) if prefix else self.root
-        if not base.exists():
+        """The keys that start with `prefix` (a folder, or any string as on S3), hidden files left out."""
+        folder, _, start = prefix.rpartition("/")
+        base = self._path(folder) if folder else self.root
+        if not base.is_dir():
             return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+        found = []
+        for path in base.glob(f"{glob.escape(start)}*"):  # one folder's matching names, not the whole tree
+            found += [path] if path.is_file() else path.rglob("*")
+        return sorted(p.relative_to(self.root).as_posix() for p in found
                       if p.is_file() and not p.name.startswith("."))
 
 

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import faults
-from .commit import LostRace, head, plan, publish
+from .chain import head
+from .commit import LostRace, intended_runs, plan, publish, uploads
 from .config import Config, TableConfig
 from .engines import Engine, make_engine
 from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, StateError
@@ -26,7 +27,9 @@ from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
 from .monitor import after_cycle
+from .projections import catch_up, refresh_full_load
 from .report import RunReport, TableReport, Upload
+from .retention import tidy
 from .sources import Fetch, make_source, table_file
 from .stage import Previous, _lap, rebase, stage
 from .state import Entry, State
@@ -101,10 +104,11 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
         heads, head_errors = {}, {}
         for table in selected:
             try:
-                heads[table.name] = head(lake, table.name)
+                heads[table.name] = head(lake, table.name, repair=not dry_run)
             except CdcError as exc:
                 head_errors[table.name] = exc
         newest = max((h["run_id"] for h in heads.values() if h), default=None)
+        newest = max([r for r in [newest, *_intended(lake, heads, head_errors)] if r], default=None)
         run_id = publish_preview or state.new_run_id(started, after=newest)
         report = RunReport(run_id=run_id, source=source.description, lake=lake.url, source_version=None,
                            started_at=started, tables=[TableReport(t.name) for t in selected], dry_run=dry_run)
@@ -139,6 +143,17 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
         report.timings["cycle"] = round(time.perf_counter() - began, 3)
         after_cycle(config, report)  # outcome, metrics file, notifications (not for a dry run); never raises
     return report
+
+
+def _intended(lake: Lake, heads: dict[str, dict | None], errors: dict[str, CdcError]) -> list[str]:
+    """The run ids other writers are committing (or died committing) on these heads: this cycle's goes after."""
+    found = []
+    for name, top in heads.items():
+        try:
+            found += intended_runs(lake, name, top["run_id"] if top else None)
+        except CdcError as exc:
+            errors[name] = exc
+    return found
 
 
 def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_download: bool,
@@ -213,9 +228,12 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
     name, state = table.name, cycle.state
     try:
         state.clean_staging(name)
+        if name in cycle.head_errors and (cycle.dry_run or cycle.publish):  # nothing to preview against
+            raise cycle.head_errors[name]
         if name in cycle.fetched.errors and not state.pending(name):
             raise cycle.fetched.errors[name]  # nothing to capture and nothing to send
         top = cycle.heads.get(name)
+        ours = {top["run_id"] if top else None}  # heads the fetched file may be captured on
         for entry in state.pending(name):  # the outbox first, in order
             if cycle.dry_run:
                 report.uploads += plan(entry, state)
@@ -225,6 +243,7 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
                 if not _publish(cycle, entry, report):
                     return
                 report.published_pending.append(entry.run_id)
+                ours.add(entry.run_id)
             except LostRace as lost:  # discarded; fine if the winner holds the same data, else the next cycle
                 if (winner := _winner_with_same_data(cycle, table, report, lost)) is None:
                     raise
@@ -232,7 +251,8 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
                                      f"data first (run {winner})")
             top = head(cycle.lake, name)
         try:
-            _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [])
+            _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [],
+                            moved=(top["run_id"] if top else None) not in ours)
         except LostRace as lost:  # another writer committed first: no failure if it committed this very data
             if cycle.dry_run or cycle.publish or (winner := _winner_with_same_data(cycle, table, report, lost)) is None:
                 raise
@@ -276,14 +296,19 @@ def _winner_with_same_data(cycle: _Cycle, table: TableConfig, report: TableRepor
 
 
 def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top: dict | None,
-                    pending: list[Entry]) -> None:
-    """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run)."""
+                    pending: list[Entry], moved: bool) -> None:
+    """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run).
+    `moved`: another writer committed since this cycle fetched, so the fetched file may be older than the head:
+    it is only compared with it, never committed over it."""
     name, state = table.name, cycle.state
-    if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
-        committed = state.committed(name)  # publishing it later checks it is still on the lake's head
-        log.warning("%s", cycle.head_errors[name])
+    unread = cycle.head_errors.get(name)
+    if unread is not None:  # the lake cannot be read: a change set is kept in the outbox, diffed against the local
+        committed = state.committed(name)  # state (publishing it checks it is still on the lake's head); no
+        log.warning("%s", unread)  # change at all is still a failure: the lake's head was not seen
     else:
         committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
+    if not cycle.dry_run and top is not None and committed is not None:
+        _project(cycle, report, top, committed.snapshot)
     if cycle.publish:
         _publish_preview(cycle, table, report, committed, state.preview(name, cycle.run_id))
         return
@@ -299,6 +324,8 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     if name in cycle.fetched.errors:
         raise cycle.fetched.errors[name]
     if cycle.fetched.unchanged:
+        if unread is not None:
+            raise unread
         report.status = "skipped"
         return
     # the previous snapshot: the newest one waiting in the outbox (only in a dry run, which does not publish
@@ -309,7 +336,14 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
+    if entry is not None and moved:  # never an older fetch over a newer run: the next cycle fetches again
+        shutil.rmtree(entry.dir, ignore_errors=True)
+        raise LostRace(name, top, f'Table "{name}": another writer committed run {top["run_id"]} after this cycle '
+                                  "fetched, with other data — not captured over it; the next cycle fetches again",
+                       committed.run_id if committed else None)
     if entry is None:
+        if unread is not None:
+            raise unread
         report.status = "unchanged"
         cycle.progress(name, f"no changes ({report.rows} rows)")
         if not cycle.dry_run:
@@ -330,8 +364,9 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
     """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
     clock = time.perf_counter()
     try:
-        report.uploads += publish(entry, cycle.state, cycle.lake, claim_timeout=cycle.config.claim_timeout,
-                                  transfer=cycle.transfer, table_format=cycle.table_format)
+        top = publish(entry, cycle.state, cycle.lake, checkpoint_every=cycle.config.checkpoint_every,
+                      transfer=cycle.transfer)
+        report.uploads += uploads(entry, cycle.state)
     except LakeError as exc:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None
@@ -346,10 +381,43 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
                                     f"(run {lost.winner['run_id']})")
         return False
+    _project(cycle, report, top, cycle.state.snapshot_of(entry), entry.changes)
+    if top.get("checkpoint") and top["run_id"] == entry.run_id:
+        _tidy(cycle, top)
     clock = _lap(report, "publish", clock)
     cycle.state.commit(entry, keep=cycle.config.retention)
     _lap(report, "commit", clock)
     return True
+
+
+def _project(cycle: _Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
+    """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run
+    is committed whatever happens here: a projection left behind is a warning, and the next cycle catches it up."""
+    try:
+        if (written := refresh_full_load(cycle.lake, top, snapshot)) is not None:
+            report.uploads.append(written)
+        faults.point("after_put_full", top["table"])
+        if cycle.table_format is not None:
+            with tempfile.TemporaryDirectory(prefix="cdc-format-", dir=cycle.state.root) as scratch:
+                catch_up(cycle.table_format, cycle.lake, top, snapshot, changes, Path(scratch))
+            faults.point("after_format", top["table"])
+    except LakeError as exc:
+        warning = f"run {top['run_id']} is committed, but {_behind(exc)} — the next cycle catches it up"
+        report.warnings.append(warning)
+        log.warning("%s: %s", top["table"], warning)
+
+
+def _tidy(cycle: _Cycle, top: dict) -> None:
+    """At a checkpoint: remove what no run lists, and the runs `lake_retention` lets go (tidying: never fatal)."""
+    try:
+        tidy(cycle.lake, top, cycle.config.lake_retention)
+    except LakeError as exc:
+        log.warning("%s: could not tidy the lake at checkpoint %s (%s)", top["table"], top["run_id"], exc)
+
+
+def _behind(exc: LakeError) -> str:
+    text = redact(str(exc))
+    return f"a projection is behind ({text[0].lower()}{text[1:]})" if text else "a projection is behind"
 
 
 def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, committed, preview: Entry | None) -> None:

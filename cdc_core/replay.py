@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .chain import head, is_base, manifest, run_ids, walk_back
 from .config import Config
 from .diff import diff
 from .errors import CdcError, LakeError
@@ -48,28 +50,18 @@ class TableCheck:
         return not self.problems
 
 
-def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
-           engine: Engine | None = None) -> Replayed:
-    """Write `table` as of run `as_of` (default: the latest committed run) to `output` as Parquet."""
+def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None, engine: Engine | None = None,
+           top: dict | None = None) -> Replayed:
+    """Write `table` as of run `as_of` (default: the head run, `top` when the caller has read it) to `output` as
+    Parquet. It reads the newest base at or before that run and at most `checkpoint_every` CDC files after it."""
     with _scratch("cdc-replay-", engine) as tmp:
         folder = Path(tmp)
-        runs = read_manifests(lake, table)
-        if not runs:
-            raise LakeError(f'The lake {lake.url} has no captures of table "{table}" — check the table name and '
-                            "the lake")
-        if as_of is not None:
-            earlier = [m for m in runs if m["run_id"] <= as_of]
-            if not earlier:
-                raise CdcError(f'Table "{table}" has no capture at or before run {as_of} — the first is '
-                               f'{runs[0]["run_id"]}; choose a later --as-of')
-            runs = earlier
-        target = runs[-1]
-        bases = [m for m in runs if m["kind"] == "full_load"]
-        if not bases:
-            raise LakeError(f'The lake {lake.url} has no base (first full load) of table "{table}" — it cannot '
-                            "be replayed")
-        base = bases[-1]
-        chain = [base, *(m for m in runs if m["run_id"] > base["run_id"])]
+        target = _target(lake, table, as_of, top)
+        chain = walk_back(lake, table, target, is_base)
+        base = chain[0]
+        if not is_base(base):
+            raise LakeError(f'The lake {lake.url} has no base (first full load or checkpoint) of table "{table}" '
+                            f"at or before run {target['run_id']} — it cannot be replayed")
         base_file = lake.local(manifest_file(base, "base"), folder)
         cdc_files = [lake.local(manifest_file(m, "cdc"), folder) for m in chain[1:] if m.get("has_changes")]
         columns, key = _columns(target), target["pk"]
@@ -81,6 +73,22 @@ def replay(lake: Lake, table: str, output: Path, *, as_of: str | None = None,
         layouts = {c: layout for c, layout in target.get("layouts", {}).items() if c in columns}
         rows = (engine or _local_engine()).replay(base_file, cdc_files, columns, key, layouts, output, forget=forget)
     return Replayed(table=table, run_id=target["run_id"], rows=rows, path=output)
+
+
+def _target(lake: Lake, table: str, as_of: str | None, top: dict | None) -> dict:
+    """The manifest of the run a replay rebuilds: the head, or the last run at or before `as_of`."""
+    top = top or head(lake, table, repair=False)
+    if top is None:
+        raise LakeError(f'The lake {lake.url} has no captures of table "{table}" — check the table name and the lake')
+    if as_of is None or as_of >= top["run_id"]:
+        return top
+    kept = run_ids(lake, table)
+    earlier = [r for r in kept if r <= as_of]
+    if not earlier:
+        raise CdcError(f'Table "{table}" has no capture at or before run {as_of} — the lake keeps runs from '
+                       f"{kept[0] if kept else top['run_id']} on (older ones before a checkpoint are removed after "
+                       '"lake_retention"); choose a later --as-of')
+    return manifest(lake, table, earlier[-1])
 
 
 def _scratch(prefix: str, engine: Engine | None) -> tempfile.TemporaryDirectory:
@@ -155,7 +163,8 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
                 if not item["key"].startswith("full-load/") and sha256(lake.local(item["key"], folder)) != \
                         item["sha256"]:
                     check.problems.append(f"{item['key']} does not match its manifest's checksum")
-        latest = runs[-1] if runs else None
+        _check_chain(runs, check)
+        latest = head(lake, name, repair=False)
         if committed is not None and (latest is None or latest["run_id"] != committed.run_id):
             last = latest["run_id"] if latest else "none"
             check.problems.append(f"the lake's last capture is run {last} but {state.root} is at run "
@@ -171,14 +180,21 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
             _check_format(table_format, name, pk, at_latest, check)
         if committed is not None:
             _compare(committed.snapshot, replayed.path, pk, "the committed snapshot", check)
-            return
         full = next(f for f in latest["files"] if f["key"].startswith("full-load/"))
         local_full = lake.local(full["key"], folder / "full")
         if sha256(local_full) != full["sha256"]:
             check.problems.append(f"{full['key']} is not the full load of run {latest['run_id']} (its writer stopped "
                                   "before refreshing it) — the next capture rewrites it")
-            return
-        _compare(local_full, replayed.path, pk, "the latest full load", check)
+        elif committed is None:
+            _compare(local_full, replayed.path, pk, "the latest full load", check)
+
+
+def _check_chain(runs: list[dict], check: TableCheck) -> None:
+    """The kept runs form one chain: each names the run before it as its parent (the first kept one excepted)."""
+    for before, run in pairwise(runs):
+        if "parent" in run and run["parent"] != before["run_id"]:
+            check.problems.append(f"run {run['run_id']} was diffed against run {run['parent']}, not against the run "
+                                  f"before it ({before['run_id']}) — the history forks or is out of order")
 
 
 def _check_format(table_format, name: str, pk: tuple[str, ...], replayed: Replayed, check: TableCheck) -> None:

@@ -39,23 +39,39 @@ class S3Lake:
             raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
 
     def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool:
-        """Write `key` only if it does not exist; False if it does.
+        """Write `key` only if it does not exist; False if it does (S3 refuses a second create with 412: one
+        conditional PUT, or a multipart upload completed with `If-None-Match: *` above the multipart threshold)."""
+        return self._conditional(local, key, {"IfNoneMatch": "*"}, on_bytes)
 
-        Up to the multipart threshold this is one conditional PUT (`If-None-Match: *`: S3 refuses a second create
-        with 412). A larger file is checked first and then uploaded; the commit protocol never lets two writers
-        write the same data key, so only the small commit objects (claims, links, manifests) need the atomic form.
-        """
+    def version(self, key: str) -> str | None:
+        try:
+            return self.client.head_object(Bucket=self.config.bucket, Key=self._key(key))["ETag"]
+        except _s3_errors() as exc:
+            if _missing(exc):
+                return None
+            raise self._error(exc, f"Cannot read {key} from {self.url}", "check the lake and try again") from None
+
+    def swap(self, local: Path, key: str, expected: str | None, digest: str | None = None) -> bool:
+        """Replace `key` only if its ETag is still `expected` (`If-Match`; `If-None-Match: *` when absent)."""
+        return self._conditional(local, key, {"IfMatch": expected} if expected else {"IfNoneMatch": "*"},
+                                 digest=digest)
+
+    def _conditional(self, local: Path, key: str, condition: dict[str, str],
+                     on_bytes: Callable[[int], None] | None = None, digest: str | None = None) -> bool:
+        """Upload `local` to `key` under an S3 write condition; False when S3 says it does not hold (412)."""
         from botocore.exceptions import ClientError
 
         size = Path(local).stat().st_size
-        if size > self.transfer.multipart_threshold:
-            if self.checksum(key) is not None:
-                return False
-            self.put(local, key, on_bytes)
-            return True
+        meta = {"sha256": digest or sha256(local)}
+        common = {"Bucket": self.config.bucket, "Key": self._key(key)}
         try:
-            self.client.put_object(Bucket=self.config.bucket, Key=self._key(key), Body=Path(local).read_bytes(),
-                                   IfNoneMatch="*", Metadata={"sha256": sha256(local)}, **self.extra)
+            if size > self.transfer.multipart_threshold:
+                self._multipart(local, common, condition, on_bytes, meta)
+            else:
+                self.client.put_object(**common, Body=Path(local).read_bytes(), Metadata=meta, **condition,
+                                       **self.extra)
+                if on_bytes:
+                    on_bytes(size)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412",
                                                               "ConditionalRequestConflict"):
@@ -63,9 +79,30 @@ class S3Lake:
             raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
         except _s3_errors() as exc:
             raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
-        if on_bytes:
-            on_bytes(size)
         return True
+
+    def _multipart(self, local: Path, common: dict, condition: dict[str, str],
+                   on_bytes: Callable[[int], None] | None, meta: dict[str, str]) -> None:
+        """One multipart upload whose completion carries the write condition (aborted on any failure)."""
+        upload = self.client.create_multipart_upload(**common, Metadata=meta, **self.extra)
+        parts, chunk = [], self.transfer.multipart_chunksize
+        try:
+            with open(local, "rb") as f:
+                while block := f.read(chunk):
+                    number = len(parts) + 1
+                    done = self.client.upload_part(**common, UploadId=upload["UploadId"], PartNumber=number,
+                                                   Body=block)
+                    parts.append({"ETag": done["ETag"], "PartNumber": number})
+                    if on_bytes:
+                        on_bytes(len(block))
+            self.client.complete_multipart_upload(**common, UploadId=upload["UploadId"],
+                                                  MultipartUpload={"Parts": parts}, **condition)
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(**common, UploadId=upload["UploadId"])
+            except _s3_errors():
+                pass  # an unfinished upload is never visible; a bucket lifecycle rule removes its parts
+            raise
 
     def read(self, key: str) -> bytes:
         found = self.get(key)

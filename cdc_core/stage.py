@@ -62,7 +62,7 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
         if lake.checksum(full["key"]) == full["sha256"]:
             path = lake.local(full["key"], folder)
         else:  # the full load lags the run (its writer stopped before refreshing it): rebuild the run
-            path = replay(lake, name, folder / "replayed.parquet", as_of=top["run_id"], engine=engine).path
+            path = replay(lake, name, folder / "replayed.parquet", top=top, engine=engine).path
         adopted = state.adopt(name, top["run_id"], top.get("source_version"), path, top["rows"])
     finally:
         shutil.rmtree(folder, ignore_errors=True)

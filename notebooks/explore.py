@@ -54,8 +54,8 @@ def _(CdcError, config_path, explore, lake_box, mo, reload_button):
 
 
 @app.cell
-def _(explore, lake, mo, table_pick):
-    run_list = explore.runs(lake, table_pick.value)
+def _(config_path, explore, lake, mo, table_pick):
+    run_list = explore.runs(lake, table_pick.value, explore.table_format(config_path, lake))
     run_ids = run_list["run_id"].tolist()
     changed_runs = run_list.loc[run_list["kind"] == "changes", "run_id"].tolist()
     run_pick = mo.ui.multiselect(run_ids, value=changed_runs[-1:] or run_ids[-1:], label="Runs to show")

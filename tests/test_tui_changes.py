@@ -275,7 +275,7 @@ def test_the_tables_screen_shows_the_format_version_and_the_updated_columns(tmp_
     version = DeltaTable(str(tmp_path / "lake" / "delta" / "clientes")).version()
     assert f"· delta version {version}" in text
     last = read_manifests(make_lake(config.lake), "clientes")[-1]
-    assert last["table_format"]["version"] == version
+    assert item.last["run_id"] == last["run_id"] and item.last["table_format"]["version"] == version
     ranked = sorted(last["changed_columns"].items(), key=lambda item: (-item[1], item[0]))
     assert "updated columns  " + " · ".join(f"{c} {n:,}" for c, n in ranked) in text
 

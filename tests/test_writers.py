@@ -4,29 +4,32 @@ overwrites, and a writer killed in the middle of a commit (or never coming back)
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from cdc_core import load_config
-from cdc_core.config import TableConfig
 from cdc_core.diff import diff
 from cdc_core.lake import make_lake, read_manifests
-from cdc_core.snapshot import load_snapshot, schema_of
-from cdc_core.sources.demo import DemoSource
+from cdc_core.snapshot import load_snapshot
 
-from .conftest import BUCKET, ROOT, run_cli, write_config
+from .conftest import BUCKET, run_cli
+from .writers import (
+    TABLE,
+    cdc_rows,
+    changes_between,
+    demo_version,
+    killed,
+    lake_objects,
+    publish_version,
+    race,
+    stalled,
+    writer,
+)
 
 DATA = Path(__file__).parent / "data"
-CLIENTES = {"name": "clientes", "pk": "idCliente", "date_field": "DtAtualizacao", "sep": ";"}
-TABLE = TableConfig("clientes", ("idCliente",), "DtAtualizacao", ";")
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -35,54 +38,6 @@ def lake_url(request, tmp_path: Path) -> str:
         return str(tmp_path / "lake")
     request.getfixturevalue("s3")  # moto keeps its buckets for the whole process: a prefix of this test's own
     return f"s3://{BUCKET}/{tmp_path.name}"
-
-
-def writer(tmp_path: Path, name: str, lake: str, **overrides) -> Path:
-    """A config of its own (its own data dir) on the shared lake and the shared source folder."""
-    folder = tmp_path / name
-    folder.mkdir(exist_ok=True)
-    (tmp_path / "source").mkdir(exist_ok=True)
-    return write_config(folder, source={"type": "directory", "path": str(tmp_path / "source")}, lake=lake,
-                        tables=[CLIENTES], **overrides)
-
-
-def publish_version(tmp_path: Path, text: str) -> None:
-    (tmp_path / "source" / "clientes.csv").write_text(text)
-
-
-def changes_between(tmp_path: Path, old: str, new: str) -> set[tuple[str, str]]:
-    """(op, key) of an independent diff of two CSV versions."""
-    (tmp_path / "old.csv").write_text(old)
-    (tmp_path / "new.csv").write_text(new)
-    a = load_snapshot(tmp_path / "old.csv", TABLE, tmp_path / "old.parquet")
-    b = load_snapshot(tmp_path / "new.csv", TABLE, tmp_path / "new.parquet", previous=schema_of(a.path))
-    rows = diff(a.path, b.path, "idCliente", date_field="DtAtualizacao").rows
-    return set(zip(rows.column("op").to_pylist(), rows.column("idCliente").to_pylist(), strict=True))
-
-
-def lake_objects(config: Path) -> dict[str, bytes]:
-    """Every object under manifests/, cdc/ and base/ with its bytes."""
-    lake = make_lake(load_config(config).lake)
-    return {key: lake.read(key) for prefix in ("manifests/", "cdc/", "base/") for key in lake.list(prefix)}
-
-
-def cdc_rows(config: Path) -> list[tuple[str, str, str]]:
-    """(run id, op, key) of every change row in the lake."""
-    lake, found = make_lake(load_config(config).lake), []
-    folder = config.parent / "read"
-    for key in lake.list("cdc/clientes/"):
-        table = pq.read_table(lake.local(key, folder))
-        found += zip(table.column("_cdc_run_id").to_pylist(), table.column("op").to_pylist(),
-                     table.column("idCliente").to_pylist(), strict=True)
-    return found
-
-
-def demo_version(version: int) -> str:
-    path = Path(f"/tmp/cdc-demo-{os.getpid()}-{version}.csv")
-    DemoSource(seed=5, scale=0.1).write("clientes", version, path)
-    text = path.read_text()
-    path.unlink()
-    return text
 
 
 def test_a_fresh_data_dir_continues_the_lake_history(tmp_path: Path, lake_url: str):
@@ -135,20 +90,13 @@ def test_a_stale_writer_rebases_and_captures_only_what_changed_since_the_lakes_l
     assert len(cdc_rows(stale)) == len(changes_between(tmp_path, versions[0], versions[1])) + len(last)
 
 
-def _race(configs: list[Path]) -> list[subprocess.CompletedProcess]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(c)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in configs]
-    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs]
-
-
 def test_two_writers_racing_on_each_version_commit_every_change_exactly_once(tmp_path: Path, lake_url: str):
     configs = [writer(tmp_path, "a", lake_url), writer(tmp_path, "b", lake_url)]
     versions = [demo_version(v) for v in range(1, 6)]
     seen: dict[str, bytes] = {}
     for text in versions:
         publish_version(tmp_path, text)
-        results = _race(configs)  # the one that loses waits for the winner, rebases on it and captures again
+        results = race(configs)  # the one that loses waits for the winner, rebases on it and captures again
         assert all(r.returncode == 0 for r in results), [r.stdout + r.stderr for r in results]
         now = lake_objects(configs[0])
         assert {k: v for k, v in now.items() if k in seen} == seen  # nothing ever changes bytes
@@ -163,7 +111,7 @@ def test_two_writers_racing_on_each_version_commit_every_change_exactly_once(tmp
         len(changes_between(tmp_path, a, b)) for a, b in itertools.pairwise(versions))
     assert set().union(*by_transition.values()) == expected
     lake = make_lake(load_config(configs[0]).lake)
-    assert len(lake.list("base/clientes/")) == 1 and not lake.list("claims/clientes/")
+    assert len(lake.list("base/clientes/")) == 1 and not [k for k in lake.list("commits/") if k.endswith(".intent")]
     for config in configs:
         assert run_cli("--once", "--config", str(config)).code == 0
         assert run_cli("verify", "--config", str(config)).code == 0
@@ -174,14 +122,15 @@ def test_two_writers_racing_on_each_version_commit_every_change_exactly_once(tmp
     assert diff(last.path, replayed, "idCliente").total == 0
 
 
-@pytest.mark.parametrize("fault", ["after_claim", "after_put_cdc", "after_link", "after_put_manifest"])
+@pytest.mark.parametrize("fault", ["after_stage", "after_put_cdc", "after_link", "after_put_manifest",
+                                   "after_put_full"])
 def test_a_writer_killed_in_its_commit_finishes_it_on_its_next_run(tmp_path: Path, fault: str):
     config = writer(tmp_path, "a", str(tmp_path / "lake"))
     publish_version(tmp_path, demo_version(1))
     assert run_cli("--once", "--config", str(config)).code == 0
     publish_version(tmp_path, demo_version(2))
-    killed = _killed(config, fault)
-    assert killed.returncode == -signal.SIGKILL
+    stopped = killed(config, fault)
+    assert stopped.returncode == -signal.SIGKILL
     rerun = run_cli("--once", "--config", str(config))
     assert rerun.code == 0, rerun.out + rerun.err
     runs = read_manifests(make_lake(load_config(config).lake), "clientes")
@@ -191,20 +140,16 @@ def test_a_writer_killed_in_its_commit_finishes_it_on_its_next_run(tmp_path: Pat
     assert run_cli("verify", "--config", str(config)).code == 0
 
 
-def test_a_claim_whose_writer_never_returns_is_taken_over_after_the_timeout_and_leaves_no_orphan(tmp_path: Path):
+def test_a_writer_killed_before_its_link_never_blocks_the_table_and_leaves_no_orphan(tmp_path: Path):
     lake = str(tmp_path / "lake")
-    gone, other = writer(tmp_path, "a", lake, lake_claim_timeout=2), writer(tmp_path, "b", lake,
-                                                                              lake_claim_timeout=2)
+    gone, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
     publish_version(tmp_path, demo_version(1))
     assert run_cli("--once", "--config", str(gone)).code == 0
     publish_version(tmp_path, demo_version(2))
-    assert _killed(gone, "after_put_cdc").returncode == -signal.SIGKILL  # claimed, and its CDC file written
-    early = run_cli("--once", "--config", str(other))  # waits a little for the claim to commit, then gives up
-    assert early.code == 1 and "is committing run" in early.out and "on the same parent" in early.out
-    time.sleep(2.5)
-    later = run_cli("--once", "--config", str(other))  # the claim is older than lake_claim_timeout now
-    assert later.code == 0, later.out + later.err
-    assert "taking over the claim of run" in later.err
+    assert killed(gone, "after_put_cdc").returncode == -signal.SIGKILL  # its CDC file written, never linked
+    assert len(list((tmp_path / "lake" / "cdc" / "clientes").iterdir())) == 1
+    now = run_cli("--once", "--config", str(other))  # nothing to wait for: the next writer commits at once
+    assert now.code == 0 and "changes" in now.out, now.out + now.err
     back = run_cli("--once", "--config", str(gone))  # its pending run lost: discarded, then it rebases
     assert back.code == 0 and "another writer committed the same data first" in back.err, back.out + back.err
     for config in (gone, other):
@@ -217,19 +162,22 @@ def test_a_claim_whose_writer_never_returns_is_taken_over_after_the_timeout_and_
     listed = {f["key"] for m in runs for f in m["files"]}
     in_lake = {p.relative_to(tmp_path / "lake").as_posix() for p in (tmp_path / "lake").rglob("*.parquet")}
     assert in_lake == listed  # nothing the killed writer wrote is left under cdc/ or base/
+    assert not list((tmp_path / "lake" / "commits").rglob("*.intent"))
 
 
-def test_a_writer_that_meets_a_live_claim_on_the_same_data_waits_for_it_and_has_no_changes(tmp_path: Path):
+def test_a_writer_stalled_before_its_link_loses_to_one_that_links_first_on_the_same_data(tmp_path: Path):
     lake = str(tmp_path / "lake")
     slow, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
     publish_version(tmp_path, demo_version(1))
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
-    claims = tmp_path / "lake" / "claims" / "clientes"
-    holder = _stalled(slow, "after_claim:4", lambda: claims.is_dir() and any(claims.iterdir()))  # holds its claim
+    cdc = tmp_path / "lake" / "cdc" / "clientes"
+    holder = stalled(slow, "after_put_cdc:4", lambda: cdc.is_dir() and any(cdc.iterdir()))  # data, no link
     met = run_cli("--once", "--config", str(other))
-    assert holder.wait(timeout=120) == 0 and met.code == 0, met.out + met.err
-    assert "no changes: another writer committed the same data first" in met.err, met.err
+    assert met.code == 0 and "changes" in met.out, met.out + met.err  # links first: no claim to wait for
+    out, err = holder.communicate(timeout=120)
+    assert holder.returncode == 0, out + err
+    assert "no changes: another writer committed the same data first" in err, err
     runs = read_manifests(make_lake(load_config(other).lake), "clientes")
     assert [m["parent"] for m in runs[1:]] == [r["run_id"] for r in runs[:-1]]
     assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
@@ -243,12 +191,12 @@ def test_a_writer_that_loses_with_older_data_never_commits_it_over_the_newer_run
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
     outbox = tmp_path / "a" / "data" / "outbox" / "clientes"
-    stalled = _stalled(slow, "after_stage:5",  # has staged version 2
-                       lambda: outbox.is_dir() and any(not p.name.startswith(".") for p in outbox.iterdir()))
+    paused = stalled(slow, "after_stage:5",  # has staged version 2
+                     lambda: outbox.is_dir() and any(not p.name.startswith(".") for p in outbox.iterdir()))
     publish_version(tmp_path, demo_version(3))
     assert run_cli("--once", "--config", str(other)).code == 0  # version 3 is the lake's head
-    out, err = stalled.communicate(timeout=120)
-    assert stalled.returncode == 1 and "another writer committed run" in out, out + err
+    out, err = paused.communicate(timeout=120)
+    assert paused.returncode == 1 and "another writer committed run" in out, out + err
     assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
                                                                             demo_version(3))
     assert run_cli("--once", "--config", str(slow)).code == 0  # its next cycle fetches again: nothing to undo
@@ -256,23 +204,6 @@ def test_a_writer_that_loses_with_older_data_never_commits_it_over_the_newer_run
                                                                             demo_version(3))
     for config in (slow, other):
         assert run_cli("verify", "--config", str(config)).code == 0
-
-
-def _stalled(config: Path, pause: str, until: Callable[[], bool]) -> subprocess.Popen:
-    """A `--once` of `config` that stalls at `pause` (`POINT:SECONDS`), once `until()` shows it got there."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": f"clientes:{pause}"}
-    proc = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not until() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return proc
-
-
-def _killed(config: Path, fault: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_FAULT": f"clientes:{fault}"}
-    return subprocess.run([sys.executable, "-m", "cdc_core", "--once", "-q", "--config", str(config)], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_run_ids_follow_the_lake_not_the_clock_of_one_data_dir(tmp_path: Path):

@@ -14,10 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cdc_core.chain import head, recent_runs
 from cdc_core.config import Config, TableConfig
 from cdc_core.engine import connect, literal, quote
 from cdc_core.errors import CdcError
-from cdc_core.lake import make_lake, read_manifests
+from cdc_core.formats import make_format, with_versions
+from cdc_core.lake import make_lake
 from cdc_core.pipeline import RunReport, TableReport
 from cdc_core.state import Committed, State, read_json
 from cdc_core.types import read_layouts, text_of
@@ -60,12 +62,18 @@ class TableOverview:
 def load_overview(config: Config) -> list[TableOverview]:
     """Each table's committed capture, pending outbox runs and recent manifests (local state + lake I/O)."""
     state, lake = State(config.data_dir), make_lake(config.lake)
+    try:
+        table_format = make_format(config.table_format, config.lake)
+    except CdcError:  # its library is missing: the captures show without format versions
+        table_format = None
     found = []
     for table in config.tables:
         try:
             committed = state.committed(table.name)
             pending = tuple(entry.run_id for entry in state.pending(table.name))
-            history = tuple(read_manifests(lake, table.name)[-HISTORY_RUNS:])
+            top = head(lake, table.name, repair=False)
+            recent = recent_runs(lake, table.name, top, HISTORY_RUNS) if top else []
+            history = tuple(with_versions(recent, table_format) if recent else recent)
         except CdcError as exc:
             found.append(TableOverview(table, error=str(exc)))
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import _bool, _check_keys, _choice, _path, _positive_int, _seconds
+from .fields import _bool, _check_keys, _choice, _duration, _path, _positive_int, _seconds
 from .formats import TableFormatConfig, _table_format
 from .guards import Guards, _guards
 from .lakes import LakeConfig, _lake
@@ -44,7 +44,7 @@ TIMER_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "none")
 TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_dir", "compression", "engine",
             "retention", "workers", "lake_claim_timeout", "notify", "metrics", "table_format", "iceberg", "cdc",
-            "guards"}
+            "guards", "checkpoint_every", "lake_retention"}
 CDC_KEYS = {"changed_columns", "before_image"}
 ENGINE_KEYS = {"type", "memory_limit", "threads", "master", "remote", "conf"}
 ENGINE_TYPES = ("duckdb", "spark")
@@ -97,6 +97,8 @@ class Config:
     retention: int = 10
     workers: int = 2
     lake_claim_timeout: float | None = None
+    checkpoint_every: int = 100  # a new base every N runs: a replay reads at most N CDC files
+    lake_retention: float | None = None  # seconds of history the lake keeps (None: all of it)
     notify: tuple[NotifyTarget, ...] = ()
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig())
     table_format: TableFormatConfig | None = None
@@ -106,7 +108,7 @@ class Config:
 
     @property
     def claim_timeout(self) -> float:
-        """Seconds after which another writer may take over a claim whose writer never came back."""
+        """Seconds a writer that lost a race waits for the winner's run to appear in the lake."""
         return self.lake_claim_timeout if self.lake_claim_timeout is not None else 3 * self.timer.seconds
 
     def table(self, name: str) -> TableConfig:
@@ -164,6 +166,8 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
         retention=_positive_int(raw.get("retention", 10), "retention"),
         workers=_positive_int(raw.get("workers", 2), "workers"),
         lake_claim_timeout=_seconds(raw.get("lake_claim_timeout"), "lake_claim_timeout"),
+        checkpoint_every=_positive_int(raw.get("checkpoint_every", 100), "checkpoint_every"),
+        lake_retention=_duration(raw.get("lake_retention"), "lake_retention"),
         notify=_notify(raw.get("notify")),
         metrics=_metrics(raw.get("metrics")),
         table_format=_table_format(raw),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,20 @@ def _seconds(raw: Any, where: str) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
         raise ConfigError(f'Config key "{where}" is {raw!r} — use a number of seconds above 0')
     return float(raw)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(raw: Any, where: str) -> float | None:
+    """A duration like "90d", "12h" or "52w" in seconds (None: not given)."""
+    if raw is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", raw) if isinstance(raw, str) else None
+    if match is None or int(match[1]) == 0:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use a duration like "90d", "12h" or "52w" '
+                          "(s, m, h, d, w)")
+    return float(int(match[1]) * DURATION_UNITS[match[2]])
 
 
 def _path(raw: Any, where: str, base_dir: Path) -> Path:

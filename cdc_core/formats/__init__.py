@@ -76,6 +76,10 @@ class TableFormat(Protocol):
         """Apply the run (once: a second call changes nothing) and return the table's version after it."""
         ...
 
+    def last_run(self, table: str) -> tuple[str, str | None] | None:
+        """The run (id, token) whose state the table holds now; None when there is no table yet."""
+        ...
+
     def applied_version(self, table: str, run_id: str) -> int | None:
         """The table's version holding the state after `run_id`, or None if that run is not applied."""
         ...
@@ -110,6 +114,16 @@ def run_number(run_id: str) -> int:
     return int(digits)
 
 
+def with_versions(manifests: list[dict], table_format: TableFormat | None) -> list[dict]:
+    """The manifests, each with `table_format` = {name, version}: the format table's version holding that run's
+    state (None where the table does not have it); unchanged without a format."""
+    if table_format is None:
+        return manifests
+    return [{**m, "table_format": {"name": table_format.name,
+                                   "version": table_format.applied_version(m["table"], m["run_id"])}}
+            for m in manifests]
+
+
 def differences(actual: pa.Table, expected: pa.Table, key: tuple[str, ...]) -> str | None:
     """None when a format table's state equals a snapshot (columns, types, rows in any order); else what differs."""
     from .changes import differences as compare
@@ -117,4 +131,5 @@ def differences(actual: pa.Table, expected: pa.Table, key: tuple[str, ...]) -> s
     return compare(actual, expected, key)
 
 
-__all__ = ["KNOWN_FORMATS", "CommitConflict", "FormatRun", "TableFormat", "differences", "make_format", "run_number"]
+__all__ = ["KNOWN_FORMATS", "CommitConflict", "FormatRun", "TableFormat", "differences", "make_format", "run_number",
+           "with_versions"]

@@ -185,6 +185,12 @@ class DeltaFormat:
         return -1
 
     # --- reading -------------------------------------------------------------------------------------------
+    def last_run(self, table: str) -> tuple[str, str | None] | None:
+        """The run (id, token) whose state the table holds now; None when there is no table yet."""
+        dt = self._open(table)
+        last = None if dt is None else self._last(table, dt)
+        return (last[RUN_KEY], last.get(TOKEN_KEY)) if last else None
+
     def _applied(self, dt: DeltaTable, run_id: str) -> bool:
         return self._transaction(dt) >= run_number(run_id)
 

@@ -183,6 +183,11 @@ class IcebergFormat:
                             'property) — drop it or choose another "iceberg.namespace"')
         return last, table.properties.get(LAST_TOKEN)
 
+    def last_run(self, table: str) -> tuple[str, str | None] | None:
+        """The run (id, token) whose state the table holds now; None when there is no table yet."""
+        found = self._load(table)
+        return None if found is None else self._last(found)
+
     def _applied(self, table: Table, run_id: str) -> bool:
         return self._last(table)[0] >= run_id
 
