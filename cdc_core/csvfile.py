@@ -20,7 +20,9 @@ from typing import IO
 import duckdb
 
 from .config import TableConfig
+from .csvlines import MAX_LINE, check_lines, long_line, too_long
 from .errors import InputError
+from .names import check_names
 from .sql import literal
 
 
@@ -78,12 +80,14 @@ def _first_bad_byte(path: Path) -> tuple[int, int, bytes] | None:
         return None
 
 
-def _reader(f: Iterable[str], table: TableConfig):
+def _reader(f: Iterable[str], table: TableConfig, strict: bool = False):
+    """Python's csv reader in the table's dialect; `strict`: a stray quote or an unclosed one is an error."""
     if not table.quote:
         return csv.reader(f, delimiter=table.sep, quoting=csv.QUOTE_NONE)
     if table.escape == table.quote:
-        return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=True)
-    return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=False, escapechar=table.escape)
+        return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=True, strict=strict)
+    return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=False, escapechar=table.escape,
+                      strict=strict)
 
 
 def check_spaced_quotes(path: Path, table: TableConfig) -> None:
@@ -196,27 +200,26 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
     at = where(path, table)
     try:
         with open_text(path) as f:
-            header = next(_reader(f, table), None)
+            header = next(_reader(f, table, strict=True), None)  # read as strictly as DuckDB reads the rows
     except UnicodeDecodeError:
         raise not_utf8(path, at) from None
-    except (OSError, EOFError, csv.Error) as exc:
+    except csv.Error as exc:
+        raise InputError(f"{at}: the header (line 1) is not valid CSV ({exc}) — fix the header line in the file, "
+                         'or "quote"/"escape" in the config') from None
+    except (OSError, EOFError) as exc:
         raise InputError(f"{at} cannot be read ({exc}) — the source delivered a broken file; check it") from None
-    if not header or not "".join(header).strip():
+    if header is None:
         raise InputError(f"{at} is empty (no header line) — the source delivered an empty file; check it")
+    if not "".join(header).strip():
+        raise InputError(f"{at}: line 1 is blank, but the header must be the first line — remove the blank "
+                         "line(s) before the header")
     shown = table.sep.join(header)
     if len(shown) > 120:
         shown = shown[:117] + "…"
     for i, name in enumerate(header, start=1):
         if not name:
             raise InputError(f"{at}: column {i} of the header has no name ({shown}) — name it in the file")
-    seen: dict[str, str] = {}
-    for name in header:
-        other = seen.setdefault(name.lower(), name)
-        if other == name and header.count(name) > 1:
-            raise InputError(f'{at}: column "{name}" appears twice in the header ({shown}) — rename one of them')
-        if other != name:
-            raise InputError(f'{at}: columns "{other}" and "{name}" differ only in case ({shown}) — SQL engines, '
-                             "Spark, Delta and Athena take them for one column: rename one of them in the file")
+    check_names(header, at, shown)
     for col in table.pk:
         if col not in header:
             fix = _sep_hint(header, table) or _case_hint(col, header) or 'fix "pk" in the config or the file'
@@ -226,6 +229,7 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
                or 'fix "date_field" in the config or the file')
         raise InputError(f'{at}: date field "{table.date_field}" is missing (header: {shown}) — {fix}')
     check_spaced_quotes(path, table)  # before any engine reads a value
+    check_lines(path, table, at, open_bytes)
     return header
 
 
@@ -247,7 +251,7 @@ def relation(path: Path, table: TableConfig, header: list[str]) -> str:
     columns = "{" + ", ".join(f"{literal(name)}: 'VARCHAR'" for name in header) + "}"
     return (f"read_csv({literal(str(path))}, delim={literal(table.sep)}, quote={literal(table.quote)}, "
             f"escape={literal(table.escape or table.quote)}, header=true, auto_detect=false, columns={columns}, "
-            f"strict_mode=true, null_padding=false, encoding='utf-8', "
+            f"strict_mode=true, null_padding=false, max_line_size={MAX_LINE}, encoding='utf-8', "
             f"compression={literal('gzip' if is_gzip(path) else 'none')})")
 
 
@@ -256,6 +260,8 @@ def explain(exc: duckdb.Error, path: Path, table: TableConfig, header: list[str]
     at, text = where(path, table), str(exc)
     if "not utf-8" in text.lower() or "unicode" in text.lower():
         return not_utf8(path, at)
+    if long := long_line(path, open_bytes):
+        return too_long(at, f"line {long[0]:,}", long[1])
     line = _ragged_line(path, table, len(header))
     if line:
         return InputError(f"{at}: line {line[0]} has {line[1]} fields but the header has {len(header)} "

@@ -21,6 +21,7 @@ from . import csvfile
 from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
+from .names import check_names
 from .types import (
     DATE,
     LAYOUTS,
@@ -301,11 +302,7 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
     at = csvfile.where(src, table)
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     names = pq.read_schema(src).names
-    lower = {}
-    for name in names:
-        if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{at}: columns "{lower[name.lower()]}" and "{name}" differ only in case — rename one '
-                             "of them at the source")
+    check_names(names, at)
     for col in (*table.pk, *([table.date_field] if table.date_field else [])):
         if col not in names:
             raise InputError(f'{at}: column "{col}" is missing (columns: {", ".join(names)}) — fix the config or '

@@ -73,10 +73,21 @@ def _tables(raw: Any, guards: Guards | None = None) -> tuple[TableConfig, ...]:
             raise ConfigError(f'Config key "{where}.schema" goes with a table\'s name, not with "{where}.query" '
                               "— remove one of them (a query names its own schemas)")
         _check_pins(tables[-1], where)
+        _check_dialect(tables[-1], where)
         if tables[-1].detect == "date_field" and tables[-1].date_field is None:
             raise ConfigError(f'Config key "{where}.detect" is "date_field" but "{where}.date_field" is not set '
                               '— name the date column or use "detect": "content"')
     return tuple(tables)
+
+
+def _check_dialect(table: TableConfig, where: str) -> None:
+    """A quote or escape that is also the separator (or a line break) makes every line mean two things."""
+    for key in ("quote", "escape"):
+        char = getattr(table, key)
+        if char and (char == table.sep or char in "\r\n"):
+            what = "the separator" if char == table.sep else "a line break"
+            raise ConfigError(f'Config key "{where}.{key}" is {char!r}, which is also {what} — use another '
+                              f'character (the default is \'"\'), or "" for no quoting')
 
 
 def _pk(raw: Any, where: str) -> tuple[str, ...]:

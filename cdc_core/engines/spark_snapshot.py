@@ -23,6 +23,7 @@ from .. import csvfile
 from ..config import TableConfig
 from ..errors import InputError
 from ..logs import first_line
+from ..names import check_names
 from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
 from ..types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
 from ..types import Column as LakeColumn
@@ -270,11 +271,7 @@ def _parquet_plans(df, src: Path, table: TableConfig, previous: dict[str, LakeCo
     at = csvfile.where(src, table)
     described = file_types(src)
     names = list(described)
-    lower: dict[str, str] = {}
-    for name in names:
-        if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{at}: columns "{lower[name.lower()]}" and "{name}" differ only in case — rename one '
-                             "of them at the source")
+    check_names(names, at)
     for needed in (*table.pk, *([table.date_field] if table.date_field else [])):
         if needed not in names:
             raise InputError(f'{at}: column "{needed}" is missing (columns: {", ".join(names)}) — fix the config or '
