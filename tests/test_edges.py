@@ -1,0 +1,76 @@
+"""Nothing silent at the edges of the data: each input lands exactly or is refused in one line (issue 26).
+
+Through the real cycle: the bad table fails with one line, keeps its last capture, and the other table is
+captured; the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cdc_core import load_config, run_once
+from cdc_core.errors import ConfigError
+
+from .conftest import run_cli
+
+GOOD = b"id,v\n1,a\n2,b\n"
+BIG = b"x" * (33 << 20)
+
+BAD = {
+    "a quoted header name with a line break of another kind": (b'id,"note\r\nline2",v\n1,a,b\n', "holds a line break"),
+    "a stray quote in the header": (b'id,"b"c,d\n1,2,3\n', "the header (line 1) is not valid CSV"),
+    "an unclosed quote in the header": (b'id,"b,c\n1,2,3\n', "the header (line 1) is not valid CSV"),
+    "text after a closing quote in the header": (b'id,"c\n" ,v\n1,"c\n" ,2\n', "the header (line 1) is not valid"),
+    "an escape before an ordinary character": (b'id,v\n1,"c\\d"\n', "may only come before the quote or itself"),
+    "blank lines before the header": (b"\n\nid,v\n1,a\n", "line 1 is blank, but the header must be the first line"),
+    "LF and CRLF line endings": (b"id,v\n1,a\r\n2,b\n", "line 2 ends with CRLF but line 1 ends with LF"),
+    "a huge last row": (b"id,v\n" + b"".join(b"%d,a\n" % i for i in range(1000)) + b"1000," + BIG + b"\n",
+                        "the last line is 34,603,013 bytes long, more than the 2,000,000 a row may hold"),
+    **{f"a column named {name}": (f"id,v,{name}\n1,a,x\n".encode(), f'column "{name}" has a name the change rows use')
+       for name in ("op", "_cdc_run_id", "_cdc_captured_at", "_cdc_op", "_change_type", "OP")},
+}
+
+
+def setup(tmp_path: Path, **table) -> Path:
+    (tmp_path / "src").mkdir()
+    for name in ("t", "other"):
+        (tmp_path / "src" / f"{name}.csv").write_bytes(GOOD)
+    tables = [{"name": "t", "pk": "id", **table}, {"name": "other", "pk": "id"}]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"source": {"type": "directory", "path": "src"}, "lake": "lake",
+                                  "data_dir": "data", "tables": tables}))
+    return config
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_an_edge_case_is_refused_in_one_line_and_the_table_keeps_its_last_capture(tmp_path: Path, case: str):
+    data, said = BAD[case]
+    config = setup(tmp_path, **({"escape": "\\"} if b"\\" in data else {}))
+    assert run_once(load_config(config)).tables[0].status == "full_load"
+    state = (tmp_path / "data/state/t.json").read_text()
+    (tmp_path / "src/t.csv").write_bytes(data)
+    (tmp_path / "src/other.csv").write_bytes(GOOD + b"3,c\n")
+    t, other = run_once(load_config(config)).tables
+    assert t.status == "failed" and said in t.error and "\n" not in t.error
+    assert (tmp_path / "data/state/t.json").read_text() == state
+    assert pq.read_table(tmp_path / "lake/full-load/t/t.parquet").num_rows == 2
+    assert other.status == "changes" and other.counts["I"] == 1
+
+
+def test_the_cli_says_one_line_and_exits_1(tmp_path: Path):
+    config = setup(tmp_path)
+    (tmp_path / "src/t.csv").write_bytes(b"\nid,v\n1,a\n")
+    result = run_cli("--once", "--config", str(config))
+    assert result.code == 1
+    assert 'FAILED: Table "t": t.csv: line 1 is blank' in result.out
+
+
+@pytest.mark.parametrize("key", ["quote", "escape"])
+def test_a_quote_or_escape_equal_to_the_separator_is_a_config_error(tmp_path: Path, key: str):
+    config = setup(tmp_path, **{key: ","})
+    with pytest.raises(ConfigError, match=rf'"tables\[0\].{key}" is \',\', which is also the separator'):
+        load_config(config)
