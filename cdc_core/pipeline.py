@@ -25,6 +25,7 @@ from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, Stat
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
+from .recent import remember_rows
 from .monitor import after_cycle
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
@@ -204,6 +205,10 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
     """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
     try:
         _capture_table(cycle, table, report)
+        if report.status != "held" and not cycle.dry_run and (waiting := cycle.state.held(table.name)):
+            report.held_waiting = waiting.run_id  # e.g. the source broke meanwhile: say the held one still waits
+    except CdcError as exc:  # a damaged held entry: the table's own line says so
+        report.status, report.error = "failed", redact(str(exc))
     finally:
         if report.timings:
             log.debug("%s: %s", table.name, " · ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
@@ -306,9 +311,14 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
                 if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                 if committed else None)
+    stale = state.held(name) if not cycle.dry_run else None  # a newer capture replaces a held one, or drops it
     entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
+    if stale is not None:  # this capture met the guards: the held one, diffed against an older source, never will
+        why = "the source is back to what the lake holds" if entry is None else "this capture replaces it"
+        cycle.progress(name, f"the held capture of run {stale.run_id} is dropped: {why}")
+        shutil.rmtree(stale.dir, ignore_errors=True)
     if entry is None:
         report.status = "unchanged"
         cycle.progress(name, f"no changes ({report.rows} rows)")
@@ -348,6 +358,7 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         return False
     clock = _lap(report, "publish", clock)
     cycle.state.commit(entry, keep=cycle.config.retention)
+    remember_rows(cycle.state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
     _lap(report, "commit", clock)
     return True
 
