@@ -74,3 +74,49 @@ def test_a_quote_or_escape_equal_to_the_separator_is_a_config_error(tmp_path: Pa
     config = setup(tmp_path, **{key: ","})
     with pytest.raises(ConfigError, match=rf'"tables\[0\].{key}" is \',\', which is also the separator'):
         load_config(config)
+
+
+@pytest.mark.parametrize(("column", "value", "said"), [
+    ("valid_to timestamp", "infinity", "column \"valid_to\" holds 'infinity', which the lake's dates and timestamps"),
+    ("valid_to timestamptz", "-infinity", "column \"valid_to\" holds '-infinity'"),
+    ("valid_to date", "infinity", "column \"valid_to\" holds 'infinity'"),
+    ("valid_to timestamp", "294270-01-01 00:00:00", "column \"valid_to\" holds a year past 294,247"),
+])
+def test_postgres_values_the_lake_cannot_hold_are_refused_and_a_varchar_pin_keeps_them(pg, tmp_path: Path,
+                                                                                     column: str, value: str,
+                                                                                     said: str):
+    from cdc_core.config import parse_config
+
+    pg.sql(f"CREATE TABLE scd (id int PRIMARY KEY, {column})", "INSERT INTO scd VALUES (1, '2025-01-01')")
+
+    def config(**table):
+        return parse_config({"source": {"type": "postgres", "dsn": pg.dsn}, "lake": "lake", "data_dir": "data",
+                             "tables": [{"name": "scd", "pk": "id", **table}]}, base_dir=tmp_path)
+
+    assert run_once(config()).tables[0].status == "full_load"
+    pg.sql(f"INSERT INTO scd VALUES (2, '{value}')")
+    refused = run_once(config()).tables[0]
+    assert refused.status == "failed" and said in refused.error
+    assert 'pin it to "VARCHAR" in the table\'s "columns"' in refused.error
+    assert pq.read_table(tmp_path / "lake/full-load/scd/scd.parquet").num_rows == 1
+    pinned = run_once(config(columns={"valid_to": "VARCHAR"})).tables[0]
+    assert pinned.status == "changes", pinned.error
+    got = pq.read_table(tmp_path / "lake/full-load/scd/scd.parquet").to_pylist()
+    assert {r["id"]: r["valid_to"] for r in got}["2"] == value
+
+
+@pytest.mark.parametrize("name", ["op", "_cdc_captured_at", "_change_type"])
+def test_postgres_columns_named_like_ours_are_refused_and_a_query_renames_them(pg, tmp_path: Path, name: str):
+    from cdc_core.config import parse_config
+
+    pg.sql(f'CREATE TABLE t (id int PRIMARY KEY, "{name}" text)', "INSERT INTO t VALUES (1, 'x')")
+
+    def config(**table):
+        return parse_config({"source": {"type": "postgres", "dsn": pg.dsn}, "lake": "lake", "data_dir": "data",
+                             "tables": [{"name": "t", "pk": "id", **table}]}, base_dir=tmp_path)
+
+    refused = run_once(config()).tables[0]
+    assert refused.status == "failed" and f'column "{name}" has a name the change rows use' in refused.error
+    assert 'with a "query"' in refused.error
+    renamed = run_once(config(query=f'SELECT id, "{name}" AS source_{name.strip("_")} FROM t')).tables[0]
+    assert renamed.status == "full_load", renamed.error

@@ -219,8 +219,39 @@ def _convert(batch: Any, schema: Any, table: TableConfig) -> Any:
                         else str(field.type))
                 raise _TableFailed(f'column "{field.name}" has a value that does not fit {kind} ({exc}) — pin '
                                    'it to "VARCHAR" in the table\'s "columns"') from None
+        _check_range(column, field.name)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+# PostgreSQL's ±infinity are the extreme int64 (int32 for dates) of its own epoch, 2000-01-01; shifted to 1970 by
+# the driver they wrap below the earliest value PostgreSQL has (4713 BC), as do timestamps past the year 294,247
+PG_EPOCH_US, PG_EPOCH_DAYS = 946_684_800_000_000, 10_957
+INFINITY = {("us", -(1 << 63) + PG_EPOCH_US - 1): "infinity", ("us", -(1 << 63) + PG_EPOCH_US): "-infinity",
+            ("day", -(1 << 31) + PG_EPOCH_DAYS - 1): "infinity", ("day", -(1 << 31) + PG_EPOCH_DAYS): "-infinity"}
+EARLIEST = {"us": -210_866_803_200_000_000, "day": -2_440_588}  # 4714-11-24 BC, PostgreSQL's first day
+
+
+def _check_range(column: Any, name: str) -> None:
+    """Refuse a date or timestamp the lake cannot hold (±infinity, a year past 294,247) instead of a wrapped one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type) and column.type.unit == "us":
+        unit, raw = "us", column.view(pa.int64())
+    elif pa.types.is_date32(column.type):
+        unit, raw = "day", column.view(pa.int32())
+    else:
+        return
+    low = pc.min(raw).as_py()
+    if low is None or low >= EARLIEST[unit]:
+        return
+    what = INFINITY.get((unit, low)) or next((v for (u, n), v in INFINITY.items() if u == unit and
+                                              pc.any(pc.equal(raw, n)).as_py()), None)
+    said = f"'{what}'" if what else "a year past 294,247"
+    raise _TableFailed(f'column "{name}" holds {said}, which the lake\'s dates and timestamps cannot hold — pin it '
+                       'to "VARCHAR" in the table\'s "columns" to keep PostgreSQL\'s text, or map it in a "query" '
+                       "(e.g. NULLIF(col, 'infinity'))")
 
 
 def dsn_parts(dsn: str) -> dict[str, str]:
