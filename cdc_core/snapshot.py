@@ -22,6 +22,7 @@ from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
 from .names import check_names
+from .precision import nanosecond_columns
 from .types import (
     DATE,
     LAYOUTS,
@@ -307,9 +308,11 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
         if col not in names:
             raise InputError(f'{at}: column "{col}" is missing (columns: {", ".join(names)}) — fix the config or '
                              "the source")
+    truncated = nanosecond_columns(con, relation, described, table.date_field, at)
     plans = []
     for name, (_, kind, *_) in zip(names, described, strict=True):
         col, lake, pin, before = quote(name), lake_type_of(kind), table.pinned(name), previous.get(name)
+        col = truncated.get(name, col)
         typed = col if lake in (kind, kind.replace(" ", "")) else f"CAST({col} AS {lake})"
         if name in table.pk:
             plans.append(_Plan(name, text_of(typed, lake), TEXT))

@@ -120,3 +120,41 @@ def test_postgres_columns_named_like_ours_are_refused_and_a_query_renames_them(p
     assert 'with a "query"' in refused.error
     renamed = run_once(config(query=f'SELECT id, "{name}" AS source_{name.strip("_")} FROM t')).tables[0]
     assert renamed.status == "full_load", renamed.error
+
+
+LAST_NS = 1767225599999999999  # 2025-12-31 23:59:59.999999999 UTC
+
+
+def parquet_capture(tmp_path: Path, name: str, table: dict, **columns):
+    import pyarrow as pa
+
+    folder = tmp_path / name
+    (folder / "src").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["1"], **{c: pa.array([v], pa.timestamp("ns", tz="UTC"))
+                                             for c, v in columns.items()}}), folder / "src/t.parquet")
+    (folder / "config.json").write_text(json.dumps({"source": {"type": "directory", "path": "src"}, "lake": "lake",
+                                                    "data_dir": "data", "tables": [{"name": "t", "pk": "id",
+                                                                                    **table}]}))
+    report = run_once(load_config(folder / "config.json")).tables[0]
+    rows = pq.read_table(folder / "lake/full-load/t/t.parquet").to_pylist() if report.status == "full_load" else []
+    return report, rows
+
+
+def test_a_nanosecond_date_field_is_truncated_as_in_a_csv_never_rounded_into_the_next_year(tmp_path: Path):
+    _, [row] = parquet_capture(tmp_path, "parquet", {"date_field": "at"}, at=LAST_NS)
+    (tmp_path / "csv/src").mkdir(parents=True)
+    (tmp_path / "csv/src/t.csv").write_text("id,at\n1,2025-12-31 23:59:59.999999999\n")
+    (tmp_path / "csv/config.json").write_text(json.dumps({
+        "source": {"type": "directory", "path": "src"}, "lake": "lake", "data_dir": "data",
+        "tables": [{"name": "t", "pk": "id", "date_field": "at"}]}))
+    assert run_once(load_config(tmp_path / "csv/config.json")).tables[0].status == "full_load"
+    [csv_row] = pq.read_table(tmp_path / "csv/lake/full-load/t/t.parquet").to_pylist()
+    assert row["at"].isoformat() == csv_row["at"].isoformat() == "2025-12-31T23:59:59.999999+00:00"
+
+
+def test_a_nanosecond_column_is_exact_or_refused(tmp_path: Path):
+    report, _ = parquet_capture(tmp_path, "finer", {}, seen=LAST_NS)
+    assert report.status == "failed"
+    assert 'column "seen" holds 2025-12-31 23:59:59.999999999, finer than the microseconds' in report.error
+    report, [row] = parquet_capture(tmp_path, "whole", {}, seen=LAST_NS - 999)
+    assert report.status == "full_load" and row["seen"].isoformat() == "2025-12-31T23:59:59.999999+00:00"
