@@ -95,13 +95,17 @@ def check_spaced_quotes(path: Path, table: TableConfig) -> None:
     readers disagree: RFC 4180 readers (Python's csv) keep ` "abc"`, DuckDB reads `abc`; no reading is the file's.
 
     One pass over the bytes, with only `find` where the quote character appears; each line with such a space is
-    read by both readers on its own (a line that is not a whole record on its own is left to the real read).
+    read by both readers on its own (a line that is not a whole record on its own is left to the real read; with
+    RFC 4180 quoting, a line that starts inside a quoted field — after an odd number of quotes — is not one).
     """
     if not table.quote:
         return
     quote, sep = table.quote.encode(), table.sep.encode()
+    rfc, inside = (table.escape or table.quote) == table.quote, 0  # quotes so far, when their parity tells
     for offset, chunk in _quoted_chunks(path, quote):
-        starts = _spaced_lines(chunk, quote, sep)
+        starts = [s for s in _spaced_lines(chunk, quote, sep)
+                  if not (rfc and (inside + chunk.count(quote, 0, s)) % 2)]
+        inside = (inside + chunk.count(quote)) % 2
         bad = _disagreeing(chunk, starts, table) if starts else None
         if bad is not None:
             with open_bytes(path) as f:
