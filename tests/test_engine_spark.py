@@ -116,6 +116,9 @@ def test_composite_keys_and_before_images(spark_engine, tmp_path: Path):
     ("id;v;V\n1;a;b\n", "id;v\n1;a\n", 'columns "v" and "V" differ only in case'),
     ("id;v\n1;a\n", "id;v\n1;a\n2;b\n2;c\n", "key value(s) appear more than once"),
     ("id;v\n1; \"a\"\n", "id;v\n1;a\n", "line 2 has a space between a quote and its separator"),
+    ("id;op\n1;a\n", "id;v\n1;a\n", 'column "op" has a name the change rows use themselves'),
+    ("\nid;v\n1;a\n", "id;v\n1;a\n", "line 1 is blank, but the header must be the first line"),
+    ("id;v\n1;a\r\n2;b\n", "id;v\n1;a\n", "line 2 ends with CRLF but line 1 ends with LF"),
 ])
 def test_bad_input_gets_the_same_one_line_error(spark_engine, tmp_path: Path, previous, current, error):
     duck = capture(DuckDBEngine(), tmp_path / "d", *_files(tmp_path, previous, current), T)
