@@ -25,8 +25,8 @@ from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, Stat
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
 from .logs import redact
-from .recent import remember_rows
 from .monitor import after_cycle
+from .recent import remember_rows
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
 from .stage import Previous, _lap, rebase, stage

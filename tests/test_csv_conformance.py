@@ -78,8 +78,6 @@ REFUSED = {
     ('Blank line in middle with whitespace', True): RAGGED,
     ('Last field of a line is empty', False): NO_NAME,
     ('Other fields are empty', False): NO_NAME,
-    ('Empty input string', False): EMPTY,
-    ('Input is just the delimiter (2 empty fields)', False): BLANK,
     ('Empty lines', False): BLANK,
     ('Custom escape character not used for escaping', False): ESCAPE,
     ('Custom escape character not used for escaping', True): ESCAPE,
