@@ -22,7 +22,7 @@ import duckdb
 from .config import TableConfig
 from .csvlines import MAX_LINE, check_lines, long_line, too_long
 from .errors import InputError
-from .names import check_names
+from .names import check_names, lake_names
 from .sql import literal
 
 
@@ -223,6 +223,7 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
     for i, name in enumerate(header, start=1):
         if not name:
             raise InputError(f"{at}: column {i} of the header has no name ({shown}) — name it in the file")
+    header = lake_names(header, table.rename, at)
     check_names(header, at, shown)
     for col in table.pk:
         if col not in header:

@@ -3,7 +3,8 @@
 Names are exact and case-sensitive, but two names that differ only in case are refused (SQL engines, Spark,
 Delta and Athena take them for one column), and so are the names cdc_core's own outputs use next to the
 table's columns — `op`, any `_cdc_…` name, and Delta's change-feed columns — compared ignoring case too: in a
-change row they would stand twice, or be taken for ours.
+change row they would stand twice, or be taken for ours. The table's `rename` maps an input's names to the lake's
+first (`{"op": "source_op"}`), so such a column is captured under another name.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ def reserved(name: str) -> bool:
     """Whether `name` is one cdc_core's change rows (or a Delta table's change feed) use themselves."""
     low = name.lower()
     return low in RESERVED or low.startswith(RESERVED_PREFIX)
+
+
+def lake_names(names: Sequence[str], rename: tuple[tuple[str, str], ...], at: str) -> list[str]:
+    """The input's column names as the lake names them (`rename` in the table config is applied first); a rename
+    of a column the input does not have is a typo, never silently nothing."""
+    mapping = dict(rename)
+    if missing := [old for old in mapping if old not in names]:
+        raise InputError(f'{at} has no column {", ".join(f"{m!r}" for m in missing)} that "rename" renames '
+                         f'(columns: {", ".join(names)}) — fix "rename" in the config')
+    return [mapping.get(name, name) for name in names]
 
 
 def check_names(names: Sequence[str], at: str, shown: str | None = None) -> None:
@@ -43,5 +54,5 @@ def check_names(names: Sequence[str], at: str, shown: str | None = None) -> None
                              "the source")
         if reserved(name):
             raise InputError(f'{at}: column "{name}" has a name the change rows use themselves (op, _cdc_…, '
-                             "_change_type, _commit_version, _commit_timestamp) — rename it at the source: in "
-                             'the file, or for a database with a "query" (SELECT … AS other_name)')
+                             '_change_type, _commit_version, _commit_timestamp) — rename it with "rename" in the '
+                             f'table\'s config ({{"{name}": "source_{name.strip("_")}"}}), or at the source')

@@ -7,6 +7,7 @@ captured; the exit code is 1.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -117,9 +118,49 @@ def test_postgres_columns_named_like_ours_are_refused_and_a_query_renames_them(p
 
     refused = run_once(config()).tables[0]
     assert refused.status == "failed" and f'column "{name}" has a name the change rows use' in refused.error
-    assert 'with a "query"' in refused.error
-    renamed = run_once(config(query=f'SELECT id, "{name}" AS source_{name.strip("_")} FROM t')).tables[0]
-    assert renamed.status == "full_load", renamed.error
+    assert f'rename it with "rename" in the table\'s config ({{"{name}": "source_{name.strip("_")}"}})' in refused.error
+    queried = run_once(config(query=f'SELECT id, "{name}" AS source_{name.strip("_")} FROM t')).tables[0]
+    assert queried.status == "full_load", queried.error
+    assert pq.read_table(tmp_path / "lake/full-load/t/t.parquet").column_names == ["id", f"source_{name.strip('_')}"]
+
+
+def test_a_column_named_like_ours_is_captured_under_the_name_rename_gives(tmp_path: Path):
+    config = setup(tmp_path, rename={"op": "source_op", "v": "value"})
+    (tmp_path / "src/t.csv").write_text("id,v,op\n1,a,I\n2,b,D\n")
+    assert run_once(load_config(config)).tables[0].status == "full_load"
+    (tmp_path / "src/t.csv").write_text("id,v,op\n1,a,U\n3,c,I\n")
+    report = run_once(load_config(config)).tables[0]
+    assert report.status == "changes" and report.counts == {"I": 1, "U": 1, "D": 1}
+    [cdc] = (tmp_path / "lake/cdc/t").glob("*.parquet")
+    rows = sorted(pq.read_table(cdc).select(["op", "id", "value", "source_op"]).to_pylist(), key=lambda r: r["id"])
+    assert rows == [{"op": "U", "id": "1", "value": "a", "source_op": "U"},
+                    {"op": "D", "id": "2", "value": "b", "source_op": "D"},
+                    {"op": "I", "id": "3", "value": "c", "source_op": "I"}]
+
+
+def test_a_parquet_column_is_renamed_too_and_a_rename_of_a_missing_column_is_refused(tmp_path: Path):
+    import pyarrow as pa
+
+    config = setup(tmp_path, rename={"_change_type": "change_type"})
+    (tmp_path / "src/t.csv").unlink()
+    pq.write_table(pa.table({"id": ["1"], "_change_type": ["insert"]}), tmp_path / "src/t.parquet")
+    assert run_once(load_config(config)).tables[0].status == "full_load"
+    assert pq.read_table(tmp_path / "lake/full-load/t/t.parquet").column_names == ["id", "change_type"]
+    pq.write_table(pa.table({"id": ["1"], "kind": ["insert"]}), tmp_path / "src/t.parquet")
+    report = run_once(load_config(config)).tables[0]
+    assert report.status == "failed"
+    assert "t.parquet has no column '_change_type' that \"rename\" renames (columns: id, kind)" in report.error
+
+
+@pytest.mark.parametrize(("rename", "said"), [
+    ({"a": "op"}, '"tables[0].rename.a" is \'op\', a name the change rows use themselves'),
+    ({"a": "x", "b": "X"}, '"tables[0].rename" gives two columns the same name'),
+    ({"a": ""}, '"tables[0].rename" must be an object like {"op": "source_op"}'),
+    (["a"], '"tables[0].rename" must be an object'),
+])
+def test_a_bad_rename_is_a_config_error(tmp_path: Path, rename, said: str):
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_config(setup(tmp_path, rename=rename))
 
 
 LAST_NS = 1767225599999999999  # 2025-12-31 23:59:59.999999999 UTC

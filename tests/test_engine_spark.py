@@ -126,6 +126,16 @@ def test_bad_input_gets_the_same_one_line_error(spark_engine, tmp_path: Path, pr
     assert error in duck.error and spark.error == duck.error
 
 
+def test_rename_captures_a_column_named_like_ours_alike_from_csv_and_parquet(spark_engine, tmp_path: Path):
+    table = TableConfig("t", ("id",), sep=";", rename=(("op", "source_op"),))
+    duck = both(spark_engine, tmp_path / "csv", "id;op\n1;I\n2;I\n", "id;op\n1;U\n3;I\n", table)
+    assert duck.changes.counts == {"I": 1, "U": 1, "D": 1}
+    typed = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["1", "3"], "op": ["U", "I"]}), typed)
+    assert both(spark_engine, tmp_path / "parquet", "id;op\n1;I\n2;I\n", typed, table).changes.counts == {
+        "I": 1, "U": 1, "D": 1}
+
+
 def test_a_file_that_is_not_utf8_is_refused_and_a_real_replacement_character_is_kept(spark_engine, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes("id;v\n1;ação\n".encode("latin-1"))
