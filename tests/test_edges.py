@@ -6,6 +6,7 @@ captured; the exit code is 1.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -31,6 +32,8 @@ BAD = {
     "LF and CRLF line endings": (b"id,v\n1,a\r\n2,b\n", "line 2 ends with CRLF but line 1 ends with LF"),
     "a huge last row": (b"id,v\n" + b"".join(b"%d,a\n" % i for i in range(1000)) + b"1000," + BIG + b"\n",
                         "the last line is 34,603,013 bytes long, more than the 2,000,000 a row may hold"),
+    "a huge last row, gzipped": (gzip.compress(b"id,v\n1,a\n2," + BIG + b"\n", 1),
+                                 "the last line is 34,603,010 bytes long, more than the 2,000,000 a row may hold"),
     **{f"a column named {name}": (f"id,v,{name}\n1,a,x\n".encode(), f'column "{name}" has a name the change rows use')
        for name in ("op", "_cdc_run_id", "_cdc_captured_at", "_cdc_op", "_change_type", "OP")},
 }
