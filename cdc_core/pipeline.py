@@ -205,13 +205,20 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
     """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
     try:
         _capture_table(cycle, table, report)
-        if report.status != "held" and not cycle.dry_run and (waiting := cycle.state.held(table.name)):
+        if report.status != "held" and not cycle.dry_run and (waiting := _held(cycle.state, table.name)):
             report.held_waiting = waiting.run_id  # e.g. the source broke meanwhile: say the held one still waits
-    except CdcError as exc:  # a damaged held entry: the table's own line says so
-        report.status, report.error = "failed", redact(str(exc))
     finally:
         if report.timings:
             log.debug("%s: %s", table.name, " · ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
+
+
+def _held(state: State, name: str) -> Entry | None:
+    """The table's held capture; one whose entry is damaged can never be published: said, and taken for none."""
+    try:
+        return state.held(name)
+    except StateError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
@@ -311,7 +318,7 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
                 if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                 if committed else None)
-    stale = state.held(name) if not cycle.dry_run else None  # a newer capture replaces a held one, or drops it
+    stale = _held(state, name) if not cycle.dry_run else None  # a newer capture replaces a held one, or drops it
     entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
