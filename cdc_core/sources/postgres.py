@@ -12,7 +12,8 @@ Types map to the lake's: integers, floats, booleans, text, dates and bytea keep 
 `timestamp` without zone is read as UTC; `numeric(p,s)` (p ≤ 38) is `DECIMAL(p,s)`; everything else — `numeric`
 without a precision (which can hold any precision, NaN and infinity), json, jsonb, uuid, arrays, time, interval,
 money, enums, inet, … — arrives as PostgreSQL's own text for the value, which loses nothing. A column pinned to
-VARCHAR in the table's `columns` is read as text too.
+VARCHAR in the table's `columns` is read as text too: the way to keep a date or timestamp holding `infinity`,
+`-infinity` or a year past 294,247, which the lake's types cannot hold (the table is refused in one line).
 
 A database has no version a cycle could compare cheaply and honestly (statistics counters are approximate and
 reset; transaction ids move with any write anywhere in the cluster), so `Fetch.version` is None and every cycle
@@ -32,6 +33,7 @@ from typing import Any
 from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
+from ..precision import out_of_range
 from ..sql import quote as ident
 from ..types import TEXT
 from . import Fetch
@@ -219,39 +221,12 @@ def _convert(batch: Any, schema: Any, table: TableConfig) -> Any:
                         else str(field.type))
                 raise _TableFailed(f'column "{field.name}" has a value that does not fit {kind} ({exc}) — pin '
                                    'it to "VARCHAR" in the table\'s "columns"') from None
-        _check_range(column, field.name)
+        if beyond := out_of_range(column):
+            raise _TableFailed(f'column "{field.name}" holds {beyond}, which the lake\'s dates and timestamps '
+                               'cannot hold — pin it to "VARCHAR" in the table\'s "columns" to keep PostgreSQL\'s '
+                               "text, or map it in a \"query\" (e.g. NULLIF(col, 'infinity'))")
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-# PostgreSQL's ±infinity are the extreme int64 (int32 for dates) of its own epoch, 2000-01-01; shifted to 1970 by
-# the driver they wrap below the earliest value PostgreSQL has (4713 BC), as do timestamps past the year 294,247
-PG_EPOCH_US, PG_EPOCH_DAYS = 946_684_800_000_000, 10_957
-INFINITY = {("us", -(1 << 63) + PG_EPOCH_US - 1): "infinity", ("us", -(1 << 63) + PG_EPOCH_US): "-infinity",
-            ("day", -(1 << 31) + PG_EPOCH_DAYS - 1): "infinity", ("day", -(1 << 31) + PG_EPOCH_DAYS): "-infinity"}
-EARLIEST = {"us": -210_866_803_200_000_000, "day": -2_440_588}  # 4714-11-24 BC, PostgreSQL's first day
-
-
-def _check_range(column: Any, name: str) -> None:
-    """Refuse a date or timestamp the lake cannot hold (±infinity, a year past 294,247) instead of a wrapped one."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_timestamp(column.type) and column.type.unit == "us":
-        unit, raw = "us", column.view(pa.int64())
-    elif pa.types.is_date32(column.type):
-        unit, raw = "day", column.view(pa.int32())
-    else:
-        return
-    low = pc.min(raw).as_py()
-    if low is None or low >= EARLIEST[unit]:
-        return
-    what = INFINITY.get((unit, low)) or next((v for (u, n), v in INFINITY.items() if u == unit and
-                                              pc.any(pc.equal(raw, n)).as_py()), None)
-    said = f"'{what}'" if what else "a year past 294,247"
-    raise _TableFailed(f'column "{name}" holds {said}, which the lake\'s dates and timestamps cannot hold — pin it '
-                       'to "VARCHAR" in the table\'s "columns" to keep PostgreSQL\'s text, or map it in a "query" '
-                       "(e.g. NULLIF(col, 'infinity'))")
 
 
 def dsn_parts(dsn: str) -> dict[str, str]:
