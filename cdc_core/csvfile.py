@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import os
 import re
 import tempfile
@@ -94,19 +95,20 @@ def check_spaced_quotes(path: Path, table: TableConfig) -> None:
     """Refuse a file with a line where a space between a quote and its separator (`1; "abc"`, `"y" ;2`) makes two
     readers disagree: RFC 4180 readers (Python's csv) keep ` "abc"`, DuckDB reads `abc`; no reading is the file's.
 
-    One pass over the bytes, with only `find` where the quote character appears; each line with such a space is
-    read by both readers on its own (a line that is not a whole record on its own is left to the real read; with
-    RFC 4180 quoting, a line that starts inside a quoted field — after an odd number of quotes — is not one).
+    One pass over the bytes, with only `find` where the quote character appears; the record of each line with such
+    a space is read by both readers on its own — with RFC 4180 quoting the whole record, also when a quoted field
+    spans lines (`1;"c⏎" ;2`); with another escape only a line that is a whole record (others are left to the
+    real read).
     """
     if not table.quote:
         return
     quote, sep = table.quote.encode(), table.sep.encode()
     rfc, inside = (table.escape or table.quote) == table.quote, 0  # quotes so far, when their parity tells
     for offset, chunk in _quoted_chunks(path, quote):
-        starts = [s for s in _spaced_lines(chunk, quote, sep)
-                  if not (rfc and (inside + chunk.count(quote, 0, s)) % 2)]
+        starts = _spaced_lines(chunk, quote, sep)
+        spans = _records(chunk, starts, quote, inside) if rfc else [(s, _line_end(chunk, s)) for s in starts]
         inside = (inside + chunk.count(quote)) % 2
-        bad = _disagreeing(chunk, starts, table) if starts else None
+        bad = _disagreeing(chunk, spans, table) if spans else None
         if bad is not None:
             with open_bytes(path) as f:
                 line = f.read(offset + bad).count(b"\n") + 1
@@ -156,17 +158,44 @@ def _spaced_lines(chunk: bytes, quote: bytes, sep: bytes) -> list[int]:
     return sorted(found)
 
 
-def _disagreeing(chunk: bytes, starts: list[int], table: TableConfig) -> int | None:
-    """Offset of the first of these lines that Python's csv and DuckDB read differently, if any."""
+def _line_end(chunk: bytes, start: int) -> int:
+    end = chunk.find(b"\n", start)
+    return len(chunk) if end < 0 else end + 1
+
+
+def _records(chunk: bytes, starts: list[int], quote: bytes, inside: int) -> list[tuple[int, int]]:
+    """(start, end) of the whole records these lines belong to, with RFC 4180 quoting: a record starts and ends
+    where an even number of quotes came before (`inside`: the parity before the chunk). A record that begins
+    before the chunk is left to the real read."""
+    spans, at, parity = set(), 0, inside
+    for line in starts:
+        parity, at = (parity + chunk.count(quote, at, line)) % 2, line  # before this line, counted once
+        begin, odd = line, parity
+        while odd and begin:  # back to the line the record starts on
+            before = chunk.rfind(b"\n", 0, begin - 1) + 1
+            odd, begin = (odd + chunk.count(quote, before, begin)) % 2, before
+        if odd:
+            continue
+        end, odd = line, parity
+        while True:  # on to the line it ends on
+            after = _line_end(chunk, end)
+            odd, end = (odd + chunk.count(quote, end, after)) % 2, after
+            if not odd or end == len(chunk):
+                break
+        spans.add((begin, end))
+    return sorted(spans)
+
+
+def _disagreeing(chunk: bytes, spans: list[tuple[int, int]], table: TableConfig) -> int | None:
+    """Offset of the first of these records that Python's csv and DuckDB read differently, if any."""
     escape = table.escape or table.quote
     lines = {}
-    for start in starts:
-        end = chunk.find(b"\n", start)
-        text = chunk[start:len(chunk) if end < 0 else end + 1].decode("utf-8", "replace")
+    for start, end in spans:
+        text = chunk[start:end].decode("utf-8", "replace")
         if escape == table.quote and text.count(table.quote) % 2:
-            continue  # not a whole record on its own (a field that spans lines, a stray quote): left to the read
+            continue  # not a whole record (one that goes on past the chunk, a stray quote): left to the read
         try:
-            rows = list(_reader([text], table))  # the table's dialect, as the header is read
+            rows = list(_reader(io.StringIO(text, newline=""), table))  # the table's dialect, as the header is read
         except csv.Error:
             continue
         if len(rows) == 1:

@@ -91,6 +91,7 @@ REFUSED = {
     ('Quoted fields with spaces between closing quote and next delimiter and contains delimiter', False): BAD_HEADER,
     ('Quoted fields with spaces between closing quote and next delimiter and contains delimiter', True): SPACED,
     ('Quoted fields with spaces between closing quote and newline and contains newline', False): BAD_HEADER,
+    ('Quoted fields with spaces between closing quote and newline and contains newline', True): SPACED,
 }
 
 

@@ -27,6 +27,8 @@ BAD = {
     "a stray quote in the header": (b'id,"b"c,d\n1,2,3\n', "the header (line 1) is not valid CSV"),
     "an unclosed quote in the header": (b'id,"b,c\n1,2,3\n', "the header (line 1) is not valid CSV"),
     "text after a closing quote in the header": (b'id,"c\n" ,v\n1,"c\n" ,2\n', "the header (line 1) is not valid"),
+    "a space after a closing quote in a field that spans lines": (b'id,v,w\n1,"c\n" ,2\n',
+                                                                   "line 2 has a space between a quote and its"),
     "an escape before an ordinary character": (b'id,v\n1,"c\\d"\n', "may only come before the quote or itself"),
     "blank lines before the header": (b"\n\nid,v\n1,a\n", "line 1 is blank, but the header must be the first line"),
     "LF and CRLF line endings": (b"id,v\n1,a\r\n2,b\n", "line 2 ends with CRLF but line 1 ends with LF"),
