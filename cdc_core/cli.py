@@ -293,6 +293,8 @@ def print_report(report: RunReport) -> None:
             line += f"  (also published pending runs {', '.join(t.published_pending)})"
         if t.rebased:
             line += f"  (rebased on the lake's run {t.rebased})"
+        if t.held_waiting:
+            line += f"  (a held capture, run {t.held_waiting}, is waiting: --accept-held {t.table})"
         print(f"  {t.table:<{width}}  {line}")
         for warning in t.warnings:
             print(f"  {'':<{width}}  warning: {warning}")

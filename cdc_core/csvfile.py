@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import os
 import re
 import tempfile
@@ -20,7 +21,9 @@ from typing import IO
 import duckdb
 
 from .config import TableConfig
+from .csvlines import MAX_LINE, check_lines, long_line, too_long
 from .errors import InputError
+from .names import check_names, lake_names
 from .sql import literal
 
 
@@ -78,27 +81,34 @@ def _first_bad_byte(path: Path) -> tuple[int, int, bytes] | None:
         return None
 
 
-def _reader(f: Iterable[str], table: TableConfig):
+def _reader(f: Iterable[str], table: TableConfig, strict: bool = False):
+    """Python's csv reader in the table's dialect; `strict`: a stray quote or an unclosed one is an error."""
     if not table.quote:
         return csv.reader(f, delimiter=table.sep, quoting=csv.QUOTE_NONE)
     if table.escape == table.quote:
-        return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=True)
-    return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=False, escapechar=table.escape)
+        return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=True, strict=strict)
+    return csv.reader(f, delimiter=table.sep, quotechar=table.quote, doublequote=False, escapechar=table.escape,
+                      strict=strict)
 
 
 def check_spaced_quotes(path: Path, table: TableConfig) -> None:
     """Refuse a file with a line where a space between a quote and its separator (`1; "abc"`, `"y" ;2`) makes two
     readers disagree: RFC 4180 readers (Python's csv) keep ` "abc"`, DuckDB reads `abc`; no reading is the file's.
 
-    One pass over the bytes, with only `find` where the quote character appears; each line with such a space is
-    read by both readers on its own (a line that is not a whole record on its own is left to the real read).
+    One pass over the bytes, with only `find` where the quote character appears; the record of each line with such
+    a space is read by both readers on its own — with RFC 4180 quoting the whole record, also when a quoted field
+    spans lines (`1;"c⏎" ;2`); with another escape only a line that is a whole record (others are left to the
+    real read).
     """
     if not table.quote:
         return
     quote, sep = table.quote.encode(), table.sep.encode()
+    rfc, inside = (table.escape or table.quote) == table.quote, 0  # quotes so far, when their parity tells
     for offset, chunk in _quoted_chunks(path, quote):
         starts = _spaced_lines(chunk, quote, sep)
-        bad = _disagreeing(chunk, starts, table) if starts else None
+        spans = _records(chunk, starts, quote, inside) if rfc else [(s, _line_end(chunk, s)) for s in starts]
+        inside = (inside + chunk.count(quote)) % 2
+        bad = _disagreeing(chunk, spans, table) if spans else None
         if bad is not None:
             with open_bytes(path) as f:
                 line = f.read(offset + bad).count(b"\n") + 1
@@ -148,17 +158,44 @@ def _spaced_lines(chunk: bytes, quote: bytes, sep: bytes) -> list[int]:
     return sorted(found)
 
 
-def _disagreeing(chunk: bytes, starts: list[int], table: TableConfig) -> int | None:
-    """Offset of the first of these lines that Python's csv and DuckDB read differently, if any."""
+def _line_end(chunk: bytes, start: int) -> int:
+    end = chunk.find(b"\n", start)
+    return len(chunk) if end < 0 else end + 1
+
+
+def _records(chunk: bytes, starts: list[int], quote: bytes, inside: int) -> list[tuple[int, int]]:
+    """(start, end) of the whole records these lines belong to, with RFC 4180 quoting: a record starts and ends
+    where an even number of quotes came before (`inside`: the parity before the chunk). A record that begins
+    before the chunk is left to the real read."""
+    spans, at, parity = set(), 0, inside
+    for line in starts:
+        parity, at = (parity + chunk.count(quote, at, line)) % 2, line  # before this line, counted once
+        begin, odd = line, parity
+        while odd and begin:  # back to the line the record starts on
+            before = chunk.rfind(b"\n", 0, begin - 1) + 1
+            odd, begin = (odd + chunk.count(quote, before, begin)) % 2, before
+        if odd:
+            continue
+        end, odd = line, parity
+        while True:  # on to the line it ends on
+            after = _line_end(chunk, end)
+            odd, end = (odd + chunk.count(quote, end, after)) % 2, after
+            if not odd or end == len(chunk):
+                break
+        spans.add((begin, end))
+    return sorted(spans)
+
+
+def _disagreeing(chunk: bytes, spans: list[tuple[int, int]], table: TableConfig) -> int | None:
+    """Offset of the first of these records that Python's csv and DuckDB read differently, if any."""
     escape = table.escape or table.quote
     lines = {}
-    for start in starts:
-        end = chunk.find(b"\n", start)
-        text = chunk[start:len(chunk) if end < 0 else end + 1].decode("utf-8", "replace")
+    for start, end in spans:
+        text = chunk[start:end].decode("utf-8", "replace")
         if escape == table.quote and text.count(table.quote) % 2:
-            continue  # not a whole record on its own (a field that spans lines, a stray quote): left to the read
+            continue  # not a whole record (one that goes on past the chunk, a stray quote): left to the read
         try:
-            rows = list(_reader([text], table))  # the table's dialect, as the header is read
+            rows = list(_reader(io.StringIO(text, newline=""), table))  # the table's dialect, as the header is read
         except csv.Error:
             continue
         if len(rows) == 1:
@@ -196,27 +233,27 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
     at = where(path, table)
     try:
         with open_text(path) as f:
-            header = next(_reader(f, table), None)
+            header = next(_reader(f, table, strict=True), None)  # read as strictly as DuckDB reads the rows
     except UnicodeDecodeError:
         raise not_utf8(path, at) from None
-    except (OSError, EOFError, csv.Error) as exc:
+    except csv.Error as exc:
+        raise InputError(f"{at}: the header (line 1) is not valid CSV ({exc}) — fix the header line in the file, "
+                         'or "quote"/"escape" in the config') from None
+    except (OSError, EOFError) as exc:
         raise InputError(f"{at} cannot be read ({exc}) — the source delivered a broken file; check it") from None
-    if not header or not "".join(header).strip():
+    if header is None:
         raise InputError(f"{at} is empty (no header line) — the source delivered an empty file; check it")
+    if not "".join(header).strip():
+        raise InputError(f"{at}: line 1 is blank, but the header must be the first line — remove the blank "
+                         "line(s) before the header")
     shown = table.sep.join(header)
     if len(shown) > 120:
         shown = shown[:117] + "…"
     for i, name in enumerate(header, start=1):
         if not name:
             raise InputError(f"{at}: column {i} of the header has no name ({shown}) — name it in the file")
-    seen: dict[str, str] = {}
-    for name in header:
-        other = seen.setdefault(name.lower(), name)
-        if other == name and header.count(name) > 1:
-            raise InputError(f'{at}: column "{name}" appears twice in the header ({shown}) — rename one of them')
-        if other != name:
-            raise InputError(f'{at}: columns "{other}" and "{name}" differ only in case ({shown}) — SQL engines, '
-                             "Spark, Delta and Athena take them for one column: rename one of them in the file")
+    header = lake_names(header, table.rename, at)
+    check_names(header, at, shown)
     for col in table.pk:
         if col not in header:
             fix = _sep_hint(header, table) or _case_hint(col, header) or 'fix "pk" in the config or the file'
@@ -226,6 +263,7 @@ def read_header(path: Path, table: TableConfig) -> list[str]:
                or 'fix "date_field" in the config or the file')
         raise InputError(f'{at}: date field "{table.date_field}" is missing (header: {shown}) — {fix}')
     check_spaced_quotes(path, table)  # before any engine reads a value
+    check_lines(path, table, at, open_bytes)
     return header
 
 
@@ -247,7 +285,7 @@ def relation(path: Path, table: TableConfig, header: list[str]) -> str:
     columns = "{" + ", ".join(f"{literal(name)}: 'VARCHAR'" for name in header) + "}"
     return (f"read_csv({literal(str(path))}, delim={literal(table.sep)}, quote={literal(table.quote)}, "
             f"escape={literal(table.escape or table.quote)}, header=true, auto_detect=false, columns={columns}, "
-            f"strict_mode=true, null_padding=false, encoding='utf-8', "
+            f"strict_mode=true, null_padding=false, max_line_size={MAX_LINE}, encoding='utf-8', "
             f"compression={literal('gzip' if is_gzip(path) else 'none')})")
 
 
@@ -256,6 +294,8 @@ def explain(exc: duckdb.Error, path: Path, table: TableConfig, header: list[str]
     at, text = where(path, table), str(exc)
     if "not utf-8" in text.lower() or "unicode" in text.lower():
         return not_utf8(path, at)
+    if long := long_line(path, open_bytes):
+        return too_long(at, f"line {long[0]:,}", long[1])
     line = _ragged_line(path, table, len(header))
     if line:
         return InputError(f"{at}: line {line[0]} has {line[1]} fields but the header has {len(header)} "

@@ -78,7 +78,7 @@ def families(config: Config) -> list[Any]:
                                      labels=["table", "op"]),
         "pending": gauge("cdc_outbox_pending", "Captured runs waiting in the outbox to be published"),
         "failed": gauge("cdc_table_failed", "1 when the table failed in its last cycle"),
-        "held": gauge("cdc_table_held", "1 when a guard held the table's last capture back"),
+        "held": gauge("cdc_table_held", "1 while a capture a guard held waits for a person to accept it"),
         "warnings": gauge("cdc_last_run_warnings", "Warnings of the table's last cycle"),
     }
     for name in config.table_names:
@@ -90,9 +90,10 @@ def _table(name: str, record: dict, state: State, metrics: dict[str, Any]) -> No
     try:
         committed = state.committed(name)
         pending = len(state.pending(name))
+        waiting = state.held(name) is not None
     except CdcError as exc:
         log.warning("metrics: %s", exc)
-        committed, pending = None, 0
+        committed, pending, waiting = None, 0, False
     if committed is not None:
         metrics["rows"].add_metric([name], committed.rows)
         metrics["commit"].add_metric([name], parse_time(committed.committed_at))
@@ -108,7 +109,7 @@ def _table(name: str, record: dict, state: State, metrics: dict[str, Any]) -> No
         metrics["total"].add_metric([name, op], record.get("changes_total", {}).get(op, 0))
     metrics["pending"].add_metric([name], pending)
     metrics["failed"].add_metric([name], int(record.get("status") == "failed"))
-    metrics["held"].add_metric([name], int(record.get("status") == "held"))
+    metrics["held"].add_metric([name], int(record.get("status") == "held" or waiting))
 
 
 class _Snapshot:

@@ -28,6 +28,7 @@ from .lake import Lake, make_lake
 from .logs import redact
 from .monitor import after_cycle
 from .projections import catch_up, refresh_full_load
+from .recent import remember_rows
 from .report import RunReport, TableReport, Upload
 from .retention import tidy
 from .sources import Fetch, make_source, table_file
@@ -219,9 +220,20 @@ def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
     """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
     try:
         _capture_table(cycle, table, report)
+        if report.status != "held" and not cycle.dry_run and (waiting := _held(cycle.state, table.name)):
+            report.held_waiting = waiting.run_id  # e.g. the source broke meanwhile: say the held one still waits
     finally:
         if report.timings:
             log.debug("%s: %s", table.name, " · ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
+
+
+def _held(state: State, name: str) -> Entry | None:
+    """The table's held capture; one whose entry is damaged can never be published: said, and taken for none."""
+    try:
+        return state.held(name)
+    except StateError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
@@ -333,6 +345,7 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
                 if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                 if committed else None)
+    stale = _held(state, name) if not cycle.dry_run else None  # a newer capture replaces a held one, or drops it
     entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
@@ -341,6 +354,10 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
         raise LostRace(name, top, f'Table "{name}": another writer committed run {top["run_id"]} after this cycle '
                                   "fetched, with other data — not captured over it; the next cycle fetches again",
                        committed.run_id if committed else None)
+    if stale is not None:  # this capture met the guards: the held one, diffed against an older source, never will
+        why = "the source is back to what the lake holds" if entry is None else "this capture replaces it"
+        cycle.progress(name, f"the held capture of run {stale.run_id} is dropped: {why}")
+        shutil.rmtree(stale.dir, ignore_errors=True)
     if entry is None:
         if unread is not None:
             raise unread
@@ -386,6 +403,7 @@ def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
         _tidy(cycle, top)
     clock = _lap(report, "publish", clock)
     cycle.state.commit(entry, keep=cycle.config.retention)
+    remember_rows(cycle.state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
     _lap(report, "commit", clock)
     return True
 

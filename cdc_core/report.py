@@ -31,6 +31,7 @@ class TableReport:
     preview: Path | None = None  # dry run: the sealed snapshot and change set that publishing the preview sends
     rebased: str | None = None  # the lake's run this capture started from, when the local state was not on it
     source_version: str | None = None  # when publishing a preview: the version the dry run fetched
+    held_waiting: str | None = None  # the run of a held capture still waiting for --accept-held (status not held)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: snapshot, diff, seal, publish…
     error: str | None = None
 

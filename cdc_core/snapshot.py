@@ -21,6 +21,8 @@ from . import csvfile
 from .config import TableConfig
 from .engine import connect, literal, quote
 from .errors import InputError
+from .names import check_names, lake_names
+from .precision import nanosecond_columns
 from .types import (
     DATE,
     LAYOUTS,
@@ -300,19 +302,19 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
     """A typed input keeps its types (mapped to the lake's); a type that differs from before becomes text."""
     at = csvfile.where(src, table)
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    names = pq.read_schema(src).names
-    lower = {}
-    for name in names:
-        if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{at}: columns "{lower[name.lower()]}" and "{name}" differ only in case — rename one '
-                             "of them at the source")
+    sources = pq.read_schema(src).names
+    names = lake_names(sources, table.rename, at)
+    check_names(names, at)
     for col in (*table.pk, *([table.date_field] if table.date_field else [])):
         if col not in names:
             raise InputError(f'{at}: column "{col}" is missing (columns: {", ".join(names)}) — fix the config or '
                              "the source")
+    date_source = sources[names.index(table.date_field)] if table.date_field else None
+    truncated = nanosecond_columns(con, relation, described, date_source, at)
     plans = []
-    for name, (_, kind, *_) in zip(names, described, strict=True):
-        col, lake, pin, before = quote(name), lake_type_of(kind), table.pinned(name), previous.get(name)
+    for name, source, (_, kind, *_) in zip(names, sources, described, strict=True):
+        col, lake, pin, before = quote(source), lake_type_of(kind), table.pinned(name), previous.get(name)
+        col = truncated.get(source, col)
         typed = col if lake in (kind, kind.replace(" ", "")) else f"CAST({col} AS {lake})"
         if name in table.pk:
             plans.append(_Plan(name, text_of(typed, lake), TEXT))

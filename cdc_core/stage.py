@@ -22,6 +22,7 @@ from .config import CdcOptions, TableConfig
 from .config.guards import broken
 from .errors import HeldError, InputError
 from .lake import Lake, full_load_key
+from .recent import recent_rows
 from .replay import replay
 from .report import TableReport
 from .snapshot import said_once, schema_of
@@ -119,7 +120,8 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
             (folder / "changes.parquet").unlink()
         meta.update(kind="changes", has_changes=bool(changes), counts=dict(changes.counts), warnings=warnings,
                     changed_columns=dict(changes.column_counts))
-        reason = broken(table.guards, previous_rows=previous.rows, rows=snap.rows, counts=changes.counts)
+        reason = broken(table.guards, previous_rows=previous.rows, rows=snap.rows, counts=changes.counts,
+                        recent=recent_rows(state.root, name))
         if reason and not (snap.rows == 0 and table.allow_empty):  # emptied on purpose
             held = (f'Table "{name}": held — {reason}; nothing was published — publish it with --accept-held '
                     f'{name} (or the TUI\'s upload screen), or change "guards" in the config')

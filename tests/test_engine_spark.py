@@ -116,11 +116,24 @@ def test_composite_keys_and_before_images(spark_engine, tmp_path: Path):
     ("id;v;V\n1;a;b\n", "id;v\n1;a\n", 'columns "v" and "V" differ only in case'),
     ("id;v\n1;a\n", "id;v\n1;a\n2;b\n2;c\n", "key value(s) appear more than once"),
     ("id;v\n1; \"a\"\n", "id;v\n1;a\n", "line 2 has a space between a quote and its separator"),
+    ("id;op\n1;a\n", "id;v\n1;a\n", 'column "op" has a name the change rows use themselves'),
+    ("\nid;v\n1;a\n", "id;v\n1;a\n", "line 1 is blank, but the header must be the first line"),
+    ("id;v\n1;a\r\n2;b\n", "id;v\n1;a\n", "line 2 ends with CRLF but line 1 ends with LF"),
 ])
 def test_bad_input_gets_the_same_one_line_error(spark_engine, tmp_path: Path, previous, current, error):
     duck = capture(DuckDBEngine(), tmp_path / "d", *_files(tmp_path, previous, current), T)
     spark = capture(spark_engine, tmp_path / "s", *_files(tmp_path, previous, current), T)
     assert error in duck.error and spark.error == duck.error
+
+
+def test_rename_captures_a_column_named_like_ours_alike_from_csv_and_parquet(spark_engine, tmp_path: Path):
+    table = TableConfig("t", ("id",), sep=";", rename=(("op", "source_op"),))
+    duck = both(spark_engine, tmp_path / "csv", "id;op\n1;I\n2;I\n", "id;op\n1;U\n3;I\n", table)
+    assert duck.changes.counts == {"I": 1, "U": 1, "D": 1}
+    typed = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["1", "3"], "op": ["U", "I"]}), typed)
+    assert both(spark_engine, tmp_path / "parquet", "id;op\n1;I\n2;I\n", typed, table).changes.counts == {
+        "I": 1, "U": 1, "D": 1}
 
 
 def test_a_file_that_is_not_utf8_is_refused_and_a_real_replacement_character_is_kept(spark_engine, tmp_path):

@@ -189,8 +189,9 @@ def report_line(report: TableReport) -> Text:
     """One table of a cycle's report: status, counts, rows, or its one-line error."""
     line = Text(f"{report.table:<{NAME_WIDTH}}", "bold")
     status = STATUS.get(report.status, report.status)
+    waiting = f"  (held run {report.held_waiting} waits to be accepted)" if report.held_waiting else ""
     if report.status == "failed":
-        return line.append(f"FAILED: {report.error}", "red")
+        return line.append(f"FAILED: {report.error}", "red").append(waiting, "yellow")
     if report.status == "held":
         return line.append(re.sub(r'^Table "[^"]*": ', "", report.error or "held"), "yellow")  # the line names it
     line.append(f"{status:<14}", "cyan" if report.status == "full_load" else "")
@@ -200,7 +201,7 @@ def report_line(report: TableReport) -> Text:
         line.append(f"  {report.rows:>8,} rows", "dim")
     if report.rebased:
         line.append(f"  (rebased on the lake's run {report.rebased})", "dim")
-    return line
+    return line.append(waiting, "yellow")
 
 
 def value_text(value: Any) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..names import reserved
 from ..types import TEXT, TZ, Column, normalize
 from .fields import _bool, _check_keys, _choice, _optional_str, _optional_text, _quote, _sep
 from .guards import Guards, _guards
@@ -14,7 +15,7 @@ from .guards import Guards, _guards
 TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 DETECT_MODES = ("content", "date_field")
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns",
-              "schema", "query", "guards"}
+              "schema", "query", "guards", "rename"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TableConfig:
     schema: str | None = None  # database sources: the table's schema (postgres; default "public")
     query: str | None = None  # database sources: a SELECT whose result is the table (instead of `name`)
     guards: Guards = field(default_factory=Guards)  # when a capture is held for a person to accept
+    rename: tuple[tuple[str, str], ...] = ()  # (the input's column name, the name in the lake), applied first
 
     def pinned(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -68,15 +70,41 @@ def _tables(raw: Any, guards: Guards | None = None) -> tuple[TableConfig, ...]:
             schema=_optional_text(item.get("schema"), f"{where}.schema", "a schema name like \"public\""),
             query=_optional_text(item.get("query"), f"{where}.query", 'a query like "SELECT … FROM …"'),
             guards=_guards(item.get("guards"), f"{where}.guards", guards or Guards()),
+            rename=_rename(item.get("rename", {}), f"{where}.rename"),
         ))
         if tables[-1].schema and tables[-1].query:
             raise ConfigError(f'Config key "{where}.schema" goes with a table\'s name, not with "{where}.query" '
                               "— remove one of them (a query names its own schemas)")
         _check_pins(tables[-1], where)
+        _check_dialect(tables[-1], where)
         if tables[-1].detect == "date_field" and tables[-1].date_field is None:
             raise ConfigError(f'Config key "{where}.detect" is "date_field" but "{where}.date_field" is not set '
                               '— name the date column or use "detect": "content"')
     return tuple(tables)
+
+
+def _check_dialect(table: TableConfig, where: str) -> None:
+    """A quote or escape that is also the separator (or a line break) makes every line mean two things."""
+    for key in ("quote", "escape"):
+        char = getattr(table, key)
+        if char and (char == table.sep or char in "\r\n"):
+            what = "the separator" if char == table.sep else "a line break"
+            raise ConfigError(f'Config key "{where}.{key}" is {char!r}, which is also {what} — use another '
+                              f'character (the default is \'"\'), or "" for no quoting')
+
+
+def _rename(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """Columns renamed as they are read: {"op": "source_op"} (a name the change rows use, a name the source fixed)."""
+    if not isinstance(raw, dict) or not all(isinstance(v, str) and v.strip() for v in raw.values()):
+        raise ConfigError(f'Config key "{where}" must be an object like {{"op": "source_op"}} (the input\'s name: '
+                          "the name in the lake)")
+    for old, new in raw.items():
+        if reserved(new):
+            raise ConfigError(f'Config key "{where}.{old}" is {new!r}, a name the change rows use themselves — '
+                              "choose another name")
+    if len({new.lower() for new in raw.values()}) < len(raw):
+        raise ConfigError(f'Config key "{where}" gives two columns the same name — give each its own')
+    return tuple(raw.items())
 
 
 def _pk(raw: Any, where: str) -> tuple[str, ...]:

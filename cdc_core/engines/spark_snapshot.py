@@ -23,6 +23,7 @@ from .. import csvfile
 from ..config import TableConfig
 from ..errors import InputError
 from ..logs import first_line
+from ..names import check_names, lake_names
 from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
 from ..types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
 from ..types import Column as LakeColumn
@@ -269,30 +270,26 @@ def _parquet_plans(df, src: Path, table: TableConfig, previous: dict[str, LakeCo
     """A typed input keeps its types (mapped to the lake's); a type that differs from before becomes text."""
     at = csvfile.where(src, table)
     described = file_types(src)
-    names = list(described)
-    lower: dict[str, str] = {}
-    for name in names:
-        if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{at}: columns "{lower[name.lower()]}" and "{name}" differ only in case — rename one '
-                             "of them at the source")
+    names = lake_names(list(described), table.rename, at)
+    check_names(names, at)
     for needed in (*table.pk, *([table.date_field] if table.date_field else [])):
         if needed not in names:
             raise InputError(f'{at}: column "{needed}" is missing (columns: {", ".join(names)}) — fix the config or '
                              "the source")
     plans = []
-    for name, kind in described.items():
-        lake, pin, before = lake_type_of(kind), table.pinned(name), previous.get(name)
+    for name, (source, kind) in zip(names, described.items(), strict=True):
+        lake, pin, before, value = lake_type_of(kind), table.pinned(name), previous.get(name), col(source)
         if lake == TEXT and kind != "VARCHAR":
             spark_type(kind)  # a type Spark cannot print as DuckDB does (time, lists, structs…): refused here
-        typed = col(name) if lake == kind else col(name).cast(spark_type(lake))
+        typed = value if lake == kind else value.cast(spark_type(lake))
         if name in table.pk:
             plans.append(_Plan(name, st.text_of(typed, lake), TEXT))
         elif pin is not None or name == table.date_field:
             want = pin.type if pin is not None else TZ
             if lake == want or (want == TZ and lake == DATE):
-                plans.append(_Plan(name, col(name).cast(spark_type(want)), want, pin.layout if pin else None))
+                plans.append(_Plan(name, value.cast(spark_type(want)), want, pin.layout if pin else None))
             elif lake == TEXT:
-                plans.append(_Plan(name, col(name), want, pin.layout if pin else None, mode="strict"))
+                plans.append(_Plan(name, value, want, pin.layout if pin else None, mode="strict"))
             else:
                 raise InputError(f'{at}: column "{name}" is {kind}, not {want} — fix the pin in "columns" or '
                                  '"date_field" in the config')

@@ -12,7 +12,8 @@ Types map to the lake's: integers, floats, booleans, text, dates and bytea keep 
 `timestamp` without zone is read as UTC; `numeric(p,s)` (p ≤ 38) is `DECIMAL(p,s)`; everything else — `numeric`
 without a precision (which can hold any precision, NaN and infinity), json, jsonb, uuid, arrays, time, interval,
 money, enums, inet, … — arrives as PostgreSQL's own text for the value, which loses nothing. A column pinned to
-VARCHAR in the table's `columns` is read as text too.
+VARCHAR in the table's `columns` is read as text too: the way to keep a date or timestamp holding `infinity`,
+`-infinity` or a year past 294,247, which the lake's types cannot hold (the table is refused in one line).
 
 A database has no version a cycle could compare cheaply and honestly (statistics counters are approximate and
 reset; transaction ids move with any write anywhere in the cluster), so `Fetch.version` is None and every cycle
@@ -32,6 +33,7 @@ from typing import Any
 from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
+from ..precision import out_of_range
 from ..sql import quote as ident
 from ..types import TEXT
 from . import Fetch
@@ -219,6 +221,10 @@ def _convert(batch: Any, schema: Any, table: TableConfig) -> Any:
                         else str(field.type))
                 raise _TableFailed(f'column "{field.name}" has a value that does not fit {kind} ({exc}) — pin '
                                    'it to "VARCHAR" in the table\'s "columns"') from None
+        if beyond := out_of_range(column):
+            raise _TableFailed(f'column "{field.name}" holds {beyond}, which the lake\'s dates and timestamps '
+                               'cannot hold — pin it to "VARCHAR" in the table\'s "columns" to keep PostgreSQL\'s '
+                               "text, or map it in a \"query\" (e.g. NULLIF(col, 'infinity'))")
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
