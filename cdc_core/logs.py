@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -12,6 +13,18 @@ from pathlib import Path
 
 SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
 _secrets: set[str] = set()
+# query parameters whose values are credentials, by how their names end: token=, access_token=, sig=, jwt=,
+# signature=, key=, apikey=, api_key=, X-Amz-Signature=, X-Amz-Credential=, X-Amz-Security-Token=, password=, … (not
+# X-Amz-SignedHeaders=, whose value is no secret and helps to read a presigned URL)
+SECRET_PARAMETER = re.compile(r"(token|sig|signature|key|secret|password|passwd|pwd|credential|auth|sessionid|jwt)$",
+                              re.IGNORECASE)
+_QUERY_VALUE = re.compile(r"([?&;]([^=&;#?\s]+)=)([^&;#\s]*)")  # 1: "?name=" or "&name=", 2: name, 3: value
+# a URL's user information: everything between "://" and the last "@" of the authority (a password may hold an
+# unencoded "@"); the authority ends at the first "/", "?", "#" or blank after "://"
+_USERINFO = re.compile(r"(://)([^/?#\s]*)@")
+# a keyword DSN's password: a quoted value, or everything up to the next "keyword=" (a value with an unquoted blank
+# is ambiguous and refused by the config check; masking it whole is the safe side)
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|.*?(?=\s+\w+\s*=|$))", re.IGNORECASE | re.MULTILINE)
 
 
 def add_secret(value: str | None) -> None:
@@ -29,11 +42,38 @@ def first_line(exc: BaseException) -> str:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every known secret (credential variables, `add_secret`, `secrets`) masked as `***`."""
+    """`text` with every known secret (credential variables, `add_secret`, `secrets`) masked as `***`, and every
+    URL or DSN in it masked by structure (`mask`)."""
     known = {os.environ.get(name, "") for name in SECRET_VARIABLES} | _secrets | set(secrets)
     for value in sorted((v for v in known if len(v) >= 4), key=len, reverse=True):
         text = text.replace(value, "***")
-    return text
+    return mask(text)
+
+
+def mask(text: str) -> str:
+    """A URL, a DSN or a text holding them with every credential shown as `***`, by structure: a URL's password
+    (`https://user:***@host/x.csv`, however many "@" it holds), the values of secret-looking query parameters
+    (`?token=***&format=csv`, `apikey=`, `jwt=`, `X-Amz-Signature=` …) and a keyword DSN's `password=***`.
+    The one masking function for every URL-like value: catalog URIs, endpoints, DSNs, webhooks, sources."""
+    text = _USERINFO.sub(lambda m: f"{m[1]}{_masked_userinfo(m[2])}@", text)
+    text = _QUERY_VALUE.sub(lambda m: f"{m[1]}***" if m[3] and SECRET_PARAMETER.search(m[2]) else m[0], text)
+    return _DSN_PASSWORD.sub(lambda m: f"{m[1]}***" if m[2] else m[0], text)
+
+
+def _masked_userinfo(userinfo: str) -> str:
+    user, colon, password = userinfo.partition(":")
+    return f"{user}:***" if colon and password else userinfo
+
+
+def url_secrets(url: str) -> set[str]:
+    """The password and the secret query values of a URL, as written and decoded (what `mask` hides)."""
+    import urllib.parse
+
+    found = {m[2].partition(":")[2] for m in _USERINFO.finditer(url)}
+    found |= {m[3] for m in _QUERY_VALUE.finditer(url) if m[3] and SECRET_PARAMETER.search(m[2])}
+    found |= {urllib.parse.unquote(value) for value in found}
+    return {value for value in found if value}
+
 
 
 class _Redacting(logging.Formatter):
