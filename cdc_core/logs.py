@@ -83,6 +83,20 @@ class _Redacting(logging.Formatter):
         return redact(super().format(record))
 
 
+# `extra=SUMMARISED` on a record that a face's summary repeats (a table's failure): the log file keeps it, the
+# console does not print it a second time above the summary
+SUMMARISED = {"summarised": True}
+
+
+class _Console(logging.Formatter):
+    """One line per record on the console: a traceback goes to the log file only (and no record the summary repeats
+    reaches it, see `SUMMARISED`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return redact(super().format(record))
+
+
 class _Stderr(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at the time of the record (tests and TUIs swap it)."""
 
@@ -107,7 +121,8 @@ def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console:
     if console:
         out = _Stderr()
         out.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
-        out.setFormatter(_Redacting("%(message)s"))
+        out.setFormatter(_Console("%(message)s"))
+        out.addFilter(lambda record: not getattr(record, "summarised", False))
         logger.addHandler(out)
     if data_dir is None:
         return None

@@ -24,7 +24,7 @@ from .engines import Engine, make_engine
 from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, StateError
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
-from .logs import redact
+from .logs import SUMMARISED, redact
 from .monitor import after_cycle
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source, table_file
@@ -122,7 +122,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
                 error = exc if isinstance(exc, CdcError) else SourceError(
                     f"Fetching from {source.description} failed ({exc}) — check the disk and try again")
                 fetched, source_error = Fetch(version=None, errors={t.name: error for t in selected}), error
-                log.error("%s", error)  # said once here, not once per table
+                log.error("%s", error, extra=SUMMARISED)  # said once here, not once per table
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
                        on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held), source_error)
@@ -240,19 +240,19 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
             cycle.progress(name, f"no changes: another writer committed the same data first (run {winner})")
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
-        log.warning("%s", exc)
+        log.warning("%s", exc, extra=SUMMARISED)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
         if exc is not cycle.source_error:  # a source that failed as a whole was logged once, when it did
-            log.error("%s", exc)
+            log.error("%s", exc, extra=SUMMARISED)
     except OSError as exc:  # the disk, the data dir or a local lake: one line, and the other tables go on
         where = f" ({exc.filename})" if exc.filename else ""
         report.status, report.error = "failed", redact(f'Table "{name}": {exc.strerror or exc}{where} — check that '
                                                        "the data dir and the lake are writable folders with space")
-        log.error("%s", report.error)
+        log.error("%s", report.error, extra=SUMMARISED)
     except Exception as exc:  # a bug: report it on this table (with its traceback in the log) and go on
         report.status, report.error = "failed", redact(f'Table "{name}": unexpected {type(exc).__name__}: {exc}')
-        log.exception("Table %s failed", name)
+        log.exception("Table %s failed", name, extra=SUMMARISED)
 
 
 def _winner_with_same_data(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
@@ -279,9 +279,11 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
                     pending: list[Entry]) -> None:
     """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run)."""
     name, state = table.name, cycle.state
+    if name in cycle.head_errors and cycle.dry_run:  # what would be uploaded depends on the lake: not a guess
+        raise cycle.head_errors[name]
     if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
         committed = state.committed(name)  # publishing it later checks it is still on the lake's head
-        log.warning("%s", cycle.head_errors[name])
+        log.warning("%s", cycle.head_errors[name], extra=SUMMARISED)  # the table's error (or success) says it
     else:
         committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
     if cycle.publish:

@@ -100,7 +100,7 @@ def test_a_missing_table_fails_alone_and_a_query_is_a_table(tmp_path: Path):
     path = write_config(tmp_path, source={"type": "sqlite", "path": "shop.db"}, tables=tables)
     result = run_cli("--once", "--config", str(path))
     assert result.code == 1
-    assert f'Table "nope": table nope in SQLite database {tmp_path / "shop.db"} does not exist' in result.err
+    assert f'Table "nope": table nope in SQLite database {tmp_path / "shop.db"} does not exist' in result.out
     totals = pq.read_table(full_load(tmp_path, "points")).to_pylist()
     assert sum(r["n"] for r in totals) == 3837 and lake_types(full_load(tmp_path, "points"))["total"] == "BIGINT"
 
