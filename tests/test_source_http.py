@@ -292,3 +292,18 @@ def test_timeout_and_max_bytes_are_checked_in_the_config(tmp_path: Path):
                             tables=TABLES[:1])
         result = run_cli("--once", "--config", str(path))
         assert result.code == 2 and f'Config key "source.{key}" is' in result.err and message in result.err
+
+
+def test_a_password_with_an_at_sign_and_a_jwt_are_never_shown_anywhere(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        url = server.url.replace("http://", "http://partner:p@ss-S3cr3t-Pw@") + "/{table}.csv?jwt=eyJ.J1J1J1-tok"
+        path = write_config(tmp_path, source={"type": "http", "url": url}, tables=TABLES[:1])
+        result = run_cli("--once", "--config", str(path))  # the query makes the path unknown: 404, the URL shown
+    assert result.code == 1 and "http://partner:***@127.0.0.1" in result.out and "jwt=***" in result.out
+    files = [tmp_path / "data" / "logs" / "cdc.log", tmp_path / "data" / "outcome.json",
+             tmp_path / "data" / "metrics" / "cdc_core.prom", *(tmp_path / "data").rglob("fetch.json")]
+    everything = result.out + result.err + "".join(f.read_text() for f in files if f.is_file())
+    assert (tmp_path / "data" / "metrics" / "cdc_core.prom").is_file()
+    assert 'source="http http://partner:***@127.0.0.1' in everything  # the cdc_info label
+    for secret in ("ss-S3cr3t-Pw", "S3cr3t", "J1J1J1"):
+        assert secret not in everything
