@@ -208,11 +208,14 @@ def print_report(report: RunReport) -> None:
             line += f"  (rebased on the lake's run {t.rebased})"
         print(f"  {t.table:<{width}}  {line}")
         for warning in t.warnings:
-            print(f"  {'':<{width}}  warning: {warning}")
+            if warning not in (t.error or ""):  # a warning the error repeats (the lake could not be read) is said once
+                print(f"  {'':<{width}}  warning: {warning}")
         for upload in t.uploads if report.dry_run else []:
             rows = f"{upload.rows:>10,} rows" if upload.rows is not None else " " * 15
             size = f"{upload.bytes:>12,} bytes" if upload.bytes else ""
-            print(f"  {'':<{width}}  would upload {upload.key:<60} {rows} {size}".rstrip())
+            run = re.search(r"_(\d{8}_\d{6})[._]", upload.key)
+            earlier = f"  (pending run {run[1]}, captured earlier)" if run and run[1] != report.run_id else ""
+            print(f"  {'':<{width}}  would upload {upload.key:<60} {rows} {size}{earlier}".rstrip())
     failed = sum(t.status == "failed" for t in report.tables)
     if failed:
         others = "; the others were captured" if failed < len(report.tables) else ""

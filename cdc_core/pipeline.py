@@ -283,7 +283,8 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
         raise cycle.head_errors[name]
     if name in cycle.head_errors:  # the lake cannot be read: capture into the outbox from the local state;
         committed = state.committed(name)  # publishing it later checks it is still on the lake's head
-        log.warning("%s", cycle.head_errors[name], extra=SUMMARISED)  # the table's error (or success) says it
+        log.warning("%s", cycle.head_errors[name], extra=SUMMARISED)
+        report.warnings.append(redact(str(cycle.head_errors[name])))  # the summary says it (once, see cli)
     else:
         committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
     if cycle.publish:

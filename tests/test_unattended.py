@@ -241,3 +241,19 @@ def test_without_prometheus_client_the_metrics_file_says_why_not_once(tmp_path: 
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no metrics file")]
     assert len(said) == 1 and "pip install 'cdc_core[metrics]'" in said[0]
     assert not (tmp_path / "data" / "metrics").exists()
+
+
+def test_a_dry_run_after_a_failed_upload_says_which_uploads_are_the_pending_run(s3, tmp_path: Path):
+    from .conftest import BUCKET
+
+    def config(**aws) -> str:
+        return str(write_config(tmp_path, lake=f"s3://{BUCKET}/x", tables=DEMO_TABLES[:1], aws=aws))
+
+    assert run_cli("--once", "--config", config()).code == 0
+    failed = run_cli("--once", "--config", config(endpoint_url="http://127.0.0.1:9", max_attempts=1))
+    assert failed.code == 1, failed.out
+    pending = next((tmp_path / "data" / "outbox" / "clientes").iterdir()).name
+    preview = run_cli("--dry-run", "--config", config())
+    uploads = [line for line in preview.out.splitlines() if "would upload" in line]
+    assert preview.code == 0 and any(pending in line for line in uploads), preview.out
+    assert all(f"(pending run {pending}, captured earlier)" in line for line in uploads if pending in line)
