@@ -62,7 +62,7 @@ def mask(text: str) -> str:
 
 def _masked_userinfo(userinfo: str) -> str:
     user, colon, password = userinfo.partition(":")
-    return f"{user}:***" if colon and password else userinfo
+    return f"{user}:***" if colon and password.strip("*") else userinfo  # (already masked: kept as it is)
 
 
 def url_secrets(url: str) -> set[str]:
