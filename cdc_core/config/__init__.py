@@ -3,6 +3,8 @@
 The seed's keys (`dataset_name`, `aws`, `timer`, `tables`) load unchanged; `source`, `lake`, `data_dir`,
 `compression`, `engine` and `retention` are additions. Every validation error names the key and the fix.
 Relative paths (`lake`, `data_dir`, a directory source's `path`) are relative to the config file's folder.
+A key written twice in one object is refused; a `"_comment"` key may stand in any object and is ignored (JSON has
+no comments). Numbers are finite and bounded (a timer of at most a year, threads up to the machine's CPUs).
 """
 
 from __future__ import annotations
