@@ -296,14 +296,17 @@ def test_timeout_and_max_bytes_are_checked_in_the_config(tmp_path: Path):
 
 def test_a_password_with_an_at_sign_and_a_jwt_are_never_shown_anywhere(www: Path, tmp_path: Path):
     with FileServer(www) as server:
-        url = server.url.replace("http://", "http://partner:p@ss-S3cr3t-Pw@") + "/{table}.csv?jwt=eyJ.J1J1J1-tok"
+        url = server.url.replace("http://", "http://partner:p@ss-S3cr3t-Pw@") + "/{table}.csv"
         path = write_config(tmp_path, source={"type": "http", "url": url}, tables=TABLES[:1])
+        fetched = run_cli("--once", "--config", str(path))  # captured: fetch.json, outcome.json, the .prom file
+        path = write_config(tmp_path, source={"type": "http", "url": url + "?jwt=eyJ.J1J1J1-tok"}, tables=TABLES[:1])
         result = run_cli("--once", "--config", str(path))  # the query makes the path unknown: 404, the URL shown
+    assert fetched.code == 0 and "http http://partner:***@127.0.0.1" in fetched.out, fetched.out + fetched.err
     assert result.code == 1 and "http://partner:***@127.0.0.1" in result.out and "jwt=***" in result.out
     files = [tmp_path / "data" / "logs" / "cdc.log", tmp_path / "data" / "outcome.json",
              tmp_path / "data" / "metrics" / "cdc_core.prom", *(tmp_path / "data").rglob("fetch.json")]
-    everything = result.out + result.err + "".join(f.read_text() for f in files if f.is_file())
-    assert (tmp_path / "data" / "metrics" / "cdc_core.prom").is_file()
+    assert all(f.is_file() for f in files) and len(files) > 3
+    everything = fetched.out + fetched.err + result.out + result.err + "".join(f.read_text() for f in files)
     assert 'source="http http://partner:***@127.0.0.1' in everything  # the cdc_info label
     for secret in ("ss-S3cr3t-Pw", "S3cr3t", "J1J1J1"):
         assert secret not in everything
