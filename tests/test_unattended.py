@@ -115,9 +115,8 @@ def test_diff_makes_missing_folders_and_takes_an_escape_character(prev_cur, tmp_
 def test_diff_errors_keep_the_file_name_as_it_is(tmp_path: Path):
     (tmp_path / "dupkey.csv").write_text("id,v\n1,a\n1,b\n")
     (tmp_path / "b.csv").write_text("id,v\n1,a\n")
-    result = run_cli("diff", str(tmp_path / "dupkey.csv"), str(tmp_path / "b.csv"), "--key", "id",
-                     "--output", str(tmp_path / "o.parquet"))
-    assert result.code == 1 and f"Error: {tmp_path / 'dupkey.csv'}" in result.err and "Dupkey" not in result.err
+    result = run_cli("diff", "dupkey.csv", "b.csv", "--key", "id", "--output", "o.parquet", cwd=tmp_path)
+    assert result.code == 1 and result.err.startswith("Error: dupkey.csv: 1 key value(s) appear more than once")
 
 
 def test_replay_outputs_and_verify_with_nothing_captured(tmp_path: Path):
