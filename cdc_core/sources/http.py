@@ -197,9 +197,10 @@ class HttpSource:
             wait = min(MAX_WAIT, float(after)) if after.isdigit() else exponential(state)
             return min(wait, max(0.0, deadline - time.monotonic()))
 
-        transient = (_Retry, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-        def stop(state: Any) -> bool:
+        def stop(state: Any) -> bool:  # after the last attempt, or when the whole fetch's time is up
             return stop_after_attempt(self.attempts)(state) or time.monotonic() >= deadline
+
+        transient = (_Retry, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
         for attempt in Retrying(stop=stop, retry=retry_if_exception_type(transient),
                                 wait=wait, before_sleep=lambda state: log.info(
