@@ -75,7 +75,6 @@ def url_secrets(url: str) -> set[str]:
     return {value for value in found if value}
 
 
-
 class _Redacting(logging.Formatter):
     """Masks secrets in the whole formatted record: the message, the traceback and any stack text."""
 

@@ -336,7 +336,8 @@ def test_a_read_longer_than_the_statement_timeout_fails_in_one_line(pg, tmp_path
     ("postgresql://cdc:Sek@r1t@db.example.com/shop", "postgresql://cdc:***@db.example.com/shop",
      'is ambiguous: it holds more than one "@" before the host — write an "@" in the user name or password as %40'),
     ("host=db.example.com password=abc Sekr1t dbname=shop", "host=db.example.com password=*** dbname=shop",
-     "is ambiguous: it must be key=value pairs"),
+     ("is ambiguous: it must be key=value pairs separated by blanks — put a value that holds a blank or a quote in "
+     "single quotes (like 'a b'), or use a postgresql:// URI")),
     ("postgresql://cdc@[::1/shop", "postgresql://cdc@[::1/shop", "cannot be read (Invalid IPv6 URL)"),
 ])
 def test_a_dsn_that_cannot_be_read_unambiguously_is_refused_masked(tmp_path: Path, dsn: str, shown: str,
@@ -344,5 +345,5 @@ def test_a_dsn_that_cannot_be_read_unambiguously_is_refused_masked(tmp_path: Pat
     path = write_config(tmp_path, source={"type": "postgres", "dsn": dsn}, tables=[{"name": "clientes", "pk": KEY}])
     result = run_cli("--once", "--config", str(path))
     assert result.code == 2
-    assert result.err == f'Error: Config key "source.dsn" ({shown}) {message}' + result.err.split(message)[1]
+    assert result.err.startswith(f'Error: Config key "source.dsn" ({shown}) {message}')
     assert "Sekr1t" not in result.err and "r1t" not in result.err and len(result.err.splitlines()) == 1

@@ -107,7 +107,7 @@ def _check_dsn(dsn: str) -> None:
         return
     if not re.fullmatch(r"(\s*\w+\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*))*\s*", dsn):
         raise ConfigError(f"{at} is ambiguous: it must be key=value pairs separated by blanks — put a value that "
-                          "holds a blank or a quote in single quotes (password='a b'), or use a postgresql:// URI")
+                          "holds a blank or a quote in single quotes (like 'a b'), or use a postgresql:// URI")
 
 
 def _http_source(src: dict) -> SourceConfig:
