@@ -62,7 +62,8 @@ def mask(text: str) -> str:
 
 def _masked_userinfo(userinfo: str) -> str:
     user, colon, password = userinfo.partition(":")
-    return f"{user}:***" if colon and password.strip("*") else userinfo  # (already masked: kept as it is)
+    kept = not password.strip("*") or re.fullmatch(r"\$\{\w+\}", password)  # masked already, or a ${VARIABLE}
+    return userinfo if not colon or kept else f"{user}:***"
 
 
 def url_secrets(url: str) -> set[str]:
