@@ -256,3 +256,19 @@ def test_a_dry_run_after_a_failed_upload_says_which_uploads_are_the_pending_run(
     uploads = [line for line in preview.out.splitlines() if "would upload" in line]
     assert preview.code == 0 and any(pending in line for line in uploads), preview.out
     assert all(f"(pending run {pending}, captured earlier)" in line for line in uploads if pending in line)
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("http://admin:p@ss-Sekr1t@catalog:8181/v1?apikey=K3y&warehouse=s3://w",
+     "http://admin:***@catalog:8181/v1?apikey=***&warehouse=s3://w"),  # an Iceberg REST catalog URI
+    ("https://minio:S3cr3t@minio.local:9000", "https://minio:***@minio.local:9000"),  # an endpoint
+    ("postgresql://cdc:Sek@r1t@db/shop?sslmode=require", "postgresql://cdc:***@db/shop?sslmode=require"),
+    ("host=db password='abc Sekr1t' dbname=shop", "host=db password=*** dbname=shop"),
+    ("https://hooks.example.com/x?token=T0k&jwt=eyJ.a.b", "https://hooks.example.com/x?token=***&jwt=***"),
+    ("mailto://ops:${SMTP_PASSWORD}@smtp.example.com", "mailto://ops:${SMTP_PASSWORD}@smtp.example.com"),
+    ("mailto://ops:****@smtp.example.com", "mailto://ops:****@smtp.example.com"),  # Apprise's privacy form
+], ids=["catalog", "endpoint", "dsn-uri", "dsn-keywords", "webhook", "variable", "masked-already"])
+def test_every_url_like_value_is_masked_by_its_structure(value: str, shown: str):
+    from cdc_core.logs import mask
+
+    assert mask(value) == shown and mask(f"failed: {value} — retry") == f"failed: {shown} — retry"
