@@ -91,10 +91,12 @@ def verify_command(config, tables: list[str] | None) -> int:
             print(f"ok      {check.table:<{width}}  run {check.run_id}  {check.rows:,} rows")
         for problem in check.problems:
             print(f"{'FAILED' if check.captured else 'not yet'}  {check.table:<{width}}  {problem}")
-    bad = sum(not c.ok for c in checks)
-    print(f"{len(checks) - bad} of {len(checks)} table(s) verified: the lake replays to the committed snapshots"
-          if not bad else f"{bad} of {len(checks)} table(s) do not match — see above")
-    return EXIT_OK if not bad else EXIT_FAILED
+    bad, missing = sum(c.captured and not c.ok for c in checks), [c.table for c in checks if not c.captured]
+    later = f"; not captured yet: {', '.join(missing)}" if missing else ""
+    print(f"{len(checks) - bad - len(missing)} of {len(checks)} table(s) verified: the lake replays to the "
+          f"committed snapshots{later}" if not bad else f"{bad} of {len(checks)} table(s) do not match — see above"
+          f"{later}")
+    return EXIT_OK if not bad and not missing else EXIT_FAILED
 
 
 def diff_command(args: argparse.Namespace) -> int:

@@ -125,6 +125,10 @@ def test_replay_outputs_and_verify_with_nothing_captured(tmp_path: Path):
     assert nothing.code == 1 and nothing.out.startswith("Nothing to verify: no table was captured yet into ")
     assert "do not match" not in nothing.out
     assert run_cli("--once", "--config", str(path)).code == 0
+    half = run_cli("verify", "--config", str(write_config(tmp_path, tables=DEMO_TABLES[:2])))
+    assert half.code == 1 and half.out.splitlines()[-1] == ("1 of 2 table(s) verified: the lake replays to the "
+                                                             "committed snapshots; not captured yet: clientes")
+    path = write_config(tmp_path, tables=DEMO_TABLES[1:2])
     made = run_cli("replay", "--table", "produtos", "--output", str(tmp_path / "x" / "y" / "p.parquet"),
                    "--config", str(path))
     assert made.code == 0 and (tmp_path / "x" / "y" / "p.parquet").is_file(), made.err
