@@ -20,6 +20,8 @@ STARTER = {
         "\"lake\": a local folder (relative to this file), or S3: \"s3://my-bucket/loyalty\" with",
         "AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… in .env (or a profile: \"aws\": {\"profile\": \"…\"});",
         "pip install 'cdc_core[s3]'. \"data_dir\" keeps the local state (committed snapshots, outbox, logs).",
+        "Prometheus metrics go to data/metrics/cdc_core.prom after every cycle once pip install 'cdc_core[metrics]'",
+        "is done (until then the first cycle says it writes none).",
     ],
     "source": {
         "_comment": [
