@@ -391,3 +391,14 @@ def test_a_table_without_changes_lines_up_with_the_others_in_the_loop_summary():
              report_line(TableReport("produtos", status="unchanged", rows=41)),
              report_line(TableReport("transacoes", status="full_load", rows=7620))]
     assert len({line.plain.index(" rows") for line in lines}) == 1, [line.plain for line in lines]
+
+
+def test_snapshot_quality_view_scrolled_to_the_last_column_80x24(frozen: Config, snap_compare):
+    async def scrolled(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.items))
+        await pilot.press("d", "tab", *["down"] * 12)
+        box = pilot.app.screen.query_one("#detail-box")
+        await wait_for(pilot, lambda: box.max_scroll_y > 0 and box.scroll_y == box.max_scroll_y)
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=scrolled)
