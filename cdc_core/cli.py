@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import extras
+from . import extras, interrupt
+from .commands import diff_command, replay_command, verify_command
 from .config import load_config
 from .errors import CdcError, ConfigError
 from .logs import redact, setup_logging
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sep", default=",", help="CSV separator (default ',')")
     d.add_argument("--quote", default='"', metavar="CHAR",
                    help="CSV quote character (default '\"', RFC 4180; '' for none)")
+    d.add_argument("--escape", metavar="CHAR",
+                   help="CSV escape character inside quotes (default: the quote character, RFC 4180; e.g. '\\')")
     d.add_argument("--date-field", metavar="COL", help="date column, parsed as a UTC timestamp")
     d.add_argument("--detect", choices=("content", "date_field"), default="content",
                    help="what makes an update: any content change (default) or a later date field")
@@ -79,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "snapshot in data_dir; exit 0 only if all match.")
     v.add_argument("--tables", metavar="A,B", help="verify only these tables")
     _config_option(v)
+    i = commands.add_parser("init", help="write a commented starter config.json (the demo into ./lake)",
+                            description="Write a starter config for the built-in demo dataset into a local lake, "
+                                        "with notes on switching to Kaggle and S3.")
+    i.add_argument("--force", action="store_true", help="replace an existing config file")
+    _config_option(i)
     return parser
 
 
@@ -91,23 +99,30 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet, verbose=args.verbose)
     if args.command == "diff":
-        return _diff_command(args)
+        return diff_command(args)
+    config = before = None
     try:
+        if args.command == "init":
+            return _init_command(args)
         config = load_config(args.config)
         setup_logging(config.data_dir, quiet=args.quiet, verbose=args.verbose)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         for name in tables or []:
             config.table(name)
         if args.command == "replay":
-            return _replay_command(config, args)
+            return replay_command(config, args)
         if args.command == "verify":
-            return _verify_command(config, tables)
+            return verify_command(config, tables)
         if args.publish and not re.fullmatch(r"\d{8}_\d{6}", args.publish):
             raise ConfigError(f"--publish takes the run id a dry run printed (like 20250601_060000), not "
                               f"{args.publish!r}")
         if args.publish and (args.dry_run or args.skip_download):
             raise ConfigError("--publish sends what a dry run sealed: it cannot be combined with --dry-run or "
                               "--skip-download")
+        before = interrupt.committed_runs(config)
+        if args.publish and interrupt.already_published(config, tables, args.publish):
+            print(f"Run {args.publish} is already published — nothing to do")
+            return EXIT_OK
         if not args.once and not args.dry_run and not args.publish:
             from .schedule import run_forever
 
@@ -125,123 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("Interrupted: the committed state is unchanged; pending captures go out on the next run",
-              file=sys.stderr)
+        print(interrupt.interrupted(config, before), file=sys.stderr)
         return EXIT_FAILED
     print_report(report)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _replay_command(config, args: argparse.Namespace) -> int:
+def _init_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .engines import make_engine
-    from .lake import make_lake
-    from .replay import replay
+    from .starter import write_starter
 
-    config.table(args.table)
-    engine = make_engine(config)
-    try:
-        result = replay(make_lake(config.lake), args.table, Path(args.output), as_of=as_of_run(args.as_of),
-                        engine=engine)
-    finally:
-        engine.close()
-    print(f"{result.table} as of run {result.run_id}: {result.rows:,} rows → {result.path}")
+    path = write_starter(Path(args.config), force=args.force)
+    print(f"Wrote {path}: the built-in demo into ./lake (notes inside on Kaggle and S3). Next: "
+          f"cdc-core --once{'' if path.name == 'config.json' and path.parent == Path() else f' --config {path}'}")
     return EXIT_OK
-
-
-def as_of_run(text: str | None) -> str | None:
-    """`--as-of` as a run id: a run id itself, or an ISO date or date-time (UTC unless it says otherwise) mapped
-    to the last run at or before it (a bare date: the end of that day)."""
-    from datetime import UTC, datetime, time
-
-    if text is None:
-        return text
-    try:
-        if re.fullmatch(r"\d{8}_\d{6}", text):
-            datetime.strptime(text, "%Y%m%d_%H%M%S")  # a real moment (not 20261399_999999)
-            return text
-        moment = datetime.fromisoformat(text)
-        if re.fullmatch(r"\d{4}-?\d\d-?\d\d", text.strip()):  # a date: every run of that day counts
-            moment = datetime.combine(moment.date(), time(23, 59, 59))
-    except ValueError:
-        raise ConfigError(f"--as-of {text!r} is neither a run id (YYYYMMDD_HHMMSS, e.g. 20250922_143000) nor an "
-                          "ISO date or time (e.g. 2025-09-22 or 2025-09-22T14:30:00Z)") from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.strftime("%Y%m%d_%H%M%S")
-
-
-def _verify_command(config, tables: list[str] | None) -> int:
-    from .replay import verify
-
-    checks = verify(config, tables)
-    width = max(len(c.table) for c in checks)
-    for check in checks:
-        if check.ok:
-            print(f"ok      {check.table:<{width}}  run {check.run_id}  {check.rows:,} rows")
-        for problem in check.problems:
-            print(f"FAILED  {check.table:<{width}}  {problem}")
-    bad = sum(not c.ok for c in checks)
-    print(f"{len(checks) - bad} of {len(checks)} table(s) verified: the lake replays to the committed snapshots"
-          if not bad else f"{bad} of {len(checks)} table(s) do not match — see above")
-    return EXIT_OK if not bad else EXIT_FAILED
-
-
-def _diff_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .diff import diff
-
-    if args.detect == "date_field" and not args.date_field:
-        print("Error: --detect date_field needs --date-field COL", file=sys.stderr)
-        return EXIT_USAGE
-    missing = [p for p in (args.previous, args.current) if not Path(p).is_file()]
-    if missing:
-        print(f"Error: {' and '.join(missing)} {'do' if len(missing) > 1 else 'does'} not exist — check the "
-              f"path{'s' if len(missing) > 1 else ''}", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        if args.engine == "spark":
-            changes = _spark_diff(args)
-        else:
-            changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
-                           sep=args.sep, quote_char=args.quote, output=Path(args.output),
-                           changed_columns=args.changed_columns)
-    except CdcError as exc:
-        message = re.sub(r'^Table "[^"]*": ', "", str(exc))
-        for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field"),
-                            ('quote"/"escape', "--quote")):
-            message = message.replace(f'"{key}" in the config', option)
-        print(f"Error: {message}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED  # a missing extra: exit 2, as elsewhere
-    except OSError as exc:
-        print(f"Error: cannot write {args.output} ({exc.strerror or exc}) — check the folder", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"I {changes.counts['I']:,}  U {changes.counts['U']:,}  D {changes.counts['D']:,}  → {args.output}")
-    if args.stat:
-        width = max((len(c) for c in changes.column_counts), default=0)
-        for column, rows in sorted(changes.column_counts.items(), key=lambda item: (-item[1], item[0])):
-            print(f"  {column:<{width}}  {rows:>10,} updated row(s)")
-    for warning in changes.warnings:
-        print(f"warning: {warning}")
-    return EXIT_OK
-
-
-def _spark_diff(args: argparse.Namespace):
-    """The diff command on the Spark engine (a local session unless a Spark session is already active)."""
-    from pathlib import Path
-
-    from .config import EngineConfig, TableConfig
-    from .engines import engine_class
-
-    table = TableConfig(name="", pk=tuple(args.key), date_field=args.date_field, sep=args.sep, quote=args.quote,
-                        escape=args.quote, detect=args.detect)
-    engine = engine_class("spark")(settings=EngineConfig(type="spark", master="local[*]"))
-    try:
-        return engine.diff_files(Path(args.previous), Path(args.current), table, output=Path(args.output),
-                                 changed_columns=args.changed_columns)
-    finally:
-        engine.close()
 
 
 @contextmanager
@@ -297,11 +210,14 @@ def print_report(report: RunReport) -> None:
             line += f"  (a held capture, run {t.held_waiting}, is waiting: --accept-held {t.table})"
         print(f"  {t.table:<{width}}  {line}")
         for warning in t.warnings:
-            print(f"  {'':<{width}}  warning: {warning}")
+            if warning not in (t.error or ""):  # a warning the error repeats (the lake could not be read) is said once
+                print(f"  {'':<{width}}  warning: {warning}")
         for upload in t.uploads if report.dry_run else []:
             rows = f"{upload.rows:>10,} rows" if upload.rows is not None else " " * 15
             size = f"{upload.bytes:>12,} bytes" if upload.bytes else ""
-            print(f"  {'':<{width}}  would upload {upload.key:<60} {rows} {size}".rstrip())
+            run = re.search(r"_(\d{8}_\d{6})[._]", upload.key)
+            earlier = f"  (pending run {run[1]}, captured earlier)" if run and run[1] != report.run_id else ""
+            print(f"  {'':<{width}}  would upload {upload.key:<60} {rows} {size}{earlier}".rstrip())
     failed = sum(t.status == "failed" for t in report.tables)
     if failed:
         others = "; the others were captured" if failed < len(report.tables) else ""

@@ -200,7 +200,7 @@ def _check_keys(con, work: str, prev: Side, cur: Side, key: tuple[str, ...], ali
                                  HAVING count(*) > 1 OR {' OR '.join(f'{a} IS NULL' for a in aliases)})""")
     if suspicious.fetchall()[0][0] or prev.rows - deleted != cur.rows - inserted:
         for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
-            check_keys(con, side.relation, key, side.label[0].upper() + side.label[1:])
+            check_keys(con, side.relation, key, opening(side.label))
         raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
                          "identify one row")
 
@@ -231,3 +231,10 @@ def _common_type(a: str, b: str) -> str:
         return TZ
     return "VARCHAR"
 
+
+
+def opening(label: str) -> str:
+    """An input's label at the start of a sentence: "previous" → "Previous", but a file name keeps its letters
+    (`dupkey.csv` stays `dupkey.csv`: file names are case-sensitive)."""
+    first = label.split(" ", 1)[0]
+    return label if any(c in first for c in "./\\") else label[:1].upper() + label[1:]

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .changeset import OPS, ChangeSet
-from .compare import TEMPORAL, Output, Side, compare
+from .compare import TEMPORAL, Output, Side, compare, opening
 from .config import TableConfig
 from .engine import connect, literal
 from .errors import InputError
@@ -70,7 +70,8 @@ class _Temps:
 
 
 def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...], *, date_field: str | None = None,
-         detect: str = "content", sep: str = ",", quote_char: str = '"', con: duckdb.DuckDBPyConnection | None = None,
+         detect: str = "content", sep: str = ",", quote_char: str = '"', escape_char: str | None = None,
+         con: duckdb.DuckDBPyConnection | None = None,
          output: Path | None = None, constants: dict[str, str] | None = None, compression: str = "snappy",
          changed_columns: bool = False, before_image: bool = False, details: Path | None = None,
          labels: tuple[str, str] | None = None) -> ChangeSet:
@@ -78,7 +79,8 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
 
     `previous` and `current` are Arrow tables or paths to Parquet or CSV files. CSV files are typed as the
     pipeline types them (`snapshot.load_snapshot`: whole-file types, the current file keeps the previous file's
-    types while it fits them), read with `sep` and RFC 4180 quoting (`quote_char=""` for none).
+    types while it fits them), read with `sep` and RFC 4180 quoting (`quote_char=""` for none;
+    `escape_char` defaults to the quote).
     With `output`, the change rows go straight to that Parquet file, with the `constants` columns (name → SQL
     expression, e.g. the run id) appended to every row. `changed_columns` adds `_cdc_changed` (each U row's changed
     columns), `before_image` a `B` row with the previous values before each `U`; `details` writes each U row's key
@@ -93,7 +95,8 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
     own = con is None
     con = con or connect()
     temps = _Temps(con)
-    csv = TableConfig(name="", pk=key, date_field=date_field, sep=sep, quote=quote_char, escape=quote_char)
+    csv = TableConfig(name="", pk=key, date_field=date_field, sep=sep, quote=quote_char,
+                      escape=quote_char if escape_char is None else escape_char)
     try:
         widened: dict[str, str] = {}  # column → how the current CSV widened it (said instead of "changed type")
         prev = _open(con, previous, "previous", csv, temps, None, widened)
@@ -141,15 +144,15 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
     lower: dict[str, str] = {}
     for name in columns:
         if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{label[0].upper()}{label[1:]} has columns "{lower[name.lower()]}" and "{name}" that '
+            raise InputError(f'{opening(label)} has columns "{lower[name.lower()]}" and "{name}" that '
                              "differ only in case — rename one of them")
     for col in csv.pk:
         if col not in columns:
-            raise InputError(f'{label[0].upper()}{label[1:]} has no key column "{col}" (columns: '
+            raise InputError(f'{opening(label)} has no key column "{col}" (columns: '
                              f'{", ".join(columns)}) — fix the key')
     date_field = csv.date_field
     if date_field and date_field not in columns:
-        raise InputError(f'{label[0].upper()}{label[1:]} has no date field "{date_field}" — fix the date field')
+        raise InputError(f'{opening(label)} has no date field "{date_field}" — fix the date field')
     if date_field and columns[date_field] not in TEMPORAL | {"VARCHAR", "NULL"}:
         raise InputError(f'Date field "{date_field}" of {label} is {columns[date_field]}, not a date — name a date '
                          "or timestamp column as the date field")

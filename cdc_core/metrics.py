@@ -21,6 +21,9 @@ from .state import State
 log = logging.getLogger("cdc_core")
 
 
+_said_no_metrics: list[bool] = []  # the missing library is said once per process, not once per cycle
+
+
 def textfile_path(config: Config) -> Path:
     return config.data_dir / "metrics" / "cdc_core.prom"
 
@@ -30,7 +33,11 @@ def write_textfile(config: Config) -> Path | None:
     try:
         from prometheus_client import CollectorRegistry, write_to_textfile
     except ImportError:
-        log.debug("prometheus_client is not installed: no metrics file")
+        if not _said_no_metrics:
+            _said_no_metrics.append(True)
+            log.info("no metrics file: prometheus_client is not installed — pip install 'cdc_core[metrics]' to get "
+                     '%s after every cycle, or set "metrics": {"textfile": false} to say you want none',
+                     textfile_path(config))
         return None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families(config)))

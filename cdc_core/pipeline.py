@@ -25,7 +25,7 @@ from .engines import Engine, make_engine
 from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, StateError
 from .formats import TableFormat, make_format
 from .lake import Lake, make_lake
-from .logs import redact
+from .logs import SUMMARISED, redact
 from .monitor import after_cycle
 from .projections import catch_up, refresh_full_load
 from .recent import remember_rows
@@ -127,7 +127,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
                 error = exc if isinstance(exc, CdcError) else SourceError(
                     f"Fetching from {source.description} failed ({exc}) — check the disk and try again")
                 fetched, source_error = Fetch(version=None, errors={t.name: error for t in selected}), error
-                log.error("%s", error)  # said once here, not once per table
+                log.error("%s", error, extra=SUMMARISED)  # said once here, not once per table
         report.source_version = fetched.version
         cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
                        on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held), source_error)
@@ -272,19 +272,19 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
             cycle.progress(name, f"no changes: another writer committed the same data first (run {winner})")
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
-        log.warning("%s", exc)
+        log.warning("%s", exc, extra=SUMMARISED)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
         if exc is not cycle.source_error:  # a source that failed as a whole was logged once, when it did
-            log.error("%s", exc)
+            log.error("%s", exc, extra=SUMMARISED)
     except OSError as exc:  # the disk, the data dir or a local lake: one line, and the other tables go on
         where = f" ({exc.filename})" if exc.filename else ""
         report.status, report.error = "failed", redact(f'Table "{name}": {exc.strerror or exc}{where} — check that '
                                                        "the data dir and the lake are writable folders with space")
-        log.error("%s", report.error)
+        log.error("%s", report.error, extra=SUMMARISED)
     except Exception as exc:  # a bug: report it on this table (with its traceback in the log) and go on
         report.status, report.error = "failed", redact(f'Table "{name}": unexpected {type(exc).__name__}: {exc}')
-        log.exception("Table %s failed", name)
+        log.exception("Table %s failed", name, extra=SUMMARISED)
 
 
 def _winner_with_same_data(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
@@ -316,7 +316,8 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     unread = cycle.head_errors.get(name)
     if unread is not None:  # the lake cannot be read: a change set is kept in the outbox, diffed against the local
         committed = state.committed(name)  # state (publishing it checks it is still on the lake's head); no
-        log.warning("%s", unread)  # change at all is still a failure: the lake's head was not seen
+        log.warning("%s", unread, extra=SUMMARISED)  # change at all is still a failure: the head was not seen
+        report.warnings.append(redact(str(unread)))  # the summary says it (once, see cli)
     else:
         committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
     if not cycle.dry_run and top is not None and committed is not None:

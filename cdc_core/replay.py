@@ -44,6 +44,7 @@ class TableCheck:
     run_id: str | None = None
     rows: int | None = None
     problems: list[str] = field(default_factory=list)
+    captured: bool = True  # False: neither the data dir nor the lake holds a capture of this table yet
 
     @property
     def ok(self) -> bool:
@@ -157,6 +158,7 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
         runs = read_manifests(lake, name)
         if committed is None and not runs:
             check.problems.append("not captured yet — run a capture first")
+            check.captured = False
             return
         for manifest in runs:
             for item in manifest["files"]:

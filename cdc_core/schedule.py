@@ -1,8 +1,8 @@
 """The timed loop: a cycle on every tick of the timer (ticks at start + k·interval, so no drift).
 
 An error in one cycle is logged and the loop waits for the next tick; a config that cannot run stops it.
-SIGINT/SIGTERM ask the loop to stop: the current cycle finishes (its state is consistent at every step anyway) and
-the loop exits with code 0.
+SIGINT/SIGTERM ask the loop to stop, which it says at once: the current cycle finishes (its state is consistent at
+every step anyway) and the loop exits with code 0. A second Ctrl-C stops at once (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
     signals = threading.current_thread() is threading.main_thread()  # signal handlers: only the main thread
     if signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: stop.set())
+            signal.signal(sig, lambda signum, frame: _stop(stop, signum))
     interval = config.timer.seconds
     metrics = MetricsServer(config)  # /metrics while the loop runs, when "metrics.port" is set
     start = time.monotonic()
@@ -59,6 +59,8 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
         except Exception:
             log.exception("cycle failed unexpectedly — the next tick tries again")
         metrics.update()
+        if stop.is_set():
+            break
         wait = max(0.0, next_tick(start, interval, time.monotonic()) - time.monotonic())
         if on_wait:
             on_wait(wait)
@@ -68,3 +70,12 @@ def run_forever(config: Config, *, tables: list[str] | None = None, skip_downloa
     metrics.stop()
     log.info("timed loop stopped")
     return 0
+
+
+def _stop(stop: threading.Event, signum: int) -> None:
+    """The first SIGINT/SIGTERM: say at once that the loop stops after the cycle in progress; a second Ctrl-C
+    stops at once."""
+    if stop.is_set() and signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    stop.set()
+    log.warning("stopping: the table(s) in progress finish, then the timed loop ends (Ctrl-C again to stop at once)")

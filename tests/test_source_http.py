@@ -6,6 +6,7 @@ import base64
 import gzip
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -112,7 +113,7 @@ def test_transient_answers_are_retried(www: Path, tmp_path: Path, faults: list[i
 def test_a_server_that_does_not_answer_in_time_is_retried_then_reported(www: Path, tmp_path: Path):
     with FileServer(www) as server:
         server.delay = 1.0
-        got = fetch(HttpSource(server.url + "/{table}.csv", attempts=2, backoff=0.001, timeout=0.2),
+        got = fetch(HttpSource(server.url + "/{table}.csv", attempts=2, backoff=0.001, read_timeout=0.2),
                     tmp_path / "in")
     assert "did not answer after 2 attempts (last: timed out)" in str(got.errors["clientes"])
 
@@ -147,7 +148,7 @@ def test_credentials_in_the_url_are_sent_and_never_shown(www: Path, tmp_path: Pa
         wrong = write_config(tmp_path, source={"type": "http", "url": url.replace("S3cret", "Wr0ng")},
                              tables=TABLES[:1], data_dir="data2", lake="lake2")
         bad = run_cli("--once", "--config", str(wrong))
-    assert bad.code == 1 and "was refused (HTTP 401)" in bad.err
+    assert bad.code == 1 and (bad.out + bad.err).count("was refused (HTTP 401)") == 1  # in the summary, once
     everything = good.out + good.err + bad.out + bad.err + (tmp_path / "data" / "logs" / "cdc.log").read_text()
     assert "S3cret-Pass" not in everything and "Wr0ng-Pass" not in everything
     assert "http http://partner:***@127.0.0.1" in good.out
@@ -193,12 +194,16 @@ PRESIGNED = ("https://bucket.s3.amazonaws.com/{table}.csv?X-Amz-Algorithm=AWS4-H
     (PRESIGNED, PRESIGNED.replace("AKIAEXAMPLE%2F20250101%2Fus-east-1%2Fs3%2Faws4_request", "***")
      .replace("0123456789abcdef", "***")),  # the algorithm, date, expiry and signed headers stay readable
     ("https://partner:S3cret-Pass@h/{table}.csv?key=K3y-value", "https://partner:***@h/{table}.csv?key=***"),
-], ids=["token", "access_token+sig", "signature+api_key", "aws-presigned", "password+key"])
+    ("http://user:p@ss-S3cret-Pass@h/{table}.csv", "http://user:***@h/{table}.csv"),  # an unencoded "@"
+    ("https://h/{table}.csv?jwt=eyJS3cr3t.x.y&apikey=K3y-value", "https://h/{table}.csv?jwt=***&apikey=***"),
+], ids=["token", "access_token+sig", "signature+api_key", "aws-presigned", "password+key", "password-with-@",
+        "jwt+apikey"])
 def test_secrets_in_the_url_query_are_shown_as_stars(url: str, shown: str):
     source = HttpSource(url)
     assert source.description == f"http {shown}"
     logged = redact(f"GET {url} and {url.replace('{table}', 'clientes')} failed")  # as a library would log it
-    assert "***" in logged and not re.search(r"S3cr3t|S1gn4|K3y-|AKIAEXAMPLE|0123456789abcdef|S3cret-Pass", logged)
+    assert "***" in logged and not re.search(r"S3cr3t|S1gn4|K3y-|AKIAEXAMPLE|0123456789abcdef|S3cret-Pass|ss-",
+                                             logged)
 
 
 def test_a_token_in_the_url_is_never_shown_in_errors_or_logs(www: Path, tmp_path: Path):
@@ -210,3 +215,98 @@ def test_a_token_in_the_url_is_never_shown_in_errors_or_logs(www: Path, tmp_path
     everything = result.out + result.err + (tmp_path / "data" / "logs" / "cdc.log").read_text()
     assert "T0ken-Value-42" not in everything and "f00dfeedbeef" not in everything
     assert "/clientes.csv?format=csv&token=***&X-Amz-Signature=*** does not exist" in result.out
+
+
+class _Drip:
+    """A real server that sends a file's headers at once, then 5 bytes every `every` seconds (never finishing in
+    time) — or, with `body`, the whole body at once."""
+
+    def __init__(self, every: float = 0.5, body: bytes | None = None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.stop, drip = threading.Event(), self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                data = body if body is not None else b"idCliente;x\n" + b"a;1\n" * 100_000
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body is not None:
+                    self.wfile.write(data)
+                    return
+                for start in range(0, len(data), 5):
+                    if drip.stop.wait(every):
+                        return
+                    self.wfile.write(data[start:start + 5])
+                    self.wfile.flush()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{table}}.csv"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_dripping_server_fails_the_table_in_one_line_after_the_timeout(tmp_path: Path):
+    with _Drip(every=0.5) as server:  # each packet comes well within any read timeout: only a deadline helps
+        path = write_config(tmp_path, source={"type": "http", "url": server.url, "timeout": 2},
+                            tables=TABLES[:1])
+        started = time.monotonic()
+        result = run_cli("--once", "--config", str(path), timeout=60)  # far above the configured 2 s
+        took = time.monotonic() - started
+    assert result.code == 1 and took < 30
+    assert f'Table "clientes": {server.url.format(table="clientes")} was not fetched within 2 s ("source.timeout")' \
+        in result.out
+    assert "Traceback" not in result.err and not list((tmp_path / "data").rglob("*.download"))
+
+
+@pytest.mark.parametrize(("body", "what"), [
+    (b"idCliente;x\n" + b"a;1\n" * 300_000, ""),
+    (gzip.compress(b"idCliente;x\n" + b"\0" * 200_000_000, 9), " once decompressed"),  # 200 kB of gzip: a bomb
+], ids=["plain", "gzip-bomb"])
+def test_a_file_larger_than_max_bytes_fails_the_table_in_one_line(tmp_path: Path, body: bytes, what: str):
+    with _Drip(body=body) as server:
+        got = fetch(HttpSource(server.url, max_bytes=1_000_000), tmp_path / "in")
+    assert str(got.errors["clientes"]) == (
+        f'Table "clientes": {server.url.format(table="clientes")} is larger than 1,000,000 bytes{what} '
+        '("source.max_bytes") — raise "source.max_bytes" if the file really is that large, or fix the export')
+    assert not list((tmp_path / "in").iterdir())
+
+
+def test_timeout_and_max_bytes_are_checked_in_the_config(tmp_path: Path):
+    for key, value, message in (("timeout", float("nan"), "use a number of seconds above 0"),
+                                ("max_bytes", 0, "use a whole number of at least 1")):
+        path = write_config(tmp_path, source={"type": "http", "url": "https://h/{table}.csv", key: value},
+                            tables=TABLES[:1])
+        result = run_cli("--once", "--config", str(path))
+        assert result.code == 2 and f'Config key "source.{key}" is' in result.err and message in result.err
+
+
+def test_a_password_with_an_at_sign_and_a_jwt_are_never_shown_anywhere(www: Path, tmp_path: Path):
+    with FileServer(www) as server:
+        url = server.url.replace("http://", "http://partner:p@ss-S3cr3t-Pw@") + "/{table}.csv"
+        path = write_config(tmp_path, source={"type": "http", "url": url}, tables=TABLES[:1])
+        fetched = run_cli("--once", "--config", str(path))  # captured: fetch.json, outcome.json, the .prom file
+        path = write_config(tmp_path, source={"type": "http", "url": url + "?jwt=eyJ.J1J1J1-tok"}, tables=TABLES[:1])
+        result = run_cli("--once", "--config", str(path))  # the query makes the path unknown: 404, the URL shown
+    assert fetched.code == 0 and "http http://partner:***@127.0.0.1" in fetched.out, fetched.out + fetched.err
+    assert result.code == 1 and "http://partner:***@127.0.0.1" in result.out and "jwt=***" in result.out
+    files = [tmp_path / "data" / "logs" / "cdc.log", tmp_path / "data" / "outcome.json",
+             tmp_path / "data" / "metrics" / "cdc_core.prom", *(tmp_path / "data").rglob("fetch.json")]
+    assert all(f.is_file() for f in files) and len(files) > 3
+    everything = fetched.out + fetched.err + result.out + result.err + "".join(f.read_text() for f in files)
+    assert 'source="http http://partner:***@127.0.0.1' in everything  # the cdc_info label
+    for secret in ("ss-S3cr3t-Pw", "S3cr3t", "J1J1J1"):
+        assert secret not in everything

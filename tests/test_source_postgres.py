@@ -145,9 +145,9 @@ def test_a_connection_lost_mid_read_fails_the_cycle_and_the_next_one_recovers(pg
         cli.kill()
         pg_server.start_if_stopped()
     assert cli.returncode == 1 and out.count("FAILED") == 2  # both tables: they share one snapshot
-    lines = [line for line in err.splitlines() if line.startswith("Error") or "failed" in line.lower()]
-    assert lines and all("postgres@127.0.0.1" in line or "cdc@127.0.0.1" in line for line in lines), err
-    assert "connection was lost or the server stopped" in err and "Traceback" not in err
+    lines = [line for line in out.splitlines() if "PostgreSQL" in line]
+    assert lines and all("postgres@127.0.0.1" in line or "cdc@127.0.0.1" in line for line in lines), out
+    assert (out + err).count("connection was lost or the server stopped") == 1 and "Traceback" not in err
     assert not (tmp_path / "lake" / "cdc").exists()  # nothing of the broken snapshot was captured
     again = run_cli("--once", "--config", str(path))
     assert again.code == 0, again.err
@@ -162,7 +162,7 @@ def test_a_wrong_password_is_one_line_that_never_shows_the_password(pg, tmp_path
     assert result.code == 1
     logged = (tmp_path / "data" / "logs" / "cdc.log").read_text()
     assert "Wr0ng-Secret-42" not in result.out + result.err + logged
-    assert f'PostgreSQL at cdc@127.0.0.1:{pg.server.port}/{pg.name} rejected the login of user "cdc"' in result.err
+    assert f'PostgreSQL at cdc@127.0.0.1:{pg.server.port}/{pg.name} rejected the login of user "cdc"' in result.out
     assert "Traceback" not in result.err
 
 
@@ -171,7 +171,7 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path):
                         tables=[{"name": "clientes", "pk": KEY}])
     result = run_cli("--once", "--config", str(path))
     assert result.code == 1
-    assert "Cannot connect to PostgreSQL at cdc@127.0.0.1:9/shop" in result.err and "Traceback" not in result.err
+    assert "Cannot connect to PostgreSQL at cdc@127.0.0.1:9/shop" in result.out and "Traceback" not in result.err
 
 
 def test_a_missing_table_and_a_denied_table_fail_alone(pg, tmp_path: Path):
@@ -185,8 +185,8 @@ def test_a_missing_table_and_a_denied_table_fail_alone(pg, tmp_path: Path):
     result = run_cli("--once", "--config", str(path))
     assert result.code == 1
     assert (f'Table "secret": table public.secret in PostgreSQL at {reader}@127.0.0.1:{pg.server.port}/{pg.name} '
-            f'cannot be read: permission denied — GRANT SELECT on it to user "{reader}"') in result.err
-    assert 'Table "nope": table public.nope in PostgreSQL' in result.err and "does not exist" in result.err
+            f'cannot be read: permission denied — GRANT SELECT on it to user "{reader}"') in result.out
+    assert 'Table "nope": table public.nope in PostgreSQL' in result.out and "does not exist" in result.out
     assert pq.read_metadata(full_load(tmp_path, "clientes")).num_rows == 3837  # read after two failures
 
 
@@ -286,3 +286,64 @@ def test_the_newest_installed_server_is_found_whatever_its_version_and_packaging
     assert pg_server._bindir() == tmp_path / "usr/lib/postgresql/16/bin"
     (tmp_path / "usr/lib/postgresql/16/bin/initdb").unlink()
     assert pg_server._bindir() == tmp_path / "usr/pgsql-15/bin"
+
+
+def _lock(pg, table: str):
+    """A second session holding `LOCK TABLE … IN ACCESS EXCLUSIVE MODE` in an open transaction."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    con = adbc.connect(pg.server.dsn(db=pg.name), autocommit=True)
+    cur = con.cursor()
+    cur.execute("BEGIN")
+    cur.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    return con, cur
+
+
+def test_a_table_locked_by_another_session_fails_in_one_line_after_the_lock_timeout(pg, tmp_path: Path):
+    pg_create(pg, V1)
+    pg.sql("CREATE TABLE other (id int PRIMARY KEY)", "INSERT INTO other VALUES (1)")
+    source = {"type": "postgres", "dsn": pg.dsn, "lock_timeout": 1}
+    path = write_config(tmp_path, source=source, tables=[{"name": "clientes", "pk": KEY}, {"name": "other",
+                                                                                           "pk": "id"}])
+    con, cur = _lock(pg, "clientes")
+    try:
+        started = time.monotonic()
+        result = run_cli("--once", "--config", str(path), timeout=60)  # the deadline: far above the 1 s timeout
+        took = time.monotonic() - started
+    finally:
+        cur.execute("ROLLBACK")
+        con.close()
+    assert result.code == 1 and took < 30, result.err
+    assert (f'Table "clientes": table public.clientes in PostgreSQL at cdc@127.0.0.1:{pg.server.port}/{pg.name} '
+            'is locked by another session for longer than 1 s ("source.lock_timeout")') in result.out
+    assert "Traceback" not in result.err
+    assert (tmp_path / "lake" / "full-load" / "other" / "other.parquet").is_file()  # the other table went on
+
+
+def test_a_read_longer_than_the_statement_timeout_fails_in_one_line(pg, tmp_path: Path):
+    tables = [{"name": "slow", "pk": "id", "query": "SELECT 1 AS id, pg_sleep(5) IS NULL AS slept -- a nap\n;"}]
+    report = run_once(config(tmp_path, pg.dsn, tables))
+    assert report.ok  # the trailing comment and ";" are no syntax error
+    cfg = parse_config({"source": {"type": "postgres", "dsn": pg.dsn, "statement_timeout": 1}, "lake": "lake",
+                        "data_dir": "data", "tables": tables}, base_dir=tmp_path)
+    started = time.monotonic()
+    failed = run_once(cfg)
+    assert time.monotonic() - started < 4.5
+    assert 'took longer than 1 s to read ("source.statement_timeout")' in failed.tables[0].error
+
+
+@pytest.mark.parametrize(("dsn", "shown", "message"), [
+    ("postgresql://cdc:Sek@r1t@db.example.com/shop", "postgresql://cdc:***@db.example.com/shop",
+     'is ambiguous: it holds more than one "@" before the host — write an "@" in the user name or password as %40'),
+    ("host=db.example.com password=abc Sekr1t dbname=shop", "host=db.example.com password=*** dbname=shop",
+     ("is ambiguous: it must be key=value pairs separated by blanks — put a value that holds a blank or a quote in "
+     "single quotes (like 'a b'), or use a postgresql:// URI")),
+    ("postgresql://cdc@[::1/shop", "postgresql://cdc@[::1/shop", "cannot be read (Invalid IPv6 URL)"),
+])
+def test_a_dsn_that_cannot_be_read_unambiguously_is_refused_masked(tmp_path: Path, dsn: str, shown: str,
+                                                                   message: str):
+    path = write_config(tmp_path, source={"type": "postgres", "dsn": dsn}, tables=[{"name": "clientes", "pk": KEY}])
+    result = run_cli("--once", "--config", str(path))
+    assert result.code == 2
+    assert result.err.startswith(f'Error: Config key "source.dsn" ({shown}) {message}')
+    assert "Sekr1t" not in result.err and "r1t" not in result.err and len(result.err.splitlines()) == 1

@@ -82,7 +82,7 @@ def test_a_missing_bucket_or_missing_credentials_fail_the_cycle_in_one_line(s3, 
         monkeypatch.delenv(name)
     path = write_config(tmp_path, source={"type": "s3", "url": f"s3://{BUCKET}/{drop}/"}, tables=TABLES[:1])
     result = run_cli("--once", "--config", str(path))
-    assert result.code == 1 and "no AWS credentials found" in result.err and "Traceback" not in result.err
+    assert result.code == 1 and "no AWS credentials found" in result.out and "Traceback" not in result.err
 
 
 def test_the_drop_folder_may_name_its_own_endpoint(s3, drop: str, tmp_path: Path,

@@ -100,7 +100,7 @@ def test_a_missing_table_fails_alone_and_a_query_is_a_table(tmp_path: Path):
     path = write_config(tmp_path, source={"type": "sqlite", "path": "shop.db"}, tables=tables)
     result = run_cli("--once", "--config", str(path))
     assert result.code == 1
-    assert f'Table "nope": table nope in SQLite database {tmp_path / "shop.db"} does not exist' in result.err
+    assert f'Table "nope": table nope in SQLite database {tmp_path / "shop.db"} does not exist' in result.out
     totals = pq.read_table(full_load(tmp_path, "points")).to_pylist()
     assert sum(r["n"] for r in totals) == 3837 and lake_types(full_load(tmp_path, "points"))["total"] == "BIGINT"
 
@@ -133,3 +133,16 @@ def test_a_missing_database_file_fails_the_cycle_with_one_line_not_one_per_table
     message = f'SQLite database {tmp_path / "missing.db"} does not exist — fix "source.path" in the config'
     assert result.out.count(message) == 1 and result.err.count(message) <= 1
     assert result.out.count("FAILED: the same error as clientes") == 3
+
+
+def test_text_that_is_not_utf8_names_the_column_and_the_way_out(tmp_path: Path):
+    with sqlite3.connect(tmp_path / "shop.db") as con:
+        con.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO people VALUES (1, 'ana'), (2, CAST(x'4a6fe36f' AS TEXT))")  # Latin-1 "João"
+    report = run_once(config(tmp_path, [{"name": "people", "pk": "id"}]))
+    assert report.tables[0].error == (
+        f'Table "people": table people in SQLite database {tmp_path / "shop.db"}: column "name" holds text that is '
+        'not valid UTF-8 — fix the data in the database, or capture the column as bytes with a "query" that '
+        'selects CAST("name" AS BLOB)')
+    query = "SELECT id, CAST(name AS BLOB) AS name FROM people; -- the bytes as they are"
+    assert run_once(config(tmp_path, [{"name": "people", "pk": "id", "query": query}])).ok

@@ -355,3 +355,50 @@ def test_snapshot_confirm_upload_80x24(frozen: Config, snap_compare):
         await pilot.pause()
 
     assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=confirming)
+
+
+# --- at 80×24: every column's data quality, every key named ---------------------------------------------------
+async def test_at_80x24_the_quality_view_scrolls_to_every_column_and_the_footer_names_each_key(captured: Config):
+    from textual.containers import VerticalScroll
+    from textual.widgets._footer import FooterKey
+
+    app = CdcApp(captured)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.items))
+        await wait_for(pilot, lambda: any(k.region.width for k in pilot.app.screen.query(FooterKey)))
+        await pilot.pause()
+        keys = list(pilot.app.screen.query(FooterKey))
+        assert all(k.region.width for k in keys)
+        shown = {k.description: k.key_display or k.key for k in keys}
+        assert shown["Tick"] == "Space/Enter" and shown["Quality"] == "d" and "Quit" in shown
+        assert all(k.region.right <= 80 for k in keys)  # none cut off
+        await pilot.press("d")
+        await pilot.pause()
+        box = pilot.app.screen.query_one("#detail-box", VerticalScroll)
+        lines = rendered(pilot.app.screen.query_one("#detail", Static)).splitlines()
+        last = max(i for i, line in enumerate(lines) if line.startswith("DtAtualizacao"))
+        assert last >= box.size.height  # clientes' 9 columns do not fit at 80×24 …
+        await pilot.press("tab", *["down"] * len(lines))
+        await wait_for(pilot, lambda: box.scroll_y == box.max_scroll_y and box.max_scroll_y > 0)
+        assert box.scroll_y <= last < box.scroll_y + box.size.height  # … and the last one can be scrolled to
+
+
+def test_a_table_without_changes_lines_up_with_the_others_in_the_loop_summary():
+    from cdc_core.pipeline import TableReport
+    from tui.render import report_line
+
+    lines = [report_line(TableReport("clientes", status="changes", counts={"I": 9, "U": 50, "D": 4}, rows=1505)),
+             report_line(TableReport("produtos", status="unchanged", rows=41)),
+             report_line(TableReport("transacoes", status="full_load", rows=7620))]
+    assert len({line.plain.index(" rows") for line in lines}) == 1, [line.plain for line in lines]
+
+
+def test_snapshot_quality_view_scrolled_to_the_last_column_80x24(frozen: Config, snap_compare):
+    async def scrolled(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.items))
+        await pilot.press("d", "tab", *["down"] * 12)
+        box = pilot.app.screen.query_one("#detail-box")
+        await wait_for(pilot, lambda: box.max_scroll_y > 0 and box.scroll_y == box.max_scroll_y)
+        await pilot.pause()
+
+    assert snap_compare(CdcApp(frozen), terminal_size=(80, 24), run_before=scrolled)

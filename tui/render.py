@@ -134,7 +134,7 @@ def data_quality(manifests: Sequence[dict]) -> Text:
     if not runs:
         return Text("data quality: no capture recorded it yet", "dim")
     last = runs[-1]
-    text = Text(f"data quality of the last capture per column, trends over {len(runs)} run(s) (d: history)\n",
+    text = Text(f"data quality per column, trends over {len(runs)} run(s) (d: history · Tab, ↑↓: scroll)\n",
                 "dim")
     for column, numbers in last["quality"].items():
         shares = [_share(m, column) for m in runs]
@@ -195,8 +195,11 @@ def report_line(report: TableReport) -> Text:
     if report.status == "held":
         return line.append(re.sub(r'^Table "[^"]*": ', "", report.error or "held"), "yellow")  # the line names it
     line.append(f"{status:<14}", "cyan" if report.status == "full_load" else "")
+    shown = counts(report.counts, width=4)
     if report.status == "changes":
-        line.append_text(counts(report.counts, width=4))
+        line.append_text(shown)
+    elif report.rows is not None:  # no counts: the rows still line up with the other tables' rows
+        line.append(" " * shown.cell_len)
     if report.rows is not None:
         line.append(f"  {report.rows:>8,} rows", "dim")
     if report.rebased:

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, SelectionList, Static
 from textual.widgets.selection_list import Selection
@@ -33,11 +34,11 @@ class TablesScreen(Screen[None]):
     SUB_TITLE = "Tables"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "preview", "Preview"),
-        Binding("a", "toggle_all", "All/none"),
-        Binding("k", "toggle_skip", "Skip download"),
-        Binding("l", "loop", "Timed loop"),
+        Binding("a", "toggle_all", "All"),
+        Binding("d", "toggle_quality", "Quality"),
+        Binding("k", "toggle_skip", "Skip fetch"),
+        Binding("l", "loop", "Loop"),
         Binding("r", "refresh", "Refresh"),
-        Binding("d", "toggle_quality", "Quality", show=False),  # the detail says "d: data quality"
     ]
 
     def __init__(self) -> None:
@@ -53,10 +54,11 @@ class TablesScreen(Screen[None]):
         yield Static(overview_header(), id="columns")
         yield TableChecklist(*(Selection(Text(t.name, "bold"), t.name, True, id=t.name) for t in config.tables),
                              id="tables")
-        yield Static("", id="detail")
+        with VerticalScroll(id="detail-box"):  # the quality of a wide table scrolls (Tab to it, then ↑↓)
+            yield Static("", id="detail")
         yield Tick("Skip download: preview from the last fetch", id="skip", compact=True)
         yield LogPane(id="log")
-        yield Footer()
+        yield Footer(compact=True)  # at 80 columns every key fits, Space/Enter and d included
 
     def on_mount(self) -> None:
         self.query_one("#tables", SelectionList).focus()

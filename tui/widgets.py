@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 from rich.align import Align
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.reactive import reactive
@@ -52,7 +53,10 @@ CHECKED, UNCHECKED = "X", " "  # inside the box: a checked box differs from an e
 
 
 class TableChecklist(SelectionList[str]):
-    """A SelectionList whose boxes show `X` only when checked (Textual draws `X` in both, told apart by colour)."""
+    """A SelectionList whose boxes show `X` only when checked (Textual draws `X` in both, told apart by colour),
+    and whose footer entry says how to tick a table."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("space,enter", "select", "Tick", key_display="Space/Enter")]
 
     def render_line(self, y: int) -> Strip:
         line = super().render_line(y)

@@ -3,24 +3,37 @@
 The seed's keys (`dataset_name`, `aws`, `timer`, `tables`) load unchanged; `source`, `lake`, `data_dir`,
 `compression`, `engine` and `retention` are additions. Every validation error names the key and the fix.
 Relative paths (`lake`, `data_dir`, a directory source's `path`) are relative to the config file's folder.
+A key written twice in one object is refused; a `"_comment"` key may stand in any object and is ignored (JSON has
+no comments). Numbers are finite and bounded (a timer of at most a year, threads up to the machine's CPUs).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import _bool, _check_keys, _choice, _duration, _path, _positive_int, _seconds
+from .fields import (
+    MAX_SECONDS,
+    _bool,
+    _check_keys,
+    _choice,
+    _duration,
+    _finite,
+    _path,
+    _positive_int,
+    _seconds,
+)
 from .formats import TableFormatConfig, _table_format
 from .guards import Guards, _guards
 from .lakes import LakeConfig, _lake
 from .ops import ENV_REFERENCE, MetricsConfig, NotifyTarget, _metrics, _notify
 from .sources import SourceConfig, _check_database_keys, _source
-from .tables import TableConfig, _tables
+from .tables import TableConfig, _check_name_lengths, _tables
 
 __all__ = [
     "ENV_REFERENCE",
@@ -48,6 +61,7 @@ TOP_KEYS = {"dataset_name", "aws", "timer", "tables", "source", "lake", "data_di
 CDC_KEYS = {"changed_columns", "before_image"}
 ENGINE_KEYS = {"type", "memory_limit", "threads", "master", "remote", "conf"}
 ENGINE_TYPES = ("duckdb", "spark")
+COMMENT = "_comment"  # JSON has no comments: this key may appear in any object of the config and is ignored
 
 
 @dataclass(frozen=True)
@@ -128,10 +142,18 @@ def load_config(path: str | Path = "config.json") -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"Config file {path} does not exist — pass --config PATH or create it "
-                          "(see README.md, section Config)") from None
+        raise ConfigError(f"Config file {path} does not exist — pass --config PATH, or write a starter config "
+                          "with: cdc-core init") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Config file {path} is a folder — pass --config with the path of the config file "
+                          f"itself (like {path / 'config.json'})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"Config file {path} cannot be read ({exc.strerror or exc}) — check its permissions") \
+            from None
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                           f"{exc.msg}) — fix the JSON syntax") from None
@@ -139,11 +161,32 @@ def load_config(path: str | Path = "config.json") -> Config:
     return parse_config(raw, base_dir=path.parent.resolve(), path=path)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key written twice (JSON would silently keep the last one); a `"_comment"` key
+    (a text or a list of lines, as `cdc-core init` writes them) is a comment and is dropped."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f'Config key "{key}" is written twice in the same object — keep one of them (JSON '
+                              "would silently use the last)")
+        seen[key] = value
+    seen.pop(COMMENT, None)
+    return seen
+
+
 def _load_dotenv(env_file: Path) -> None:
     if env_file.is_file():
         from dotenv import load_dotenv
 
-        load_dotenv(env_file, override=False)
+        try:
+            with open(env_file, encoding="utf-8") as stream:
+                load_dotenv(stream=stream, override=False)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"The .env file {env_file} is not UTF-8 text (byte {exc.start}) — save it as UTF-8")\
+                from None
+        except OSError as exc:
+            raise ConfigError(f"The .env file {env_file} cannot be read ({exc.strerror or exc}) — check its "
+                              "permissions") from None
 
 
 def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Config:
@@ -155,12 +198,15 @@ def parse_config(raw: Any, *, base_dir: Path, path: Path | None = None) -> Confi
     tables = _tables(raw.get("tables"), guards)
     source = _source(raw, base_dir)
     _check_database_keys(tables, source)
+    lake, data_dir = _lake(raw, base_dir), _path(raw.get("data_dir", "data"), "data_dir", base_dir)
+    _check_name_lengths(tables, lake.prefix if lake.is_s3 else lake.url, 1024 if lake.is_s3 else 4096,
+                        str(data_dir))
     return Config(
         source=source,
-        lake=_lake(raw, base_dir),
+        lake=lake,
         tables=tables,
         timer=_timer(raw.get("timer")),
-        data_dir=_path(raw.get("data_dir", "data"), "data_dir", base_dir),
+        data_dir=data_dir,
         compression=_choice(raw.get("compression", "snappy"), COMPRESSIONS, "compression"),
         engine=_engine(raw.get("engine")),
         retention=_positive_int(raw.get("retention", 10), "retention"),
@@ -186,9 +232,10 @@ def _timer(raw: Any) -> Timer:
     unit = raw.get("unit", "hours")
     if not isinstance(unit, str) or unit.lower().rstrip("s") not in TIMER_UNITS:
         raise ConfigError(f'Config key "timer.unit" is {unit!r} — use seconds, minutes, hours or days')
-    value = raw.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f'Config key "timer.value" is {value!r} — use a positive number')
+    value, seconds = raw.get("value"), TIMER_UNITS[unit.lower().rstrip("s")]
+    if not _finite(value) or not 0 < value * seconds <= MAX_SECONDS:
+        raise ConfigError(f'Config key "timer.value" is {value!r} — use a positive number, at most a year '
+                          f"({MAX_SECONDS // seconds:,} {unit.lower()})")
     return Timer(unit=unit.lower(), value=value)
 
 
@@ -208,9 +255,15 @@ def _engine(raw: Any) -> EngineConfig:
         raise ConfigError('Config key "engine" must be an object like {"memory_limit": "1GB"}')
     _check_keys(raw, ENGINE_KEYS, "engine.")
     limit = raw.get("memory_limit")
-    if limit is not None and not (isinstance(limit, str) and re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit)):
-        raise ConfigError(f'Config key "engine.memory_limit" is {limit!r} — use a size like "1GB" or "512MB"')
+    size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT])i?B", limit) if isinstance(limit, str) else None
+    if limit is not None and (not size or float(size[1]) * 1024 ** "KMGT".index(size[2]) < 64 * 1024):
+        raise ConfigError(f'Config key "engine.memory_limit" is {limit!r} — use a size of at least 64MB, like '
+                          '"1GB" or "512MB"')
     threads = raw.get("threads")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads is not None and _positive_int(threads, "engine.threads") > cpus:
+        raise ConfigError(f'Config key "engine.threads" is {threads!r} but this machine has {cpus} CPU(s) — use '
+                          f"at most {cpus}, or remove the key (the engine then uses every CPU)")
     kind = _choice(raw.get("type", "duckdb"), ENGINE_TYPES, "engine.type")
     master, remote, conf = raw.get("master"), raw.get("remote"), raw.get("conf", {})
     if kind == "duckdb" and (master or remote or conf):

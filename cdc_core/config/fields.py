@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+
+MAX_SECONDS = 366 * 86400  # the longest timer, claim timeout or fetch timeout: a year (a larger one is a typo)
 
 
 def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
@@ -67,8 +70,9 @@ def _positive_int(raw: Any, where: str) -> int:
 def _seconds(raw: Any, where: str) -> float | None:
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
-        raise ConfigError(f'Config key "{where}" is {raw!r} — use a number of seconds above 0')
+    if not _finite(raw) or not 0 < raw <= MAX_SECONDS:
+        raise ConfigError(f'Config key "{where}" is {raw!r} — use a number of seconds above 0 and at most '
+                          f"{MAX_SECONDS:,} (a year)")
     return float(raw)
 
 
@@ -84,6 +88,11 @@ def _duration(raw: Any, where: str) -> float | None:
         raise ConfigError(f'Config key "{where}" is {raw!r} — use a duration like "90d", "12h" or "52w" '
                           "(s, m, h, d, w)")
     return float(int(match[1]) * DURATION_UNITS[match[2]])
+
+
+def _finite(raw: Any) -> bool:
+    """A number JSON may hold that is a real number (not a boolean, NaN or ±Infinity)."""
+    return not isinstance(raw, bool) and isinstance(raw, int | float) and math.isfinite(raw)
 
 
 def _path(raw: Any, where: str, base_dir: Path) -> Path:

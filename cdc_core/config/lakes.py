@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..logs import mask
 from .fields import _check_keys, _path, _positive_int
 
 AWS_KEYS = {"bucket", "prefix", "region", "endpoint_url", "sse", "kms_key_id", "max_attempts", "profile",
@@ -49,6 +50,11 @@ def _lake(raw: dict, base_dir: Path) -> LakeConfig:
         return _s3_lake(aws["bucket"], aws.get("prefix") or "", aws)
     if not isinstance(lake, str) or not lake:
         raise ConfigError('Config key "lake" must be a folder path or "s3://bucket/prefix"')
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", lake)
+    if scheme and scheme[1] != "s3":
+        raise ConfigError(f'Config key "lake" is {mask(lake)!r}, but {scheme[1]}:// is not a lake this tool '
+                          'writes — use "s3://bucket/prefix" (lowercase s3; MinIO and other S3-compatible stores '
+                          'via "aws.endpoint_url") or a local folder path')
     if lake.startswith("s3://"):
         bucket, _, prefix = lake[len("s3://"):].partition("/")
         if not bucket:

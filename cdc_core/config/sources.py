@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
-from .fields import _check_keys, _choice, _path, _positive_int
+from ..logs import mask
+from .fields import _check_keys, _choice, _path, _positive_int, _seconds
 from .lakes import LakeConfig
 from .tables import TableConfig
 
 SOURCE_TYPES = ("demo", "directory", "kaggle", "postgres", "sqlite", "http", "s3")
 SOURCE_KEYS = {"demo": {"type", "seed", "scale"}, "directory": {"type", "path"}, "kaggle": {"type", "dataset"},
-               "postgres": {"type", "dsn"}, "sqlite": {"type", "path"}, "http": {"type", "url"},
+               "postgres": {"type", "dsn", "lock_timeout", "statement_timeout"}, "sqlite": {"type", "path"}, "http": {"type", "url", "timeout", "max_bytes"},
                "s3": {"type", "url", "region", "endpoint_url", "profile"}}
 
 
@@ -29,6 +30,10 @@ class SourceConfig:
     dataset: str | None = None
     dsn: str | None = None  # postgres: a libpq URI or key=value string; None → the PG* environment variables
     url: str | None = None  # http: a URL with {table}; s3: s3://bucket/prefix/
+    timeout: float | None = None  # http: seconds for the whole fetch of one table (None: the source's default)
+    max_bytes: int | None = None  # http: the largest file (decompressed) a table may have (None: the default)
+    lock_timeout: float = 60.0  # postgres: seconds a read waits for a lock another session holds
+    statement_timeout: float = 1800.0  # postgres: seconds one table's read may take
     s3: LakeConfig | None = None  # s3: the drop folder's bucket, prefix and client options (as the lake's)
 
 
@@ -78,15 +83,42 @@ def _database_source(kind: str, src: dict, base_dir: Path) -> SourceConfig:
     if dsn is not None and (not isinstance(dsn, str) or not dsn.strip()):
         raise ConfigError('Config key "source.dsn" must be a connection string like '
                           '"postgresql://user@host:5432/db" — or leave it out to use the PG* variables')
-    return SourceConfig(type="postgres", dsn=dsn.strip() if dsn else None)
+    if dsn:
+        _check_dsn(dsn.strip())
+    timeouts = {key: _seconds(src.get(key, SourceConfig.__dataclass_fields__[key].default), f"source.{key}")
+                for key in ("lock_timeout", "statement_timeout")}
+    return SourceConfig(type="postgres", dsn=dsn.strip() if dsn else None, **timeouts)
+
+
+def _check_dsn(dsn: str) -> None:
+    """Refuse a DSN that libpq and this tool could read differently (the error shows it masked)."""
+    at = f'Config key "source.dsn" ({mask(dsn)})'
+    if re.match(r"postgres(ql)?://", dsn):
+        try:
+            url = urllib.parse.urlsplit(dsn)  # checks a bracketed IPv6 host
+            if "," not in url.netloc:  # one host (libpq also takes a list: h1:5432,h2:5433)
+                url.port  # noqa: B018 — parses the port
+        except ValueError as exc:
+            raise ConfigError(f"{at} cannot be read ({exc}) — write an IPv6 host in brackets, like "
+                              '"postgresql://user@[2001:db8::1]:5432/db", and the port as a number') from None
+        if url.netloc.count("@") > 1:
+            raise ConfigError(f'{at} is ambiguous: it holds more than one "@" before the host — write an "@" in '
+                              'the user name or password as %40 (or put the password in PGPASSWORD or ~/.pgpass)')
+        return
+    if not re.fullmatch(r"(\s*\w+\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*))*\s*", dsn):
+        raise ConfigError(f"{at} is ambiguous: it must be key=value pairs separated by blanks — put a value that "
+                          "holds a blank or a quote in single quotes (like 'a b'), or use a postgresql:// URI")
 
 
 def _http_source(src: dict) -> SourceConfig:
     url = src.get("url")
     if not isinstance(url, str) or not re.match(r"https?://[^/]+", url) or "{table}" not in url:
-        raise ConfigError(f'Config key "source.url" is {_masked(url)!r} — use an http(s) URL with {{table}} where '
+        shown = mask(url) if isinstance(url, str) else url
+        raise ConfigError(f'Config key "source.url" is {shown!r} — use an http(s) URL with {{table}} where '
                           'the table\'s name goes, like "https://example.com/exports/{table}.csv"')
-    return SourceConfig(type="http", url=url)
+    max_bytes = src.get("max_bytes")
+    return SourceConfig(type="http", url=url, timeout=_seconds(src.get("timeout"), "source.timeout"),
+                        max_bytes=None if max_bytes is None else _positive_int(max_bytes, "source.max_bytes"))
 
 
 def _s3_source(src: dict, raw: dict) -> SourceConfig:
@@ -106,13 +138,6 @@ def _s3_source(src: dict, raw: dict) -> SourceConfig:
     return SourceConfig(type="s3", url=url, s3=LakeConfig(
         url=url, bucket=bucket, prefix=prefix, **options,
         max_attempts=_positive_int(aws.get("max_attempts", 5), "aws.max_attempts")))
-
-
-def _masked(url: Any) -> Any:
-    """A URL with any password and secret query values replaced by *** (as the http source shows it)."""
-    from ..sources.http import masked
-
-    return masked(url) if isinstance(url, str) else url
 
 
 def _check_database_keys(tables: tuple[TableConfig, ...], source: SourceConfig) -> None:

@@ -8,11 +8,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..names import reserved
+from ..sql import statement
 from ..types import TEXT, TZ, Column, normalize
 from .fields import _bool, _check_keys, _choice, _optional_str, _optional_text, _quote, _sep
 from .guards import Guards, _guards
 
 TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+MAX_TABLE_NAME = 128  # a name goes twice into the longest key, claims/{name}/{name}_{run id}.0001.json, and once
+# into file names (255 bytes at most on common file systems) with at most ~60 more characters
+KEY_MARGIN = 64  # the characters a key or path adds to twice the name (folders, run id, suffixes)
 DETECT_MODES = ("content", "date_field")
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns",
               "schema", "query", "guards", "rename"}
@@ -54,6 +58,10 @@ def _tables(raw: Any, guards: Guards | None = None) -> tuple[TableConfig, ...]:
         if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
             raise ConfigError(f'Config key "{where}.name" is {name!r} — use only letters, digits, "_" and "-" '
                               "(it becomes a file name and an S3 key)")
+        if len(name) > MAX_TABLE_NAME:
+            raise ConfigError(f'Config key "{where}.name" is {len(name)} characters long — use at most '
+                              f"{MAX_TABLE_NAME} (it becomes part of file names and lake keys, which file systems "
+                              'and S3 limit); for a longer database table name, use "query"')
         if name in seen:
             raise ConfigError(f'Config key "{where}.name": table "{name}" is listed twice — keep one entry')
         seen.add(name)
@@ -72,6 +80,7 @@ def _tables(raw: Any, guards: Guards | None = None) -> tuple[TableConfig, ...]:
             guards=_guards(item.get("guards"), f"{where}.guards", guards or Guards()),
             rename=_rename(item.get("rename", {}), f"{where}.rename"),
         ))
+        _check_database_names(tables[-1], where)
         if tables[-1].schema and tables[-1].query:
             raise ConfigError(f'Config key "{where}.schema" goes with a table\'s name, not with "{where}.query" '
                               "— remove one of them (a query names its own schemas)")
@@ -148,3 +157,28 @@ def _check_pins(table: TableConfig, where: str) -> None:
         if pin.name == table.date_field and pin.type != TZ:
             raise ConfigError(f'Config key "{where}.columns.{pin.name}" pins the date field to {pin.type} — the '
                               'date field is always a TIMESTAMP: use {"type": "TIMESTAMP", "format": "…"}')
+
+
+def _check_name_lengths(tables: tuple[TableConfig, ...], lake: str, lake_limit: int, data_dir: str) -> None:
+    """Every table's keys and local paths fit their limits: S3 keys 1024 bytes, a local path 4096 (PATH_MAX)."""
+    longest = max(tables, key=lambda t: len(t.name))
+    for where, prefix, limit in (("lake", lake, lake_limit), ("data_dir", data_dir, 4096)):
+        if len(prefix.encode()) + 2 * len(longest.name) + KEY_MARGIN > limit:
+            raise ConfigError(f'Config key "{where}" is too long for table "{longest.name}": its files would need '
+                              f"paths or keys longer than {limit} bytes — shorten \"{where}\" or the table's name")
+
+
+def _check_database_names(table: TableConfig, where: str) -> None:
+    """A schema is a name on one line; a query is one statement (a trailing ";" or comment is fine)."""
+    if table.schema and (not table.schema.isprintable() or len(table.schema) > 63):
+        raise ConfigError(f'Config key "{where}.schema" is {table.schema!r} — use a schema name of at most 63 '
+                          "characters, without line breaks or control characters")
+    if table.query:
+        try:
+            body = statement(table.query)
+        except ValueError:
+            raise ConfigError(f'Config key "{where}.query" holds more than one statement — give one SELECT (a '
+                              'trailing ";" or comment is fine)') from None
+        if not body:
+            raise ConfigError(f'Config key "{where}.query" holds only comments — give a query like '
+                              '"SELECT … FROM …"')

@@ -61,11 +61,13 @@ def make_source(config: SourceConfig) -> Source:
     if config.type == "postgres":
         from .postgres import PostgresSource
 
-        return PostgresSource(config.dsn)
+        return PostgresSource(config.dsn, lock_timeout=config.lock_timeout,
+                              statement_timeout=config.statement_timeout)
     if config.type == "http":
         from .http import HttpSource
 
-        return HttpSource(config.url)
+        limits = {"timeout": config.timeout, "max_bytes": config.max_bytes}
+        return HttpSource(config.url, **{k: v for k, v in limits.items() if v is not None})
     if config.type == "s3":
         from .s3 import S3Source
 

@@ -10,16 +10,21 @@ validators is recognised unchanged by its bytes); all tables' versions travel as
 A file is CSV, gzipped CSV or Parquet, told apart by its first bytes (so a URL suffix, a Content-Type, or a
 server that gzips on the fly cannot mislead); an HTML page is refused. Timeouts, broken connections, HTTP 429 and
 5xx are retried with exponential backoff (honouring Retry-After); 404, 401 and 403 fail that table with one line.
+Two limits keep an unattended run from hanging or filling the disk: `timeout` caps the whole fetch of one table
+(every attempt and wait included; a server that drips a few bytes at a time is cut off), `max_bytes` caps a file's
+size — for a gzipped file, its decompressed size (a small gzip bomb cannot expand into the staging folder or the
+loader). Past either, that table fails in one line; the others go on.
 A user and password in the URL (or ~/.netrc) are sent, and never shown; neither are the values of query parameters
-whose names look secret (`token=`, `sig=`, `key=`, `access_token=`, a presigned URL's `X-Amz-Signature=` …).
+whose names look secret (`token=`, `sig=`, `key=`, `access_token=`, a presigned URL's `X-Amz-Signature=` …): see
+`logs.mask`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
-import urllib.parse
+import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,18 +32,15 @@ from typing import Any
 from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
-from ..logs import add_secret, redact
+from ..logs import add_secret, mask, redact, url_secrets
 from . import Fetch, versions
 
 log = logging.getLogger("cdc_core")
 MAX_WAIT = 60.0  # seconds: the cap of one backoff wait
+READ_TIMEOUT = 60.0  # seconds a connection may stay silent (capped by the whole fetch's `timeout`)
+TIMEOUT = 1800.0  # seconds for the whole fetch of one table (the default of "source.timeout")
+MAX_BYTES = 5_000_000_000  # bytes of one table's file, decompressed (the default of "source.max_bytes")
 CHUNK = 1 << 20
-# query parameters whose values are credentials, by how their names end: token=, access_token=, sig=,
-# signature=, key=, api_key=, X-Amz-Signature=, X-Amz-Credential=, X-Amz-Security-Token=, password=, … (not
-# X-Amz-SignedHeaders=, whose value is no secret and helps to read a presigned URL)
-SECRET_PARAMETER = re.compile(r"(token|sig|signature|key|secret|password|passwd|pwd|credential|auth|sessionid)$",
-                              re.IGNORECASE)
-_QUERY_VALUE = re.compile(r"([?&;]([^=&;#?\s]+)=)([^&;#\s]*)")  # 1: "?name=" or "&name=", 2: name, 3: value
 
 
 class _Retry(Exception):
@@ -52,12 +54,14 @@ class _Retry(Exception):
 class HttpSource:
     """Downloads `{table}` of a URL template for each table, skipping files the server says are unchanged."""
 
-    def __init__(self, url: str, *, attempts: int = 5, backoff: float = 1.0, timeout: float = 60.0):
+    def __init__(self, url: str, *, attempts: int = 5, backoff: float = 1.0, timeout: float = TIMEOUT,
+                 max_bytes: int = MAX_BYTES, read_timeout: float = READ_TIMEOUT):
         self.template = url
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
-        for secret in secrets(url):
+        self.max_bytes, self.read_timeout = max_bytes, min(read_timeout, timeout)
+        for secret in url_secrets(url):
             add_secret(secret)  # also masked where a library's message repeats the URL
-        self.description = f"http {masked(url)}"
+        self.description = f"http {mask(url)}"
 
     def fetch(self, tables: Sequence[TableConfig], dest: Path, *, last_version: str | None = None) -> Fetch:
         session = _session()
@@ -103,7 +107,7 @@ class HttpSource:
         return self.template.replace("{table}", table.name)
 
     def _bare_304(self, table: TableConfig) -> SourceError:
-        return SourceError(f'Table "{table.name}": {masked(self._url(table))} answered 304 Not Modified to a plain '
+        return SourceError(f'Table "{table.name}": {mask(self._url(table))} answered 304 Not Modified to a plain '
                            'GET — the server is misconfigured; check "source.url"')
 
     def _get(self, session: Any, table: TableConfig, dest: Path, known: dict | None) -> tuple[Path, dict] | None:
@@ -117,11 +121,15 @@ class HttpSource:
             headers["If-None-Match"] = known["etag"]
         if known and known.get("last_modified"):
             headers["If-Modified-Since"] = known["last_modified"]
-        at = f'Table "{table.name}": {masked(url)}'
+        at = f'Table "{table.name}": {mask(url)}'
+        deadline = time.monotonic() + self.timeout
         try:
-            return self._retrying(lambda: self._download(session, url, headers, table, dest, at))
+            return self._retrying(lambda: self._download(session, url, headers, table, dest, at, deadline),
+                                  deadline)
         except RetryError as exc:
             last = exc.last_attempt.exception()
+            if time.monotonic() >= deadline:
+                raise self._too_slow(at) from None
             tries = f"{self.attempts} attempt{'s' if self.attempts > 1 else ''}"
             raise SourceError(f"{at} did not answer after {tries} (last: {_describe(last)}) — "
                               "the server may be down or rate-limiting; the next cycle tries again") from None
@@ -129,9 +137,15 @@ class HttpSource:
             raise SourceError(f"{at} could not be fetched ({_describe(exc)}) — check the URL in \"source.url\" "
                               "and any proxy settings (HTTPS_PROXY)") from None
 
-    def _download(self, session: Any, url: str, headers: dict, table: TableConfig, dest: Path,
-                  at: str) -> tuple[Path, dict] | None:
-        with session.get(url, headers=headers, stream=True, timeout=(min(10.0, self.timeout), self.timeout)) as r:
+    def _too_slow(self, at: str) -> SourceError:
+        return SourceError(f"{at} was not fetched within {self.timeout:g} s (\"source.timeout\") — the server is "
+                           'too slow or stalled; raise "source.timeout" if the file is that large; the next cycle '
+                           "tries again")
+
+    def _download(self, session: Any, url: str, headers: dict, table: TableConfig, dest: Path, at: str,
+                  deadline: float) -> tuple[Path, dict] | None:
+        silence = min(self.read_timeout, max(0.01, deadline - time.monotonic()))
+        with session.get(url, headers=headers, stream=True, timeout=(min(10.0, silence), silence)) as r:
             if r.status_code == 304:
                 return None
             if r.status_code == 429 or r.status_code >= 500:
@@ -150,11 +164,17 @@ class HttpSource:
                 raise SourceError(f"{at} answered with an HTML page, not a CSV or Parquet file — check "
                                   '"source.url" (a login or error page?)')
             partial = dest / f".{table.name}.download"
-            digest = hashlib.sha256()
+            digest, size = hashlib.sha256(), _Size(self.max_bytes)
             try:
                 with open(partial, "wb") as out:
-                    for chunk in r.iter_content(CHUNK):
+                    while chunk := r.raw.read1(CHUNK, decode_content=True):  # returns as bytes arrive: a drip
+                        if time.monotonic() >= deadline:  # cannot hold it beyond the deadline
+                            raise self._too_slow(at)
                         digest.update(chunk)
+                        if size.add(chunk):
+                            raise SourceError(f"{at} is larger than {self.max_bytes:,} bytes{size.what} "
+                                              '("source.max_bytes") — raise "source.max_bytes" if the file '
+                                              "really is that large, or fix the export")
                         out.write(chunk)
             except BaseException:
                 partial.unlink(missing_ok=True)
@@ -165,7 +185,7 @@ class HttpSource:
                     version[key] = r.headers[header]
         return partial.replace(dest / f"{table.name}{_suffix(partial)}"), version
 
-    def _retrying(self, call: Any) -> Any:
+    def _retrying(self, call: Any, deadline: float) -> Any:
         import requests
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -174,12 +194,17 @@ class HttpSource:
         def wait(state: Any) -> float:
             exc = state.outcome.exception()
             after = exc.response.headers.get("Retry-After", "") if isinstance(exc, _Retry) else ""
-            return min(MAX_WAIT, float(after)) if after.isdigit() else exponential(state)
+            wait = min(MAX_WAIT, float(after)) if after.isdigit() else exponential(state)
+            return min(wait, max(0.0, deadline - time.monotonic()))
+
+        def stop(state: Any) -> bool:  # after the last attempt, or when the whole fetch's time is up
+            return stop_after_attempt(self.attempts)(state) or time.monotonic() >= deadline
 
         transient = (_Retry, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-        for attempt in Retrying(stop=stop_after_attempt(self.attempts), retry=retry_if_exception_type(transient),
+
+        for attempt in Retrying(stop=stop, retry=retry_if_exception_type(transient),
                                 wait=wait, before_sleep=lambda state: log.info(
-                                    "%s: %s, attempt %d of %d — retrying", masked(self.template),
+                                    "%s: %s, attempt %d of %d — retrying", mask(self.template),
                                     _describe(state.outcome.exception()), state.attempt_number, self.attempts)):
             with attempt:
                 return call()
@@ -204,19 +229,32 @@ def _session() -> Any:
     return session
 
 
-def masked(url: str) -> str:
-    """A URL (or a text holding one) with its password and the values of secret-looking query parameters shown
-    as *** (`https://user:***@host/x.csv?token=***&format=csv`)."""
-    url = re.sub(r"(://[^/:@\s]*:)[^/@\s]*@", r"\1***@", url)
-    return _QUERY_VALUE.sub(lambda m: f"{m[1]}***" if m[3] and SECRET_PARAMETER.search(m[2]) else m[0], url)
+class _Size:
+    """Counts a file's bytes as they arrive — a gzip stream's decompressed bytes, without keeping them — and says
+    when they exceed a limit."""
 
+    def __init__(self, limit: int):
+        self.limit, self.bytes, self.what = limit, 0, ""
+        self.inflate: Any = None
 
-def secrets(url: str) -> set[str]:
-    """The password and the secret query values of a URL, as written and decoded (what `masked` hides)."""
-    found = {urllib.parse.urlsplit(url).password or ""}
-    found |= {m[3] for m in _QUERY_VALUE.finditer(url) if m[3] and SECRET_PARAMETER.search(m[2])}
-    found |= {urllib.parse.unquote(value) for value in found}
-    return {value for value in found if value}
+    def add(self, chunk: bytes) -> bool:
+        """True when the file is now larger than the limit."""
+        if not self.bytes and not self.inflate and chunk[:2] == b"\x1f\x8b":
+            self.inflate, self.what = zlib.decompressobj(zlib.MAX_WBITS | 16), " once decompressed"
+        if self.inflate is None:
+            self.bytes += len(chunk)
+            return self.bytes > self.limit
+        data = chunk
+        while data and self.bytes <= self.limit:
+            try:
+                self.bytes += len(self.inflate.decompress(data, CHUNK))
+            except zlib.error:  # not gzip after all, or corrupt: the loader says so; count what arrives
+                self.inflate, self.what = None, ""
+                return self.add(b"")
+            data = self.inflate.unconsumed_tail
+            if not data and self.inflate.eof and self.inflate.unused_data:  # the next member of a multi-member file
+                data, self.inflate = self.inflate.unused_data, zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return self.bytes > self.limit
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -229,4 +267,4 @@ def _describe(exc: BaseException | None) -> str:
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"
-    return masked(redact(f"{type(exc).__name__}: {exc}"))[:200]
+    return redact(f"{type(exc).__name__}: {exc}")[:200]

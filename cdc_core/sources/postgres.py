@@ -33,8 +33,10 @@ from typing import Any
 from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
+from ..logs import add_secret
 from ..precision import out_of_range
 from ..sql import quote as ident
+from ..sql import statement
 from ..types import TEXT
 from . import Fetch
 
@@ -51,9 +53,11 @@ class _TableFailed(Exception):
 class PostgresSource:
     """Reads each configured table (or query) of one PostgreSQL database in one REPEATABLE READ transaction."""
 
-    def __init__(self, dsn: str | None):
+    def __init__(self, dsn: str | None, *, lock_timeout: float = 60.0, statement_timeout: float = 1800.0):
         self.dsn = dsn or ""
+        self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
         self.parts = dsn_parts(self.dsn)
+        add_secret(self.parts.get("password"))  # masked wherever a library's message repeats it
         self.where = "{user}@{host}:{port}/{dbname}".format(**self.parts)
         self.description = f"postgres {self.where}"
 
@@ -67,6 +71,8 @@ class PostgresSource:
         cur = con.cursor()
         try:
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            for name, seconds in (("lock_timeout", self.lock_timeout), ("statement_timeout", self.statement_timeout)):
+                cur.execute(f"SET LOCAL {name} = {max(1, round(seconds * 1000))}")  # milliseconds
             for table in tables:
                 cur.execute("SAVEPOINT cdc_table")
                 try:
@@ -93,7 +99,7 @@ class PostgresSource:
         """Stream one table (or query) into `dest/{table}.parquet`, batch by batch."""
         import pyarrow.parquet as pq
 
-        source = (table.query.strip().rstrip(";").strip() if table.query
+        source = (statement(table.query) if table.query
                   else f"SELECT * FROM {ident(table.schema or 'public')}.{ident(table.name)}")
         plans = _plans(table, cur.adbc_execute_schema(source))
         cur.execute(f"SELECT {', '.join(p.expr for p in plans)} FROM ({source}) AS cdc_source")
@@ -144,6 +150,14 @@ class PostgresSource:
         at = f'Table "{table.name}": {what} in PostgreSQL at {self.where}'
         if isinstance(exc, _TableFailed):
             return SourceError(f"{at}: {exc}")
+        if state == "55P03" or "due to lock timeout" in text:
+            return SourceError(f"{at} is locked by another session for longer than {self.lock_timeout:g} s "
+                               '("source.lock_timeout") — find the session holding it (pg_locks, pg_stat_activity), '
+                               'or raise "source.lock_timeout"; the next cycle tries again')
+        if state == "57014" or "due to statement timeout" in text:
+            return SourceError(f"{at} took longer than {self.statement_timeout:g} s to read "
+                               '("source.statement_timeout") — raise "source.statement_timeout" if the table is that '
+                               "large, or check the server's load; the next cycle tries again")
         if state == "42P01" and not table.query:
             return SourceError(f'{at} does not exist — fix the table\'s "name" or "schema" in the config (names are '
                                'case-sensitive; use "query" for other names)')

@@ -15,6 +15,7 @@ an identical database, so an unchanged file skips the cycle like an unchanged Ka
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import urllib.parse
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from typing import Any
 from ..config import TableConfig
 from ..errors import SourceError
 from ..sql import quote as ident
+from ..sql import statement
 from ..types import TEXT
 from . import Fetch
 
@@ -92,7 +94,7 @@ def _read(con: sqlite3.Connection, table: TableConfig, dest: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    source = table.query.strip().rstrip(";").strip() if table.query else f"SELECT * FROM {ident(table.name)}"
+    source = statement(table.query) if table.query else f"SELECT * FROM {ident(table.name)}"
     cur = con.execute(f"SELECT * FROM ({source}) LIMIT 0")
     names = [d[0] for d in cur.description]
     if len(set(names)) != len(names):
@@ -185,6 +187,11 @@ def _table_error(path: Path, table: TableConfig, exc: BaseException) -> SourceEr
                                        else f"table {table.name} in SQLite database {path}")
     if isinstance(exc, _TableFailed):
         return SourceError(f"{at}: {exc}")
+    undecodable = re.match(r"Could not decode to UTF-8 column '(.*?)' with text", str(exc))
+    if undecodable:
+        return SourceError(f'{at}: column "{undecodable[1]}" holds text that is not valid UTF-8 — fix the data in '
+                           f'the database, or capture the column as bytes with a "query" that selects '
+                           f'CAST({ident(undecodable[1])} AS BLOB)')
     if "no such table" in str(exc) and not table.query:
         return SourceError(f'{at} does not exist ({exc}) — fix the table\'s "name" in the config (or use "query")')
     return SourceError(f'{at} could not be read ({exc}) — fix "query" (or "name") in the config')
