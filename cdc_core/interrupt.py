@@ -44,8 +44,8 @@ def interrupted(config: Config | None, before: dict[str, str | None] | None) -> 
             if thread is not threading.current_thread() and not thread.daemon:
                 thread.join()
     except KeyboardInterrupt:
-        print("Stopped at once: a table in progress may have left a run in the outbox or a claim in the lake; the "
-              "next run finishes or takes it over", file=sys.stderr, flush=True)
+        print("Stopped at once: a table in progress may have left a run in the outbox; the next run publishes it "
+              "(what it wrote in the lake without committing is never read, and is removed)", file=sys.stderr, flush=True)
         os._exit(1)  # the capture threads cannot be stopped otherwise; every step is crash-safe
     after, state = committed_runs(config), State(config.data_dir)
     committed = [f"{name} (run {run})" for name, run in after.items() if run and run != before.get(name)]

@@ -37,7 +37,7 @@ from .state import Entry, State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
-CLAIM_WAIT = 60.0  # seconds a writer waits for another one's claim on the same parent to commit
+CLAIM_WAIT = 60.0  # seconds a writer that lost waits for the winner's run to be committed
 Progress = Callable[[str, str], None]  # (table or "", message)
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
 
@@ -289,8 +289,8 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
 
 def _winner_with_same_data(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
     """The run another writer committed on this run's parent, if it holds exactly the data of this writer's lost
-    run (then nothing is missing, and the local state moves to the winner's run). A writer holding the claim is
-    given a little time to commit. Its data may also be newer or older than ours: then None, the table fails, and
+    run (then nothing is missing, and the local state moves to the winner's run). A writer that wrote the same run
+    id first is given a little time to commit. Its data may also be newer or older than ours: then None, the table fails, and
     the next cycle rebases and fetches again — capturing our (maybe older) file on top of it could undo it."""
     if lost.snapshot is None or not lost.snapshot.is_file():
         return None

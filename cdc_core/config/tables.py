@@ -14,9 +14,9 @@ from .fields import _bool, _check_keys, _choice, _optional_str, _optional_text, 
 from .guards import Guards, _guards
 
 TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+")
-MAX_TABLE_NAME = 128  # a name goes twice into the longest key, claims/{name}/{name}_{run id}.0001.json, and once
-# into file names (255 bytes at most on common file systems) with at most ~60 more characters
-KEY_MARGIN = 64  # the characters a key or path adds to twice the name (folders, run id, suffixes)
+MAX_TABLE_NAME = 128  # a name goes twice into the longest key, commits/{name}/{name}_{run}.{run}.{token}.intent,
+# and once into file names (255 bytes at most on common file systems) with at most ~85 more characters
+KEY_MARGIN = 96  # the characters a key or path adds to twice the name (folders, run ids, a token, suffixes)
 DETECT_MODES = ("content", "date_field")
 TABLE_KEYS = {"name", "pk", "date_field", "sep", "quote", "escape", "detect", "allow_empty", "columns",
               "schema", "query", "guards", "rename"}
