@@ -9,59 +9,32 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
-from . import faults
 from .chain import head
-from .commit import LostRace, intended_runs, plan, publish, uploads
+from .commit import LostRace, plan
 from .config import Config, TableConfig
-from .engines import Engine, make_engine
-from .errors import BusyError, CdcError, HeldError, LakeError, SourceError, StateError
-from .formats import TableFormat, make_format
-from .lake import Lake, make_lake
+from .cycle import Cycle, Progress, Transfer
+from .engines import make_engine
+from .errors import BusyError, CdcError, HeldError, SourceError, StateError
+from .fetching import fetch, intended
+from .formats import make_format
+from .lake import make_lake
 from .logs import SUMMARISED, redact
 from .monitor import after_cycle
-from .projections import catch_up, refresh_full_load
-from .recent import remember_rows
+from .publishing import project, publish_entry, publish_preview, winner_with_same_data
 from .report import RunReport, TableReport, Upload
-from .retention import tidy
-from .sources import Fetch, make_source, table_file
-from .stage import Previous, _lap, rebase, stage
+from .sources import Fetch, make_source
+from .stage import Previous, rebase, stage
 from .state import Entry, State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
-CLAIM_WAIT = 60.0  # seconds a writer that lost waits for the winner's run to be committed
-Progress = Callable[[str, str], None]  # (table or "", message)
-Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
 
 
-@dataclass
-class _Cycle:
-    """What every table of one cycle shares."""
-
-    config: Config
-    state: State
-    lake: Lake
-    fetched: Fetch
-    run_id: str
-    started: datetime
-    dry_run: bool
-    publish: bool
-    progress: Progress
-    transfer: Transfer | None
-    heads: dict[str, dict | None] = field(default_factory=dict)
-    head_errors: dict[str, CdcError] = field(default_factory=dict)
-    table_format: TableFormat | None = None
-    engine: Engine | None = None
-    accept_held: frozenset[str] = frozenset()
-    source_error: Exception | None = None  # the one error of a source that failed as a whole
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
@@ -109,7 +82,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
             except CdcError as exc:
                 head_errors[table.name] = exc
         newest = max((h["run_id"] for h in heads.values() if h), default=None)
-        newest = max([r for r in [newest, *_intended(lake, heads, head_errors)] if r], default=None)
+        newest = max([r for r in [newest, *intended(lake, heads, head_errors)] if r], default=None)
         run_id = publish_preview or state.new_run_id(started, after=newest)
         report = RunReport(run_id=run_id, source=source.description, lake=lake.url, source_version=None,
                            started_at=started, tables=[TableReport(t.name) for t in selected], dry_run=dry_run)
@@ -119,7 +92,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
         else:
             try:
                 clock = time.perf_counter()
-                fetched = _fetch(source, state, selected, run_id, skip_download, progress, heads)
+                fetched = fetch(source, state, selected, run_id, skip_download, progress, heads)
                 report.timings["fetch"] = round(time.perf_counter() - clock, 3)
             except Exception as exc:  # the whole source failed: every table fails, pending entries still go out
                 if skip_download or not isinstance(exc, CdcError | OSError):
@@ -129,7 +102,7 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
                 fetched, source_error = Fetch(version=None, errors={t.name: error for t in selected}), error
                 log.error("%s", error, extra=SUMMARISED)  # said once here, not once per table
         report.source_version = fetched.version
-        cycle = _Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
+        cycle = Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
                        on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held), source_error)
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
@@ -146,77 +119,15 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
     return report
 
 
-def _intended(lake: Lake, heads: dict[str, dict | None], errors: dict[str, CdcError]) -> list[str]:
-    """The run ids other writers are committing (or died committing) on these heads: this cycle's goes after."""
-    found = []
-    for name, top in heads.items():
-        try:
-            found += intended_runs(lake, name, top["run_id"] if top else None)
-        except CdcError as exc:
-            errors[name] = exc
-    return found
 
 
-def _fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_download: bool,
-           progress: Progress, heads: dict[str, dict | None]) -> Fetch:
-    if skip_download:
-        last = state.last_fetch()
-        if last is None:
-            raise StateError(f"Nothing was fetched into {state.fetch_dir} yet — run once without --skip-download")
-        progress("", f"re-using the fetch of run {last['run_id']} (source version {last.get('version')})")
-        fetched = Fetch(version=last.get("version"))
-        for table in tables:
-            path = table_file(state.fetch_dir, table.name)
-            if path is not None:
-                fetched.files[table.name] = path
-            else:
-                fetched.errors[table.name] = StateError(
-                    f'Table "{table.name}" is not in the last fetch — run without --skip-download')
-        return fetched
-    progress("", f"fetching {', '.join(t.name for t in tables)} from {source.description}")
-    incoming = state.incoming(run_id)
-    versions = {_captured_version(state, t.name, heads.get(t.name)) for t in tables}
-    fetched = source.fetch(tables, incoming, last_version=_latest(versions))
-    if fetched.unchanged and versions != {fetched.version}:  # a table is behind the source: fetch all the same
-        fetched = source.fetch(tables, incoming, last_version=None)
-    if fetched.unchanged:
-        shutil.rmtree(incoming, ignore_errors=True)
-        progress("", f"the source is still at version {fetched.version}: nothing to capture")
-        return fetched
-    if not fetched.files:  # every table failed: the last good fetch stays for --skip-download
-        shutil.rmtree(incoming, ignore_errors=True)
-        return fetched
-    faults.point("after_fetch")
-    state.replace_fetch(incoming, {"run_id": run_id, "version": fetched.version, "source": source.description,
-                                   "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                   "tables": sorted(fetched.files)})
-    faults.point("after_fetch_swap")
-    fetched.files = {name: state.fetch_dir / path.name for name, path in fetched.files.items()}
-    return fetched
 
 
-def _captured_version(state: State, table: str, top: dict | None) -> str | None:
-    """The source version a table was last captured at: pending in the outbox, else committed in the lake (the
-    local state knows more when it is on the lake's head: an unchanged capture records its version there)."""
-    pending = state.pending(table)
-    if pending:
-        return pending[-1].meta.get("source_version")
-    try:
-        committed = state.committed(table)
-    except StateError:
-        committed = None
-    if committed is not None and (top is None or committed.run_id == top["run_id"]):
-        return committed.source_version
-    return top.get("source_version") if top else None
 
 
-def _latest(versions: set[str | None]) -> str | None:
-    """The latest committed source version (numbers compare as numbers), None before any capture."""
-    known = [v for v in versions if v]
-    return max(known, key=lambda v: (len(v), v)) if known else None
 
 
-def _capture(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
+def _capture(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
     """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
     try:
         _capture_table(cycle, table, report)
@@ -236,7 +147,7 @@ def _held(state: State, name: str) -> Entry | None:
         return None
 
 
-def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> None:
+def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
     name, state = table.name, cycle.state
     try:
         state.clean_staging(name)
@@ -252,12 +163,12 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
                 continue
             cycle.progress(name, f"publishing pending run {entry.run_id} first")
             try:
-                if not _publish(cycle, entry, report):
+                if not publish_entry(cycle, entry, report):
                     return
                 report.published_pending.append(entry.run_id)
                 ours.add(entry.run_id)
             except LostRace as lost:  # discarded; fine if the winner holds the same data, else the next cycle
-                if (winner := _winner_with_same_data(cycle, table, report, lost)) is None:
+                if (winner := winner_with_same_data(cycle, table, report, lost)) is None:
                     raise
                 cycle.progress(name, f"run {entry.run_id} was not published: another writer committed the same "
                                      f"data first (run {winner})")
@@ -266,7 +177,7 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
             _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [],
                             moved=(top["run_id"] if top else None) not in ours)
         except LostRace as lost:  # another writer committed first: no failure if it committed this very data
-            if cycle.dry_run or cycle.publish or (winner := _winner_with_same_data(cycle, table, report, lost)) is None:
+            if cycle.dry_run or cycle.publish or (winner := winner_with_same_data(cycle, table, report, lost)) is None:
                 raise
             report.status, report.counts, report.column_counts = "unchanged", {"I": 0, "U": 0, "D": 0}, {}
             cycle.progress(name, f"no changes: another writer committed the same data first (run {winner})")
@@ -287,27 +198,9 @@ def _capture_table(cycle: _Cycle, table: TableConfig, report: TableReport) -> No
         log.exception("Table %s failed", name, extra=SUMMARISED)
 
 
-def _winner_with_same_data(cycle: _Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
-    """The run another writer committed on this run's parent, if it holds exactly the data of this writer's lost
-    run (then nothing is missing, and the local state moves to the winner's run). A writer that wrote the same run
-    id first is given a little time to commit. Its data may also be newer or older than ours: then None, the table fails, and
-    the next cycle rebases and fetches again — capturing our (maybe older) file on top of it could undo it."""
-    if lost.snapshot is None or not lost.snapshot.is_file():
-        return None
-    deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
-    while (top := head(cycle.lake, table.name)) is not None and top["run_id"] == lost.parent and \
-            time.monotonic() < deadline:
-        time.sleep(0.5)
-    if top is None or top["run_id"] == lost.parent:
-        return None
-    committed = rebase(cycle.state, cycle.lake, table.name, top, report, cycle.engine)
-    with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=cycle.state.root) as tmp:
-        changes = cycle.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
-                                    stamp={})
-    return None if changes or changes.schema_changed else top["run_id"]
 
 
-def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top: dict | None,
+def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: dict | None,
                     pending: list[Entry], moved: bool) -> None:
     """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run).
     `moved`: another writer committed since this cycle fetched, so the fetched file may be older than the head:
@@ -321,14 +214,14 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
     else:
         committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
     if not cycle.dry_run and top is not None and committed is not None:
-        _project(cycle, report, top, committed.snapshot)
+        project(cycle, report, top, committed.snapshot)
     if cycle.publish:
-        _publish_preview(cycle, table, report, committed, state.preview(name, cycle.run_id))
+        publish_preview(cycle, table, report, committed, state.preview(name, cycle.run_id))
         return
     held = state.held(name) if name in cycle.accept_held and not cycle.dry_run else None
     if held is not None and held.meta.get("parent") == (committed.run_id if committed else None):
         cycle.progress(name, f"publishing the held capture of run {held.run_id}, as accepted")
-        _publish_preview(cycle, table, report, committed, held)  # exactly what was held and seen, no re-capture
+        publish_preview(cycle, table, report, committed, held)  # exactly what was held and seen, no re-capture
         return
     if held is not None:  # diffed against a run the lake has moved past: it can never be published
         cycle.progress(name, f"the held capture of run {held.run_id} is out of date (the lake moved on): "
@@ -375,95 +268,14 @@ def _capture_latest(cycle: _Cycle, table: TableConfig, report: TableReport, top:
             report.status, report.error = "held", entry.meta["held"]
         return
     cycle.progress(name, f"publishing to {cycle.lake.url}")
-    _publish(cycle, entry, report)
+    publish_entry(cycle, entry, report)
 
 
-def _publish(cycle: _Cycle, entry: Entry, report: TableReport) -> bool:
-    """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
-    clock = time.perf_counter()
-    try:
-        top = publish(entry, cycle.state, cycle.lake, checkpoint_every=cycle.config.checkpoint_every,
-                      transfer=cycle.transfer)
-        report.uploads += uploads(entry, cycle.state)
-    except LakeError as exc:
-        raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
-                        f"cycle: {exc}") from None
-    except LostRace as lost:
-        kept = cycle.state.discard(entry)  # kept for a look (and for the comparison with the winner's data)
-        lost.snapshot = cycle.state.snapshot_of(replace(entry, dir=kept))
-        version = entry.meta.get("source_version")
-        if not (version and lost.winner and lost.winner.get("source_version") == version):
-            raise
-        report.status = "unchanged"  # the other writer captured this very version: nothing is missing
-        report.counts = {"I": 0, "U": 0, "D": 0}
-        cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
-                                    f"(run {lost.winner['run_id']})")
-        return False
-    _project(cycle, report, top, cycle.state.snapshot_of(entry), entry.changes)
-    if top.get("checkpoint") and top["run_id"] == entry.run_id:
-        _tidy(cycle, top)
-    clock = _lap(report, "publish", clock)
-    cycle.state.commit(entry, keep=cycle.config.retention)
-    remember_rows(cycle.state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
-    _lap(report, "commit", clock)
-    return True
 
 
-def _project(cycle: _Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
-    """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run
-    is committed whatever happens here: a projection left behind is a warning, and the next cycle catches it up."""
-    try:
-        if (written := refresh_full_load(cycle.lake, top, snapshot)) is not None:
-            report.uploads.append(written)
-        faults.point("after_put_full", top["table"])
-        if cycle.table_format is not None:
-            with tempfile.TemporaryDirectory(prefix="cdc-format-", dir=cycle.state.root) as scratch:
-                catch_up(cycle.table_format, cycle.lake, top, snapshot, changes, Path(scratch))
-            faults.point("after_format", top["table"])
-    except LakeError as exc:
-        warning = f"run {top['run_id']} is committed, but {_behind(exc)} — the next cycle catches it up"
-        report.warnings.append(warning)
-        log.warning("%s: %s", top["table"], warning)
 
 
-def _tidy(cycle: _Cycle, top: dict) -> None:
-    """At a checkpoint: remove what no run lists, and the runs `lake_retention` lets go (tidying: never fatal)."""
-    try:
-        tidy(cycle.lake, top, cycle.config.lake_retention)
-    except LakeError as exc:
-        log.warning("%s: could not tidy the lake at checkpoint %s (%s)", top["table"], top["run_id"], exc)
 
 
-def _behind(exc: LakeError) -> str:
-    text = redact(str(exc))
-    return f"a projection is behind ({text[0].lower()}{text[1:]})" if text else "a projection is behind"
 
 
-def _publish_preview(cycle: _Cycle, table: TableConfig, report: TableReport, committed, preview: Entry | None) -> None:
-    """Publish exactly the change set a dry run (or a held capture) sealed, if the lake is still where it was."""
-    name, state = table.name, cycle.state
-    if preview is None and committed is not None and committed.run_id == cycle.run_id:
-        report.status = "unchanged"  # published already (a second --publish, a retried job): nothing to do
-        cycle.progress(name, f"run {cycle.run_id} is already published — nothing to do")
-        return
-    if preview is None:
-        raise StateError(f'Table "{name}": there is no preview of run {cycle.run_id} (a later dry run replaced it, '
-                         "or it was published) — preview again")
-    parent = committed.run_id if committed else None
-    if preview.meta.get("parent") != parent:  # it can never be published now: do not keep it
-        shutil.rmtree(preview.dir, ignore_errors=True)
-        raise StateError(f'Table "{name}": the preview of run {preview.run_id} was diffed against run '
-                         f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
-    report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
-    report.column_counts = dict(preview.meta.get("changed_columns", {}))
-    report.warnings, report.source_version = list(preview.meta["warnings"]), preview.meta.get("source_version")
-    if preview.meta["kind"] == "unchanged":
-        report.status = "unchanged"
-        state.record_version(name, report.source_version)
-        shutil.rmtree(preview.dir, ignore_errors=True)
-        return
-    if preview.meta.get("held") and name not in cycle.accept_held:
-        raise HeldError(preview.meta["held"])
-    report.status = preview.meta["kind"]
-    cycle.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.lake.url}")
-    _publish(cycle, state.add_entry(preview.dir, preview.meta), report)
