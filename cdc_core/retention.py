@@ -3,6 +3,7 @@
 Run by the writer that committed a checkpoint (every `checkpoint_every` runs), so its listings are paid once per
 checkpoint, not per capture:
 
+- **Leftovers of the old protocol**: `claims/{t}/` (a lake from before the log).
 - **Orphans**: a file under `cdc/` or `base/` whose run id is not a committed run's and is older than the head is
   garbage (a writer killed before its link whose parent another run took since): no run can ever list it.
 - **Retention**: with `"lake_retention": "90d"`, every run older than the newest checkpoint at or before the
@@ -38,6 +39,7 @@ def tidy(lake: Lake, top: dict, retention: float | None, now: datetime | None = 
             kept = kept[len(old):]
             if old:
                 log.info("%s: removed %d run(s) before checkpoint %s (lake_retention)", table, len(old), first)
+    removed += _remove(lake, lake.list(f"claims/{table}/"))  # a lake from before the log: claims mean nothing now
     known = set(kept)
     for prefix in (f"cdc/{table}/", f"base/{table}/"):
         for key in lake.list(prefix):

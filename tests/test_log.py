@@ -19,7 +19,7 @@ from cdc_core.retention import tidy
 from cdc_core.snapshot import load_snapshot
 
 from .conftest import BUCKET, run_cli, write_config
-from .writers import TABLE, cdc_rows, changes_between, demo_version, killed, publish_version, stalled, writer
+from .writers import TABLE, demo_version, killed, publish_version, stalled, writer
 
 
 def runs_of(config: Path) -> list[dict]:
@@ -225,33 +225,38 @@ def test_retention_keeps_runs_from_the_checkpoint_before_the_horizon_and_replay_
     assert inside.run_id == runs[6]["run_id"] and inside.rows == runs[6]["rows"]
 
 
-def test_a_lake_written_before_the_log_keeps_working(tmp_path: Path):
-    config = writer(tmp_path, "a", str(tmp_path / "lake"))
-    for version in (1, 2, 3):
-        publish_version(tmp_path, demo_version(version))
-        assert run_cli("--once", "--config", str(config)).code == 0
-    lake_dir = tmp_path / "lake"
-    (lake_dir / head_pointer_key("clientes")).unlink()  # what the old protocol left: no pointer, no since_base,
-    for path in (lake_dir / "manifests" / "clientes").glob("*.json"):  # a leftover claim
-        manifest = json.loads(path.read_text())
-        for field in ("since_base", "checkpoint"):
-            manifest.pop(field, None)
-        path.write_text(json.dumps(manifest))
-    (lake_dir / "claims" / "clientes").mkdir(parents=True)
-    (lake_dir / "claims" / "clientes" / "clientes_root.0000.json").write_text("{}")
-    fresh = writer(tmp_path, "fresh", str(lake_dir))
-    assert run_cli("verify", "--config", str(fresh)).code == 0
-    publish_version(tmp_path, demo_version(4))
-    result = run_cli("--once", "--config", str(fresh))
-    assert result.code == 0, result.out + result.err
-    runs = runs_of(fresh)
-    assert len(runs) == 4 and runs[-1]["checkpoint"]  # the first run after the migration writes a base
-    assert (lake_dir / head_pointer_key("clientes")).is_file()
+def test_a_lake_and_data_dir_written_before_the_log_keep_working(tmp_path: Path):
+    """tests/data/old-lake: two runs of the previous protocol (claims, no head pointer, no checkpoints), and a third
+    run killed after its CDC file (a claim left in the lake, the run pending in the outbox)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "data" / "old-lake", old, symlinks=True)
+    def reader(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        return write_config(tmp_path / name, source={"type": "directory", "path": str(old / "source")},
+                            lake=str(old / "lake"), tables=[{"name": "clientes", "pk": "id", "sep": ";",
+                                                             "date_field": "atualizado"}])
+
+    config, fresh = old / "config.json", reader("fresh")
+    assert run_cli("verify", "--config", str(fresh)).code == 0  # before: the lake alone
+    result = run_cli("--once", "--config", str(config))  # the pending run goes out, then the fetch: no change
+    assert result.code == 0 and "no changes" in result.out, result.out + result.err
+    runs = runs_of(config)
+    assert [m["counts"] for m in runs[1:]] == [{"I": 1, "U": 1, "D": 1}, {"I": 1, "U": 1, "D": 0}]
+    assert runs[2]["parent"] == runs[1]["run_id"] and runs[2]["checkpoint"]  # the first run after it: a base
+    assert (old / "lake" / head_pointer_key("clientes")).is_file()
+    assert not list((old / "lake" / "claims").rglob("*.json"))  # the old protocol's claims are tidied away
     for each in (config, fresh):
-        assert run_cli("--once", "--config", str(each)).code == 0
-        assert run_cli("verify", "--config", str(each)).code == 0
-    assert {(op, key) for run, op, key in cdc_rows(fresh) if run == runs[-1]["run_id"]} == changes_between(
-        tmp_path, demo_version(3), demo_version(4))
+        again = run_cli("--once", "--config", str(each))
+        assert again.code == 0, again.out + again.err
+        checked = run_cli("verify", "--config", str(each))
+        assert checked.code == 0, checked.out  # after: both data dirs and the lake agree
+    (old / "source" / "clientes.csv").write_text("id;nome;pontos;atualizado\n1;Ana;16;2025-01-04 10:00:00\n"
+                                                 "3;Caio;35;2025-01-03 10:00:00\n4;Duda;40;2025-01-02 10:00:00\n")
+    assert run_cli("--once", "--config", str(fresh)).code == 0
+    assert [m["counts"] for m in runs_of(fresh)][-1] == {"I": 0, "U": 1, "D": 1}
+    assert run_cli("verify", "--config", str(reader("third"))).code == 0
 
 
 @pytest.mark.parametrize("size_mb", [1, 6])  # one PUT, and a multipart upload above the 5 MB threshold
