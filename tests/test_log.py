@@ -19,7 +19,7 @@ from cdc_core.retention import tidy
 from cdc_core.snapshot import load_snapshot
 
 from .conftest import BUCKET, run_cli, write_config
-from .writers import TABLE, demo_version, killed, publish_version, stalled, writer
+from .writers import TABLE, demo_version, killed, publish_version, stalled, two_writers, writer
 
 
 def runs_of(config: Path) -> list[dict]:
@@ -54,11 +54,7 @@ def _same_table(a: Path, b: Path) -> bool:
 
 
 def test_a_writer_stalled_before_its_full_load_never_puts_an_older_table_over_a_newer_run(tmp_path: Path):
-    lake = str(tmp_path / "lake")
-    slow, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
-    versions = [demo_version(v) for v in (1, 2, 3)]
-    publish_version(tmp_path, versions[0])
-    assert run_cli("--once", "--config", str(slow)).code == 0
+    lake, slow, other, versions = two_writers(tmp_path, 3)
     publish_version(tmp_path, versions[1])
     manifests = tmp_path / "lake" / "manifests" / "clientes"
     paused = stalled(slow, "after_put_manifest:6", lambda: len(list(manifests.glob("*.json"))) == 2)
@@ -76,11 +72,7 @@ def test_a_writer_stalled_before_its_full_load_never_puts_an_older_table_over_a_
 
 
 def test_a_cycle_that_fetched_before_another_writer_committed_never_commits_its_older_file(tmp_path: Path):
-    lake = str(tmp_path / "lake")
-    slow, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
-    versions = [demo_version(v) for v in (1, 2, 3, 4)]
-    publish_version(tmp_path, versions[0])
-    assert run_cli("--once", "--config", str(slow)).code == 0
+    lake, slow, other, versions = two_writers(tmp_path, 4)
     publish_version(tmp_path, versions[1])
     assert killed(slow, "after_stage").returncode == -signal.SIGKILL  # version 2 waits in its outbox
     publish_version(tmp_path, versions[2])
@@ -101,10 +93,7 @@ def test_a_cycle_that_fetched_before_another_writer_committed_never_commits_its_
 
 
 def test_a_writer_killed_after_its_link_finds_its_run_committed_when_another_built_on_it(tmp_path: Path):
-    lake = str(tmp_path / "lake")
-    first, other = writer(tmp_path, "a", lake), writer(tmp_path, "b", lake)
-    publish_version(tmp_path, demo_version(1))
-    assert run_cli("--once", "--config", str(first)).code == 0
+    _, first, other, _ = two_writers(tmp_path, 1)
     publish_version(tmp_path, demo_version(2))
     assert killed(first, "after_link").returncode == -signal.SIGKILL  # committed: linked, no manifest yet
     publish_version(tmp_path, demo_version(3))
@@ -133,10 +122,7 @@ def test_a_dry_run_writes_nothing_to_the_lake_not_even_a_missing_manifest(tmp_pa
 
 
 def test_a_delta_writer_stalled_before_its_link_loses_and_the_table_follows_the_winner(tmp_path: Path):
-    lake = str(tmp_path / "lake")
-    slow, other = (writer(tmp_path, name, lake, table_format="delta") for name in ("a", "b"))
-    publish_version(tmp_path, demo_version(1))
-    assert run_cli("--once", "--config", str(slow)).code == 0
+    lake, slow, other, _ = two_writers(tmp_path, 1, table_format="delta")
     publish_version(tmp_path, demo_version(2))
     cdc = tmp_path / "lake" / "cdc" / "clientes"
     paused = stalled(slow, "after_put_cdc:6", lambda: cdc.is_dir() and any(cdc.iterdir()))

@@ -95,3 +95,15 @@ def killed(config: Path, fault: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_FAULT": f"clientes:{fault}"}
     return subprocess.run([sys.executable, "-m", "cdc_core", "--once", "-q", "--config", str(config)], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
+
+
+def two_writers(tmp_path: Path, count: int, **overrides) -> tuple[str, Path, Path, list[str]]:
+    """A shared local lake, writers "a" and "b" on it, `count` demo versions, the first captured by "a"."""
+    from .conftest import run_cli
+
+    lake = str(tmp_path / "lake")
+    first, second = writer(tmp_path, "a", lake, **overrides), writer(tmp_path, "b", lake, **overrides)
+    versions = [demo_version(v) for v in range(1, count + 1)]
+    publish_version(tmp_path, versions[0])
+    assert run_cli("--once", "--config", str(first)).code == 0
+    return lake, first, second, versions
