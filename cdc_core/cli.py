@@ -97,7 +97,7 @@ def _config_option(parser: argparse.ArgumentParser, default: str = argparse.SUPP
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(quiet=args.quiet, verbose=args.verbose)
+    setup_logging(quiet=args.quiet, verbose=args.verbose, summary=True)
     if args.command == "diff":
         return diff_command(args)
     config = before = None
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             return _init_command(args)
         config = load_config(args.config)
-        setup_logging(config.data_dir, quiet=args.quiet, verbose=args.verbose)
+        setup_logging(config.data_dir, quiet=args.quiet, verbose=args.verbose, summary=True)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         for name in tables or []:
             config.table(name)

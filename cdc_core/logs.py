@@ -110,9 +110,10 @@ class _Stderr(logging.StreamHandler):
 
 
 def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console: bool = True,
-                  verbose: bool = False) -> Path | None:
+                  verbose: bool = False, summary: bool = False) -> Path | None:
     """Console at INFO (WARNING when quiet, DEBUG when verbose) plus `data_dir/logs/cdc.log` (5 MB × 5) at INFO
-    (DEBUG when verbose: each table's stage timings); returns the log path."""
+    (DEBUG when verbose: each table's stage timings); returns the log path. With `summary` (a face that prints
+    each table's error in its summary, the CLI) the console leaves out what the summary repeats."""
     logger = logging.getLogger("cdc_core")
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in list(logger.handlers):
@@ -122,7 +123,8 @@ def setup_logging(data_dir: Path | None = None, *, quiet: bool = False, console:
         out = _Stderr()
         out.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
         out.setFormatter(_Console("%(message)s"))
-        out.addFilter(lambda record: not getattr(record, "summarised", False))
+        if summary:
+            out.addFilter(lambda record: not getattr(record, "summarised", False))
         logger.addHandler(out)
     if data_dir is None:
         return None

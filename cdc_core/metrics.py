@@ -28,12 +28,13 @@ def textfile_path(config: Config) -> Path:
     return config.data_dir / "metrics" / "cdc_core.prom"
 
 
-def write_textfile(config: Config) -> Path | None:
-    """Write the metrics file atomically; None (and nothing written) when prometheus_client is not installed."""
+def write_textfile(config: Config, say_why_not: bool = True) -> Path | None:
+    """Write the metrics file atomically; None (and nothing written, said once) when prometheus_client is not
+    installed."""
     try:
         from prometheus_client import CollectorRegistry, write_to_textfile
     except ImportError:
-        if not _said_no_metrics:
+        if say_why_not and not _said_no_metrics:
             _said_no_metrics.append(True)
             log.info("no metrics file: prometheus_client is not installed — pip install 'cdc_core[metrics]' to get "
                      '%s after every cycle, or set "metrics": {"textfile": false} to say you want none',

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("cdc_core")
 
 
-def after_cycle(config: Config, report: RunReport) -> None:
-    """Record the outcome, write the metrics file and notify, for a cycle that was not a dry run; never raises."""
+def after_cycle(config: Config, report: RunReport, *, quiet: bool = False) -> None:
+    """Record the outcome, write the metrics file and notify, for a cycle that was not a dry run; never raises.
+    `quiet`: a config that cannot run (its error is the one line a person reads) adds no note of its own."""
     if report.dry_run:
         return
     from . import metrics, notify
@@ -32,7 +33,7 @@ def after_cycle(config: Config, report: RunReport) -> None:
         _warn("could not record the cycle's outcome in the data dir; a `recovered` notification may be missed", exc)
     if config.metrics.textfile:
         try:
-            metrics.write_textfile(config)
+            metrics.write_textfile(config, say_why_not=not quiet)
         except Exception as exc:  # noqa: BLE001 — nothing here may fail the cycle
             _warn(f"could not write {metrics.textfile_path(config)}", exc)
     try:

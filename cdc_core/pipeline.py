@@ -19,7 +19,7 @@ from .commit import LostRace, plan
 from .config import Config, TableConfig
 from .cycle import Cycle, Progress, Transfer
 from .engines import make_engine
-from .errors import BusyError, CdcError, HeldError, SourceError, StateError
+from .errors import BusyError, CdcError, ConfigError, HeldError, SourceError, StateError
 from .fetching import fetch, intended
 from .formats import make_format
 from .lake import make_lake
@@ -61,7 +61,8 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
                       for name in tables or [t.name for t in config.tables]]
             after_cycle(config, RunReport(run_id=started.strftime("%Y%m%d_%H%M%S"), source=config.source.type,
                                           lake=str(config.lake.url), source_version=None, started_at=started,
-                                          tables=failed, finished_at=started))
+                                          tables=failed, finished_at=started),
+                        quiet=isinstance(exc, ConfigError))  # its one line is the error, exit 2
         raise
 
 

@@ -252,8 +252,8 @@ async def test_a_failing_table_is_notified_and_the_others_still_preview(tmp_path
         failed = screen.diff("clientes")
         assert failed.report.status == "failed" and '"nope"' in failed.report.error
         assert "FAILED" in text_of(failed.query_one(".counts", Static)) and not failed.query(ChangeTable)
-        errors = [n for n in app._notifications if n.severity == "error"]
-        assert any('"nope"' in n.message for n in errors)
+        await wait_for(pilot, lambda: any('"nope"' in n.message for n in app._notifications  # posted from the
+                                          if n.severity == "error"), timeout=10)  # worker's thread: it may lag
         for name in ("transacoes", "transacao_produto"):
             diff = screen.diff(name)
             assert diff.report.status == "changes"

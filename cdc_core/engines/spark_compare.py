@@ -17,7 +17,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from ..changeset import ChangeSet
-from ..compare import TEMPORAL, Output, _warn, common_types
+from ..compare import TEMPORAL, Output, _warn, common_types, opening
 from ..errors import InputError
 from ..logs import first_line
 from ..types import read_layouts
@@ -47,7 +47,7 @@ def open_side(spark, path: Path, key: tuple[str, ...], date_field: str | None) -
         _ = df.schema  # Spark Connect reads lazily: fail here, not halfway through the diff
     except (*ERRORS, pa.ArrowException) as exc:
         raise InputError(f"{label} cannot be read as Parquet ({first_line(exc)}) — fix the file") from None
-    upper = label[0].upper() + label[1:]
+    upper = opening(label)
     lower: dict[str, str] = {}
     for name in columns:
         if lower.setdefault(name.lower(), name) != name:
@@ -182,6 +182,6 @@ def _check_keys(work, prev: Side, cur: Side, key: tuple[str, ...], aliases: list
                   .where((F.col("__n") > 1) | F.col("__null")).limit(1).count())
     if suspicious or prev.rows - deleted != cur.rows - inserted:
         for s in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
-            check_keys(s.df, key, s.label[0].upper() + s.label[1:])
+            check_keys(s.df, key, opening(s.label))
         raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
                          "identify one row")
