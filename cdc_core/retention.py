@@ -3,7 +3,8 @@
 Run by the writer that committed a checkpoint (every `checkpoint_every` runs), so its listings are paid once per
 checkpoint, not per capture:
 
-- **Leftovers of the old protocol**: `claims/{t}/` (a lake from before the log).
+- **Leftovers**: `claims/{t}/` (a lake from before the log), and intents on a parent older than the head (their
+  writers were killed after writing them, or after their own link).
 - **Orphans**: a file under `cdc/` or `base/` whose run id is not a committed run's and is older than the head is
   garbage (a writer killed before its link whose parent another run took since): no run can ever list it.
 - **Retention**: with `"lake_retention": "90d"`, every run older than the newest checkpoint at or before the
@@ -40,6 +41,9 @@ def tidy(lake: Lake, top: dict, retention: float | None, now: datetime | None = 
             if old:
                 log.info("%s: removed %d run(s) before checkpoint %s (lake_retention)", table, len(old), first)
     removed += _remove(lake, lake.list(f"claims/{table}/"))  # a lake from before the log: claims mean nothing now
+    on_head = f"commits/{table}/{table}_{top['run_id']}."
+    removed += _remove(lake, [k for k in lake.list(f"commits/{table}/") if k.endswith(".intent")
+                              and not k.startswith(on_head)])  # on an older parent: they can never commit
     known = set(kept)
     for prefix in (f"cdc/{table}/", f"base/{table}/"):
         for key in lake.list(prefix):

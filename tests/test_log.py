@@ -198,11 +198,16 @@ def test_retention_keeps_runs_from_the_checkpoint_before_the_horizon_and_replay_
     runs = read_manifests(lake, "clientes")
     (tmp_path / "orphan.parquet").write_bytes(b"x")  # a file no run lists (a writer killed before its link)
     lake.put(tmp_path / "orphan.parquet", "cdc/clientes/clientes_20000101_000000.parquet")
+    stale_intent = f"commits/clientes/clientes_{runs[3]['run_id']}.{runs[4]['run_id']}.dead.intent"
+    live_intent = f"commits/clientes/clientes_{runs[-1]['run_id']}.20991231_000000.live.intent"
+    for key in (stale_intent, live_intent):  # a writer killed on an old parent; one committing on the head now
+        lake.put(tmp_path / "orphan.parquet", key)
     moment = datetime.strptime(runs[7]["run_id"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
     removed = tidy(lake, runs[-1], 30 * 86400, now=moment + timedelta(days=30))  # the horizon: between runs 7, 8
     kept = read_manifests(lake, "clientes")
     assert [m["run_id"] for m in kept] == [m["run_id"] for m in runs[6:]]  # from the checkpoint at run 7 on
-    assert "cdc/clientes/clientes_20000101_000000.parquet" in removed
+    assert "cdc/clientes/clientes_20000101_000000.parquet" in removed and stale_intent in removed
+    assert live_intent not in removed and lake.get(live_intent) is not None
     assert run_cli("verify", "--config", str(config)).code == 0
     too_old = run_cli("replay", "--config", str(config), "--table", "clientes", "--as-of", runs[3]["run_id"],
                       "--output", str(tmp_path / "old.parquet"))
