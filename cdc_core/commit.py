@@ -94,26 +94,24 @@ def publish(entry: Entry, state: State, lake: Lake, *, checkpoint_every: int,
         entry.meta["checkpoint"] = entry.meta["kind"] != "full_load" and checkpoint_due(top, checkpoint_every)
         entry.meta["since_base"] = 0 if _checkpoint(entry) else int(top.get("since_base", 0)) + 1
         write_json_atomic(entry.dir / "entry.json", entry.meta)
-    files = _files(entry, state)
-    intent = _intent(entry, [(local, key) for local, key, _ in files])
-    create_bytes(lake, intent, _intent_key(entry))  # what to remove if this writer never links its run
+    manifest = _manifest(entry, state)  # written once into the entry: every checksum computed once
+    create_bytes(lake, _intent(entry, manifest), _intent_key(entry))  # what to remove if it never links its run
     written = []
-    for local, key, fault in files:
+    for local, key, fault in _files(entry, state):
         created = lake.create(local, key, _meter(transfer, table, key, local.stat().st_size))
         if not created and lake.checksum(key) not in (sha256(local), ""):  # not our bytes from a killed try
             _remove_own(lake, entry, written, None)
             raise _lost(entry, None, f"wrote run {run_id}'s {key.split('/')[0]} file first")
         written.append(key)
         faults.point(fault, table)
-    manifest = _manifest(entry, state)
     if not lake.create(manifest, link_key(table, parent)):
         winner = json.loads(lake.read(link_key(table, parent)))
         if not _mine(winner, entry):
             _remove_own(lake, entry, written, winner)
             raise _lost(entry, winner, "committed run {winner} on the same parent first")
     faults.point("after_link", table)
-    _remove_intents(lake, entry, json.loads(manifest.read_bytes()))
     committed = json.loads(manifest.read_bytes())
+    _remove_intents(lake, entry, committed)
     create_bytes(lake, manifest.read_bytes(), manifest_key(table, run_id))
     faults.point("after_put_manifest", table)
     write_pointer(lake, table, committed)
@@ -168,9 +166,11 @@ def intended_runs(lake: Lake, table: str, parent: str | None) -> list[str]:
             if key.endswith(".intent")]
 
 
-def _intent(entry: Entry, files: list[tuple[Path, str]]) -> bytes:
+def _intent(entry: Entry, manifest: Path) -> bytes:
+    """The data keys (and checksums) this run is about to write: its manifest's, but the full load's."""
+    files = [f for f in json.loads(manifest.read_bytes())["files"] if f["key"] != full_load_key(entry.table)]
     return json.dumps({"run_id": entry.run_id, "token": entry.meta.get("token"),
-                       "files": [{"key": key, "sha256": sha256(local)} for local, key in files]}).encode()
+                       "files": [{"key": f["key"], "sha256": f["sha256"]} for f in files]}).encode()
 
 
 def _remove_intents(lake: Lake, entry: Entry, committed: dict) -> None:
