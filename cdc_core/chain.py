@@ -30,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import LakeError
-from .lake import RUN_ID, Lake, check_manifest, link_key, manifest_key, parse_key
+from .lake import Lake
+from .layout import RUN_ID, check_manifest, link_key, manifest_key, parse_key
 
 log = logging.getLogger("cdc_core")
 RUN = re.compile(RUN_ID)

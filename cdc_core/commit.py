@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from . import faults
 from .chain import create_bytes, head, write_pointer
 from .errors import CdcError, LakeError
-from .lake import Lake, base_key, cdc_key, full_load_key, link_key, manifest_key, sha256
+from .lake import Lake
+from .layout import base_key, cdc_key, full_load_key, link_key, manifest_key, sha256
 from .report import Upload
 from .state import Entry, State, read_json, write_json_atomic
 

@@ -27,7 +27,8 @@ from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
 from .extras import missing
 from .formats import TableFormat, make_format, with_versions
-from .lake import Lake, LocalLake, full_load_key, make_lake, manifest_file, read_manifests
+from .lake import Lake, LocalLake, make_lake, read_manifests
+from .layout import full_load_key, manifest_file
 from .pipeline import RunReport
 from .reader import committed_runs
 from .replay import replay

@@ -1,96 +1,44 @@
-"""The lake: where full loads, change sets and manifests are published.
+"""The lake: where full loads, change sets and manifests are published — a folder (`LocalLake`) or S3 (`S3Lake`).
 
-Keys (seed-compatible): `{prefix}/full-load/{table}/{table}.parquet` (the latest full table) and
-`{prefix}/cdc/{table}/{table}_{run_id}.parquet` with `run_id` = `YYYYMMDD_HHMMSS` (UTC). Besides them:
-`{prefix}/base/{table}/{table}_{run_id}.parquet`, the table's first full load, kept for replay, and
-`{prefix}/manifests/{table}/{table}_{run_id}.json`, the commit marker of each capture, written last.
-Keys are deterministic, so a retried upload overwrites instead of duplicating.
-
-The lake is not trusted blindly: every key read from a manifest must match this layout exactly (`parse_key`), a
-manifest must name the table and run of its own key and list only that run's files (`read_manifests`), and a key
-never resolves outside the lake's folder or a download folder. Manifests never change once written, so each is
-read once per process.
+What the keys are and what a manifest must hold to be believed is `layout` (re-exported here); how runs commit is
+`chain` and `commit`. Every local write is atomic (a temporary file renamed into place) and flushed to disk.
+Manifests never change once written, so each is read once per process (`read_manifests`).
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
-import re
 import shutil
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .config import LakeConfig
 from .durable import fsync_dir, hold_lock
 from .errors import LakeError
+from .layout import (  # noqa: F401 — the layout's names, re-exported: `from cdc_core.lake import cdc_key` keeps working
+    RUN_ID,
+    TABLE,
+    LakeKey,
+    base_key,
+    cdc_key,
+    check_manifest,
+    full_load_key,
+    inside,
+    link_key,
+    manifest_file,
+    manifest_key,
+    parse_key,
+    sha256,
+)
 
-
-def sha256(path: Path) -> str:
-    """The hex SHA-256 of a file, as manifests record it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-RUN_ID = r"\d{8}_\d{6}"
-TABLE = r"[A-Za-z0-9_-]+"
-_KEY = re.compile(rf"(?P<kind>full-load|cdc|base|manifests)/(?P<table>{TABLE})/(?P=table)"
-                  rf"(?:_(?P<run>{RUN_ID}))?\.(?P<ext>parquet|json)")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 SWAP_WAIT = 30.0  # seconds a local compare-and-swap waits for a writer holding the same key's lock
 _manifest_cache: dict[tuple[str, str], dict] = {}
 _cache_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class LakeKey:
-    """A key of the lake layout, taken apart."""
-
-    kind: str  # full-load | cdc | base | manifests
-    table: str
-    run_id: str | None
-
-
-def parse_key(key: str) -> LakeKey:
-    """Take a lake key apart; anything that is not exactly one of the layout's keys raises `LakeError`."""
-    match = _KEY.fullmatch(key) if isinstance(key, str) else None
-    ok = match is not None and (
-        (match["kind"] == "full-load") == (match["run"] is None)
-        and (match["ext"] == "json") == (match["kind"] == "manifests"))
-    if not ok:
-        raise LakeError(f"{key!r} is not a key of the lake layout — the lake is damaged or was written by something "
-                        "else: nothing was read from it")
-    return LakeKey(match["kind"], match["table"], match["run"])
-
-
-def full_load_key(table: str) -> str:
-    return f"full-load/{table}/{table}.parquet"
-
-
-def cdc_key(table: str, run_id: str) -> str:
-    return f"cdc/{table}/{table}_{run_id}.parquet"
-
-
-def base_key(table: str, run_id: str) -> str:
-    return f"base/{table}/{table}_{run_id}.parquet"
-
-
-def manifest_key(table: str, run_id: str) -> str:
-    return f"manifests/{table}/{table}_{run_id}.json"
-
-
-def link_key(table: str, parent: str | None) -> str:
-    """The commit point of the run after `parent`: created once, it holds that run's manifest."""
-    return f"commits/{table}/{table}_{parent or 'root'}.json"
 
 
 class Lake(Protocol):
@@ -124,16 +72,6 @@ class Lake(Protocol):
         ...
 
 
-def inside(folder: Path, key: str) -> Path:
-    """`folder/key` as a path, refusing any key that would resolve outside `folder`."""
-    root = Path(folder).resolve()
-    path = root.joinpath(*key.split("/")).resolve()
-    if not path.is_relative_to(root) or path == root:
-        raise LakeError(f"{key!r} would resolve outside {root} — the lake is damaged or was written by something "
-                        "else: nothing was read or written")
-    return path
-
-
 def read_manifests(lake: Lake, table: str) -> list[dict]:
     """The checked manifests of `table`'s committed runs, oldest first (each read once per process)."""
     found = []
@@ -156,41 +94,6 @@ def _decode(lake: Lake, key: str) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LakeError(f"Manifest {key} in {lake.url} is not valid JSON ({exc}) — restore it from a backup") from None
     return data
-
-
-def check_manifest(manifest: object, key: str, url: str = "the lake") -> dict:
-    """A manifest that belongs to its key: its table and run, only that run's files, well-formed entries."""
-    where = parse_key(key)
-
-    def bad(what: str) -> LakeError:
-        return LakeError(f"Manifest {key} in {url} is damaged ({what}) — restore it from a backup; nothing was read "
-                         "from it")
-
-    if where.kind != "manifests" or not isinstance(manifest, dict):
-        raise bad("not a manifest object")
-    if manifest.get("table") != where.table or manifest.get("run_id") != where.run_id:
-        raise bad("it names another table or run than its key")
-    files = manifest.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-        raise bad('"files" is not a list of files')
-    for item in files:
-        part = parse_key(item.get("key"))
-        if part.table != where.table or part.kind == "manifests" or part.run_id not in (None, where.run_id):
-            raise bad(f"it lists {item.get('key')!r}, which is not a file of this run")
-        if not isinstance(item.get("sha256"), str) or not _SHA256.fullmatch(item["sha256"]):
-            raise bad(f"the checksum of {item['key']} is not a SHA-256")
-    if not isinstance(manifest.get("columns"), dict) or not isinstance(manifest.get("pk"), list):
-        raise bad('"columns" or "pk" is missing')
-    return manifest
-
-
-def manifest_file(manifest: dict, kind: str) -> str:
-    """The key of the `kind` file ("cdc", "base", "full-load") that a checked manifest lists."""
-    for item in manifest["files"]:
-        if parse_key(item["key"]).kind == kind:
-            return item["key"]
-    raise LakeError(f'Manifest of run {manifest["run_id"]} ({manifest["table"]}) lists no {kind}/ file — the '
-                    "lake is damaged")
 
 
 class LocalLake:

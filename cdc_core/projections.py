@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from .chain import head, manifest
 from .errors import LakeError
-from .lake import Lake, cdc_key, full_load_key, manifest_key
+from .lake import Lake
+from .layout import cdc_key, full_load_key, manifest_key
 from .report import Upload
 
 if TYPE_CHECKING:

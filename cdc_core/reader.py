@@ -24,7 +24,8 @@ import pyarrow as pa
 
 from .chain import head, walk_back
 from .engine import connect, literal, quote
-from .lake import Lake, manifest_file, read_manifests
+from .lake import Lake, read_manifests
+from .layout import manifest_file
 
 
 def committed_runs(lake: Lake, table: str, since: str | None = None) -> list[dict]:

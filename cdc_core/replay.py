@@ -18,7 +18,8 @@ from .chain import head, is_base, manifest, run_ids, walk_back
 from .config import Config
 from .diff import diff
 from .errors import CdcError, LakeError
-from .lake import Lake, make_lake, manifest_file, read_manifests, sha256
+from .lake import Lake, make_lake, read_manifests
+from .layout import manifest_file, sha256
 from .state import State
 from .types import sql_type
 

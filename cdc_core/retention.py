@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from .chain import is_base, manifest, run_ids
 from .errors import LakeError
-from .lake import Lake, base_key, cdc_key, manifest_key, parse_key
+from .lake import Lake
+from .layout import base_key, cdc_key, manifest_key, parse_key
 
 log = logging.getLogger("cdc_core")
 

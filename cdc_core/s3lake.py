@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .config import LakeConfig
 from .errors import LakeError
-from .lake import inside, sha256
+from .layout import inside, sha256
 from .logs import add_secret
 
 

@@ -21,7 +21,8 @@ from . import faults
 from .config import CdcOptions, TableConfig
 from .config.guards import broken
 from .errors import HeldError, InputError
-from .lake import Lake, full_load_key
+from .lake import Lake
+from .layout import full_load_key
 from .recent import recent_rows
 from .replay import replay
 from .report import TableReport
