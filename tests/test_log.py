@@ -19,7 +19,7 @@ from cdc_core.retention import tidy
 from cdc_core.snapshot import load_snapshot
 
 from .conftest import BUCKET, run_cli, write_config
-from .writers import TABLE, cdc_rows, changes_between, demo_version, killed, publish_version, stalled, writer
+from .writers import TABLE, Stalled, cdc_rows, changes_between, demo_version, killed, publish_version, writer
 
 
 def runs_of(config: Path) -> list[dict]:
@@ -61,10 +61,10 @@ def test_a_writer_stalled_before_its_full_load_never_puts_an_older_table_over_a_
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, versions[1])
     manifests = tmp_path / "lake" / "manifests" / "clientes"
-    paused = stalled(slow, "after_put_manifest:6", lambda: len(list(manifests.glob("*.json"))) == 2)
+    paused = Stalled(slow, "after_put_manifest", lambda: len(list(manifests.glob("*.json"))) == 2)
     publish_version(tmp_path, versions[2])
     assert run_cli("--once", "--config", str(other)).code == 0  # commits version 3 on the stalled writer's run
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 0, out + err
     fresh = writer(tmp_path, "fresh", lake)
     checked = run_cli("verify", "--config", str(fresh))
@@ -86,10 +86,10 @@ def test_a_cycle_that_fetched_before_another_writer_committed_never_commits_its_
     publish_version(tmp_path, versions[2])
     manifests = tmp_path / "lake" / "manifests" / "clientes"
     # fetches version 3, publishes its pending version 2, then stalls before capturing the fetch
-    paused = stalled(slow, "after_put_full:6", lambda: len(list(manifests.glob("*.json"))) == 2)
+    paused = Stalled(slow, "after_put_full", lambda: len(list(manifests.glob("*.json"))) == 2)
     publish_version(tmp_path, versions[3])
     assert run_cli("--once", "--config", str(other)).code == 0  # version 4 on top of version 2
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 1 and "after this cycle fetched" in out, out + err
     assert assert_one_chain_of_versions(tmp_path, other, versions) == [0, 1, 3]
     runs = runs_of(other)
@@ -139,10 +139,10 @@ def test_a_delta_writer_stalled_before_its_link_loses_and_the_table_follows_the_
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
     cdc = tmp_path / "lake" / "cdc" / "clientes"
-    paused = stalled(slow, "after_put_cdc:6", lambda: cdc.is_dir() and any(cdc.iterdir()))
+    paused = Stalled(slow, "after_put_cdc", lambda: cdc.is_dir() and any(cdc.iterdir()))
     publish_version(tmp_path, demo_version(3))
     assert run_cli("--once", "--config", str(other)).code == 0
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 1 and "on the same parent first" in out, out + err
     for config in (other, slow, writer(tmp_path, "fresh", lake, table_format="delta")):
         checked = run_cli("verify", "--config", str(config))  # the Delta table is the head's full load
