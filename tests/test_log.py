@@ -21,6 +21,10 @@ from cdc_core.snapshot import load_snapshot
 from .conftest import BUCKET, run_cli, write_config
 from .writers import TABLE, Stalled, cdc_rows, changes_between, demo_version, killed, publish_version, writer
 
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
+# after another, while the other workers run the rest
+pytestmark = pytest.mark.xdist_group("timing")
+
 
 def runs_of(config: Path) -> list[dict]:
     return read_manifests(make_lake(load_config(config).lake), "clientes")

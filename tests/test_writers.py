@@ -29,6 +29,10 @@ from .writers import (
     writer,
 )
 
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
+# after another, while the other workers run the rest
+pytestmark = pytest.mark.xdist_group("timing")
+
 DATA = Path(__file__).parent / "data"
 
 
