@@ -32,6 +32,7 @@ DEMO_TABLES = [
 SHARED_FIXTURES = {"pg_server": "postgres", "spark_engine": "spark", "migrated": "airflow", "base": "base venv"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         groups = {SHARED_FIXTURES[name] for name in item.fixturenames if name in SHARED_FIXTURES}
