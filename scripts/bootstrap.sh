@@ -14,12 +14,25 @@ cdc_find_python() {
     return 2
 }
 
-cdc_ensure_venv() {  # $1: extras to install ("all" for ./cdc, "all,test" for ./test)
-    local extras="${1:-}" py stamp spec
+cdc_extras_cover() {  # $1 installed extras, $2 wanted extras (comma-separated): each wanted one is installed
+    local want
+    for want in ${2//,/ }; do
+        case ",$1," in
+            *",$want,"*) ;;
+            *,all,*) [ "$want" != test ] || return 1 ;;  # "all" is every feature extra, not the test tools
+            *) return 1 ;;
+        esac
+    done
+}
+
+cdc_ensure_venv() {  # $1: extras to install ("tui,notebooks" for ./cdc, "all,test" for ./test)
+    local extras="${1:-}" py stamp spec line
     CDC_VENV="${CDC_VENV:-.venv}"
     stamp="$(cksum < pyproject.toml | cut -d' ' -f1)"
-    if [ -f "$CDC_VENV/.cdc-installed" ] && grep -qx "$stamp-${extras}\|$stamp-all,test" "$CDC_VENV/.cdc-installed"; then
-        return 0
+    if [ -f "$CDC_VENV/.cdc-installed" ]; then  # one line per install: "<pyproject checksum>-<extras>"
+        while IFS= read -r line; do
+            [ "${line%%-*}" = "$stamp" ] && cdc_extras_cover "${line#*-}" "$extras" && return 0
+        done < "$CDC_VENV/.cdc-installed"
     fi
     py="$(cdc_find_python)" || exit 2
     if [ ! -x "$CDC_VENV/bin/python" ]; then

@@ -27,6 +27,19 @@ DEMO_TABLES = [
 ]
 
 
+# A costly fixture shared by many tests (a server, a JVM, a venv) is made once per worker process: the tests that
+# use it form one xdist group (`--dist loadgroup`), so one worker makes it and runs them all.
+SHARED_FIXTURES = {"pg_server": "postgres", "spark_engine": "spark", "migrated": "airflow", "base": "base venv"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        groups = {SHARED_FIXTURES[name] for name in item.fixturenames if name in SHARED_FIXTURES}
+        if groups and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(min(groups)))
+
+
 @dataclass
 class CliResult:
     code: int

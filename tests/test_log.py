@@ -19,7 +19,11 @@ from cdc_core.retention import tidy
 from cdc_core.snapshot import load_snapshot
 
 from .conftest import BUCKET, run_cli, write_config
-from .writers import TABLE, demo_version, killed, publish_version, stalled, two_writers, writer
+from .writers import TABLE, Stalled, demo_version, killed, publish_version, two_writers, writer
+
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
+# after another, while the other workers run the rest
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 def runs_of(config: Path) -> list[dict]:
@@ -57,10 +61,10 @@ def test_a_writer_stalled_before_its_full_load_never_puts_an_older_table_over_a_
     lake, slow, other, versions = two_writers(tmp_path, 3)
     publish_version(tmp_path, versions[1])
     manifests = tmp_path / "lake" / "manifests" / "clientes"
-    paused = stalled(slow, "after_put_manifest:6", lambda: len(list(manifests.glob("*.json"))) == 2)
+    paused = Stalled(slow, "after_put_manifest", lambda: len(list(manifests.glob("*.json"))) == 2)
     publish_version(tmp_path, versions[2])
     assert run_cli("--once", "--config", str(other)).code == 0  # commits version 3 on the stalled writer's run
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 0, out + err
     fresh = writer(tmp_path, "fresh", lake)
     checked = run_cli("verify", "--config", str(fresh))
@@ -78,10 +82,10 @@ def test_a_cycle_that_fetched_before_another_writer_committed_never_commits_its_
     publish_version(tmp_path, versions[2])
     manifests = tmp_path / "lake" / "manifests" / "clientes"
     # fetches version 3, publishes its pending version 2, then stalls before capturing the fetch
-    paused = stalled(slow, "after_put_full:6", lambda: len(list(manifests.glob("*.json"))) == 2)
+    paused = Stalled(slow, "after_put_full", lambda: len(list(manifests.glob("*.json"))) == 2)
     publish_version(tmp_path, versions[3])
     assert run_cli("--once", "--config", str(other)).code == 0  # version 4 on top of version 2
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 1 and "after this cycle fetched" in out, out + err
     assert assert_one_chain_of_versions(tmp_path, other, versions) == [0, 1, 3]
     runs = runs_of(other)
@@ -125,10 +129,10 @@ def test_a_delta_writer_stalled_before_its_link_loses_and_the_table_follows_the_
     lake, slow, other, _ = two_writers(tmp_path, 1, table_format="delta")
     publish_version(tmp_path, demo_version(2))
     cdc = tmp_path / "lake" / "cdc" / "clientes"
-    paused = stalled(slow, "after_put_cdc:6", lambda: cdc.is_dir() and any(cdc.iterdir()))
+    paused = Stalled(slow, "after_put_cdc", lambda: cdc.is_dir() and any(cdc.iterdir()))
     publish_version(tmp_path, demo_version(3))
     assert run_cli("--once", "--config", str(other)).code == 0
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 1 and "on the same parent first" in out, out + err
     for config in (other, slow, writer(tmp_path, "fresh", lake, table_format="delta")):
         checked = run_cli("verify", "--config", str(config))  # the Delta table is the head's full load

@@ -23,6 +23,10 @@ from cdc_core.state import State
 
 from .conftest import DEMO_TABLES, ROOT, run_cli, write_config
 
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
+# after another, while the other workers run the rest
+pytestmark = pytest.mark.xdist_group("timing")
+
 KEYS = {t["name"]: t["pk"] for t in DEMO_TABLES}
 SEED, SCALE = 7, 0.05
 

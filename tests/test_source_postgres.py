@@ -251,7 +251,7 @@ def _wait_for_gate(server, timeout: float = 60) -> None:
 
 
 HIDE_THE_SERVER = ("import sys, pytest, tests.pg_server as pg_server; pg_server._bindir = lambda: None; "
-                   "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]]))")
+                   "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-n', '0', sys.argv[1]]))")
 
 
 @pytest.mark.parametrize(("opt_out", "code", "outcome"), [(None, 1, "1 error"), ("1", 0, "1 skipped")])

@@ -18,6 +18,10 @@ from .conftest import BUCKET, ROOT, run_cli
 from .test_log import assert_one_chain_of_versions
 from .writers import demo_version, publish_version, writer
 
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
+# after another, while the other workers run the rest
+pytestmark = pytest.mark.xdist_group("timing")
+
 SEED = int(os.environ.get("CDC_STALL_SEED", "25"))
 
 

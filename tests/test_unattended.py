@@ -35,6 +35,7 @@ def _wait(condition, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.xdist_group("timing")  # real processes on a clock: with the other timing tests
 def test_ctrl_c_during_once_says_what_was_committed_and_what_is_pending(tmp_path: Path):
     path = write_config(tmp_path)
     assert run_cli("--once", "--config", str(path)).code == 0
@@ -60,6 +61,7 @@ def test_ctrl_c_during_once_says_what_was_committed_and_what_is_pending(tmp_path
     assert (f"{late} (run {run})" in said) == committed and (late in said.split("no new run for")[-1]) != committed
 
 
+@pytest.mark.xdist_group("timing")  # real processes on a clock: with the other timing tests
 def test_ctrl_c_in_the_timed_loop_is_acknowledged_at_once(tmp_path: Path):
     path = write_config(tmp_path)
     proc = _start(path, CDC_PAUSE="transacoes:after_put_cdc:6")

@@ -18,6 +18,7 @@ from cdc_core.snapshot import load_snapshot
 from .conftest import BUCKET, run_cli
 from .writers import (
     TABLE,
+    Stalled,
     cdc_rows,
     changes_between,
     demo_version,
@@ -25,9 +26,12 @@ from .writers import (
     lake_objects,
     publish_version,
     race,
-    stalled,
     writer,
 )
+
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
+# after another, while the other workers run the rest
+pytestmark = pytest.mark.xdist_group("timing")
 
 DATA = Path(__file__).parent / "data"
 
@@ -172,10 +176,10 @@ def test_a_writer_stalled_before_its_link_loses_to_one_that_links_first_on_the_s
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
     cdc = tmp_path / "lake" / "cdc" / "clientes"
-    holder = stalled(slow, "after_put_cdc:4", lambda: cdc.is_dir() and any(cdc.iterdir()))  # data, no link
+    holder = Stalled(slow, "after_put_cdc", lambda: cdc.is_dir() and any(cdc.iterdir()))  # data, no link
     met = run_cli("--once", "--config", str(other))
     assert met.code == 0 and "changes" in met.out, met.out + met.err  # links first: no claim to wait for
-    out, err = holder.communicate(timeout=120)
+    out, err = holder.finish()
     assert holder.returncode == 0, out + err
     assert "no changes: another writer committed the same data first" in err, err
     runs = read_manifests(make_lake(load_config(other).lake), "clientes")
@@ -191,11 +195,11 @@ def test_a_writer_that_loses_with_older_data_never_commits_it_over_the_newer_run
     assert run_cli("--once", "--config", str(slow)).code == 0
     publish_version(tmp_path, demo_version(2))
     outbox = tmp_path / "a" / "data" / "outbox" / "clientes"
-    paused = stalled(slow, "after_stage:5",  # has staged version 2
+    paused = Stalled(slow, "after_stage",  # has staged version 2
                      lambda: outbox.is_dir() and any(not p.name.startswith(".") for p in outbox.iterdir()))
     publish_version(tmp_path, demo_version(3))
     assert run_cli("--once", "--config", str(other)).code == 0  # version 3 is the lake's head
-    out, err = paused.communicate(timeout=120)
+    out, err = paused.finish()
     assert paused.returncode == 1 and "another writer committed run" in out, out + err
     assert {(op, key) for _, op, key in cdc_rows(other)} == changes_between(tmp_path, demo_version(1),
                                                                             demo_version(3))

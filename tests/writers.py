@@ -1,5 +1,5 @@
 """Two writers on one lake, as real processes: configs of their own on a shared lake and source folder, stalled
-(`CDC_PAUSE`), killed (`CDC_FAULT`) or stopped with signals; what they leave in the lake, read back."""
+(`CDC_PAUSE` until the test lets them go on), killed (`CDC_FAULT`) or stopped with signals; what they leave in the lake, read back."""
 
 from __future__ import annotations
 
@@ -80,15 +80,23 @@ def race(configs: list[Path]) -> list[subprocess.CompletedProcess]:
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs]
 
 
-def stalled(config: Path, pause: str, until: Callable[[], bool]) -> subprocess.Popen:
-    """A `--once` of `config` that stalls at `pause` (`POINT:SECONDS`), once `until()` shows it got there."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": f"clientes:{pause}"}
-    proc = subprocess.Popen([sys.executable, "-m", "cdc_core", "--once", "--config", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not until() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return proc
+class Stalled(subprocess.Popen):
+    """A `--once` of `config` that stalls at a fault point (`CDC_PAUSE`) until `finish()` lets it go on."""
+
+    def __init__(self, config: Path, point: str, until: Callable[[], bool]):
+        self.resume = config.parent / f"resume-{point}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "CDC_PAUSE": f"clientes:{point}:120",
+               "CDC_RESUME": str(self.resume)}
+        super().__init__([sys.executable, "-m", "cdc_core", "--once", "--config", str(config)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not until() and time.monotonic() < deadline:  # it got there
+            time.sleep(0.1)
+
+    def finish(self) -> tuple[str, str]:
+        """Let it go on (the other writer is done); its (stdout, stderr) once it exits."""
+        self.resume.touch()
+        return self.communicate(timeout=120)
 
 
 def killed(config: Path, fault: str) -> subprocess.CompletedProcess:
