@@ -20,7 +20,7 @@ from textual.screen import Screen
 
 from cdc_core.config import Config, load_config
 from cdc_core.errors import CdcError
-from cdc_core.logs import setup_logging
+from cdc_core.logs import redact, setup_logging
 
 from .loop import LoopScreen
 from .tables import TablesScreen
@@ -51,7 +51,7 @@ class PaneHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            lines = self.format(record).splitlines()
+            lines = redact(self.format(record)).splitlines()  # secrets masked, as on every other output
         except Exception:  # noqa: BLE001 - logging's convention: a handler reports its failure, never raises
             self.handleError(record)
             return
@@ -79,10 +79,8 @@ class CdcApp(App[None]):
         return TablesScreen()
 
     def on_mount(self) -> None:
-        logger = logging.getLogger("cdc_core")
-        for handler in logger.handlers:  # the log file's secret-masking filter applies to the pane too
-            for filter_ in handler.filters:
-                self._handler.addFilter(filter_)
+        logger = logging.getLogger("cdc_core")  # other handlers' filters stay theirs (the CLI's console leaves out
+        # what its summary repeats: the pane shows it)
         if logger.getEffectiveLevel() > logging.INFO:
             self._saved_level = logger.level
             logger.setLevel(logging.INFO)
