@@ -186,17 +186,22 @@ def _remove_intents(lake: Lake, entry: Entry, committed: dict) -> None:
                 other = json.loads(lake.read(key))
                 for item in other.get("files", []):
                     if item["key"] not in listed and lake.checksum(item["key"]) == item["sha256"]:
-                        _delete(lake, item["key"])
+                        remove_keys(lake, [item["key"]])
             except (ValueError, KeyError, TypeError, LakeError) as exc:
                 log.warning("could not read %s: %s", key, exc)
-        _delete(lake, key)
+        remove_keys(lake, [key])
 
 
-def _delete(lake: Lake, key: str) -> None:
-    try:
-        lake.delete(key)
-    except LakeError as exc:  # tidying only: data no manifest lists is never read
-        log.warning("could not remove %s: %s", key, exc)
+def remove_keys(lake: Lake, keys: list[str]) -> list[str]:
+    """Delete keys no run lists (tidying: a failure is a warning, the next checkpoint tries again); those removed."""
+    done = []
+    for key in keys:
+        try:
+            lake.delete(key)
+            done.append(key)
+        except LakeError as exc:  # data no manifest lists is never read
+            log.warning("could not remove %s: %s", key, exc)
+    return done
 
 
 def _remove_own(lake: Lake, entry: Entry, keys: list[str], winner: dict | None) -> None:
@@ -207,7 +212,7 @@ def _remove_own(lake: Lake, entry: Entry, keys: list[str], winner: dict | None) 
     if raw is not None:
         listed |= {f["key"] for f in json.loads(raw).get("files", [])}
     for key in [*(k for k in keys if k not in listed), _intent_key(entry)]:
-        _delete(lake, key)
+        remove_keys(lake, [key])
 
 
 def _meter(transfer: Transfer | None, table: str, key: str, total: int) -> Callable[[int], None] | None:

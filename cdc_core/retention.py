@@ -19,6 +19,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from .chain import is_base, manifest, run_ids
+from .commit import remove_keys
 from .errors import LakeError
 from .lake import Lake
 from .layout import base_key, cdc_key, manifest_key, parse_key
@@ -37,20 +38,20 @@ def tidy(lake: Lake, top: dict, retention: float | None, now: datetime | None = 
         if first is not None:
             old = [r for r in kept if r < first]
             for run in old:
-                removed += _remove(lake, [manifest_key(table, run), cdc_key(table, run), base_key(table, run)])
+                removed += remove_keys(lake, [manifest_key(table, run), cdc_key(table, run), base_key(table, run)])
             kept = kept[len(old):]
             if old:
                 log.info("%s: removed %d run(s) before checkpoint %s (lake_retention)", table, len(old), first)
-    removed += _remove(lake, lake.list(f"claims/{table}/"))  # a lake from before the log: claims mean nothing now
+    removed += remove_keys(lake, lake.list(f"claims/{table}/"))  # a lake from before the log: claims mean nothing now
     on_head = f"commits/{table}/{table}_{top['run_id']}."
-    removed += _remove(lake, [k for k in lake.list(f"commits/{table}/") if k.endswith(".intent")
+    removed += remove_keys(lake, [k for k in lake.list(f"commits/{table}/") if k.endswith(".intent")
                               and not k.startswith(on_head)])  # on an older parent: they can never commit
     known = set(kept)
     for prefix in (f"cdc/{table}/", f"base/{table}/"):
         for key in lake.list(prefix):
             run = _run_of(key)
             if run is not None and run not in known and run < top["run_id"]:
-                removed += _remove(lake, [key])
+                removed += remove_keys(lake, [key])
     return removed
 
 
@@ -67,14 +68,3 @@ def _run_of(key: str) -> str | None:
         return parse_key(key).run_id
     except LakeError:
         return None  # not ours: left alone
-
-
-def _remove(lake: Lake, keys: list[str]) -> list[str]:
-    done = []
-    for key in keys:
-        try:
-            lake.delete(key)
-            done.append(key)
-        except LakeError as exc:  # tidying only: the next checkpoint tries again
-            log.warning("could not remove %s: %s", key, exc)
-    return done
