@@ -1,4 +1,4 @@
-"""Benchmark `cdc_core.diff` against a hand-written DuckDB query and the seed-style pandas merge.
+"""Benchmark `cdc_core.engines.duckdb.diff` against a hand-written DuckDB query and the seed-style pandas merge.
 
     .venv/bin/python bench/diff_bench.py --rows 1000000 --format parquet --repeat 3 \
         --out bench/results-1M-parquet.json [--methods cdc,duckdb,pandas] [--memory-limit 1GB] [--workdir DIR]
@@ -101,7 +101,7 @@ def method_cdc(a: argparse.Namespace):
 
     import cdc_core
     from cdc_core.config import EngineConfig
-    from cdc_core.engine import connect
+    from cdc_core.engines.duckdb.connection import connect
     if not Path(cdc_core.__file__).resolve().is_relative_to(Path(a.cdc_src or ROOT).resolve()):
         sys.exit(f"cdc_core was imported from {cdc_core.__file__}, not from {a.cdc_src or ROOT}")
 
@@ -110,7 +110,7 @@ def method_cdc(a: argparse.Namespace):
         if a.memory_limit:
             engine = EngineConfig(memory_limit=a.memory_limit)
             kw["con"] = connect(engine, spill_dir=Path(a.workdir) / "spill")
-        cs = cdc_core.diff(a.previous, a.current, KEY, date_field="DtAtualizacao", output=Path(a.output), **kw)
+        cs = cdc_core.engines.duckdb.diff(a.previous, a.current, KEY, date_field="DtAtualizacao", output=Path(a.output), **kw)
         return cs.counts
     return run
 

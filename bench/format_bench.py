@@ -4,11 +4,11 @@
     .venv/bin/python bench/format_bench.py --summarize bench/results-format-*.json
 
 Data: the `clientes`-shaped pair of `diff_bench.py` (same generator and cache in `--workdir`): N rows, then 1%
-updated, 0.5% deleted, 1% inserted (2.5% churn). The change set is made once by `cdc_core.diff` and written as the
+updated, 0.5% deleted, 1% inserted (2.5% churn). The change set is made once by `cdc_core.engines.duckdb.diff` and written as the
 pipeline writes it (`op`, the row, `_cdc_run_id`, `_cdc_captured_at`).
 
 Each measurement is a fresh interpreter; imports are excluded from the timer:
-- `diff`: `cdc_core.diff(previous, current)` plus writing the change rows — the cycle's own work on Parquet input;
+- `diff`: `cdc_core.engines.duckdb.diff(previous, current)` plus writing the change rows — the cycle's own work on Parquet input;
 - `create`: the first capture, the format table made from the previous snapshot (once per format and size);
 - `apply`: the timed cost per run — one `apply()` of the change set onto that table, restored from a pristine
   copy before every repeat. The child then checks the result outside the timer: the table's row count equals the
@@ -67,7 +67,7 @@ def child(a: argparse.Namespace) -> None:
         import cdc_core
 
         def work():
-            rows = cdc_core.diff(data["previous"], data["current"], KEY, date_field="DtAtualizacao").rows
+            rows = cdc_core.engines.duckdb.diff(data["previous"], data["current"], KEY, date_field="DtAtualizacao").rows
             n = rows.num_rows
             rows = rows.append_column("_cdc_run_id", pa.array([RUNS[1]] * n, pa.string()))
             rows = rows.append_column("_cdc_captured_at", pa.array([time.time_ns() // 1000] * n,

@@ -1,4 +1,4 @@
-"""Peak memory of a large change set under `engine.memory_limit`: `cdc_core.diff` writing straight to Parquet vs a
+"""Peak memory of a large change set under `engine.memory_limit`: `cdc_core.engines.duckdb.diff` writing straight to Parquet vs a
 hand-written DuckDB `COPY` of the same full outer join.
 
     .venv/bin/python bench/memory_bench.py --rows 4000000 --memory-limit 256MB [--workdir bench/.work]
@@ -45,8 +45,8 @@ def child(method: str, folder: Path, limit: str) -> None:
     import duckdb  # noqa: F401  (imports before the baseline RSS)
 
     from cdc_core.config import EngineConfig
-    from cdc_core.diff import diff
-    from cdc_core.engine import connect
+    from cdc_core.engines.duckdb.connection import connect
+    from cdc_core.engines.duckdb.diff import diff
 
     con = connect(EngineConfig(memory_limit=limit), spill_dir=folder / "spill")
     after_imports = rss_mib("VmRSS")

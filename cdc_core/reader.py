@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .chain import head, walk_back
-from .engine import connect, literal, quote
+from .engines.duckdb.connection import connect, literal, quote
 from .lake import Lake, read_manifests
 from .layout import manifest_file
 

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from . import faults
 from .config import CdcOptions, TableConfig
 from .config.guards import broken
+from .engines.duckdb.snapshot import said_once, schema_of
 from .errors import HeldError, InputError
 from .lake import Lake
 from .layout import full_load_key
 from .recent import recent_rows
 from .replay import replay
 from .report import TableReport
-from .snapshot import said_once, schema_of
 from .state import Committed, Entry, State
 
 if TYPE_CHECKING:

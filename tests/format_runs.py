@@ -23,9 +23,9 @@ import pytest
 
 from cdc_core import diff
 from cdc_core.config import TableConfig, parse_config
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.formats import FormatRun, TableFormat, make_format
 from cdc_core.formats.changes import normalize
-from cdc_core.snapshot import load_snapshot
 from cdc_core.sources.demo import DemoSource
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc_core.config import TableConfig
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.errors import InputError
-from cdc_core.snapshot import load_snapshot
 
 DATA = Path(__file__).parent / "data" / "conformance"
 PAPA = json.loads((DATA / "papaparse_test_cases.json").read_text(encoding="utf-8"))["cases"]

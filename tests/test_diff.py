@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc_core.config import TableConfig
-from cdc_core.diff import diff
-from cdc_core.snapshot import load_snapshot
+from cdc_core.engines.duckdb.diff import diff
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 
 from .conftest import apply_changes, same_rows
 

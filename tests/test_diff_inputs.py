@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cdc_core.diff import diff
+from cdc_core.engines.duckdb.diff import diff
 from cdc_core.errors import InputError
 
 from .conftest import run_cli
@@ -47,7 +47,7 @@ def test_csv_and_parquet_inputs_give_the_same_change_set(tmp_path: Path):
     pq.write_table(from_csv.rows, tmp_path / "x.parquet")
     prev_parquet, cur_parquet = tmp_path / "p.parquet", tmp_path / "c.parquet"
     from cdc_core.config import TableConfig
-    from cdc_core.snapshot import load_snapshot
+    from cdc_core.engines.duckdb.snapshot import load_snapshot
 
     table = TableConfig("clientes", ("idCliente",), "DtAtualizacao", ";")
     load_snapshot(DATA / "clientes_20250918.csv", table, prev_parquet)

@@ -286,7 +286,7 @@ def _files(folder: Path, previous: str, current: str) -> tuple[Path, Path]:
 
 
 def test_footer_metadata_is_replaced_in_place(tmp_path: Path):
-    from cdc_core.engines.spark_parquet import set_key_value_metadata
+    from cdc_core.engines.spark.parquet import set_key_value_metadata
 
     path = tmp_path / "f.parquet"
     pq.write_table(pa.table({"a": list(range(1000)), "b": ["x"] * 1000}), path, metadata_collector=None)
@@ -348,7 +348,7 @@ def test_law_both_engines_type_random_values_alike(spark_engine, tmp_path_factor
 def test_spark_connect_without_its_client_libraries_names_the_extra(monkeypatch):
     import importlib.util
 
-    from cdc_core.engines.spark_session import open_session
+    from cdc_core.engines.spark.session import open_session
     from cdc_core.errors import ConfigError
 
     real = importlib.util.find_spec

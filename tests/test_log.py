@@ -13,10 +13,10 @@ import pytest
 from cdc_core import load_config, read_changes
 from cdc_core.chain import head, head_pointer_key, walk_back
 from cdc_core.config import LakeConfig
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.lake import LocalLake, make_lake, read_manifests
 from cdc_core.replay import replay
 from cdc_core.retention import tidy
-from cdc_core.snapshot import load_snapshot
 
 from .conftest import BUCKET, run_cli, write_config
 from .writers import TABLE, Stalled, demo_version, killed, publish_version, two_writers, writer
@@ -51,7 +51,7 @@ def assert_one_chain_of_versions(tmp_path: Path, config: Path, versions: list[st
 
 
 def _same_table(a: Path, b: Path) -> bool:
-    from cdc_core.diff import diff
+    from cdc_core.engines.duckdb.diff import diff
 
     changes = diff(a, b, "idCliente")
     return changes.total == 0 and not changes.schema_changed

@@ -182,9 +182,9 @@ print(json.dumps(failed))
                                        cwd=tmp_path, timeout=120, check=True).stdout)
     # cdc_core.explore is the notebooks' module: it needs pandas, and says so; the Spark engine's inner modules
     # import pyspark at once, and are only reached through `engines.engine_class`, which names the extra first
-    inner = {name for name in failed if name.startswith("cdc_core.engines.spark_")}
-    assert inner == {"cdc_core.engines.spark_compare", "cdc_core.engines.spark_snapshot",
-                     "cdc_core.engines.spark_types"}
+    inner = {name for name in failed if name.startswith("cdc_core.engines.spark.")}
+    assert inner == {"cdc_core.engines.spark.compare", "cdc_core.engines.spark.snapshot",
+                     "cdc_core.engines.spark.types"}
     assert all(failed.pop(name).startswith("ImportError: No module named '") for name in inner)
     assert failed == {"cdc_core.explore": "cdc_core.explore needs pandas: pip install 'cdc-core[notebooks]'"}
 

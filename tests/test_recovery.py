@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from cdc_core.config import TableConfig, load_config
-from cdc_core.diff import diff
-from cdc_core.snapshot import load_snapshot
+from cdc_core.engines.duckdb.diff import diff
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.sources.demo import DemoSource
 from cdc_core.state import State
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from cdc_core import csvfile
 from cdc_core.config import TableConfig
+from cdc_core.engines.duckdb import csvfile
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.errors import InputError
-from cdc_core.snapshot import load_snapshot
 
 CLIENTES = TableConfig("clientes", ("idCliente",), date_field="DtAtualizacao", sep=";")
 

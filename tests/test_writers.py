@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdc_core import load_config
-from cdc_core.diff import diff
+from cdc_core.engines.duckdb.diff import diff
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.lake import make_lake, read_manifests
-from cdc_core.snapshot import load_snapshot
 
 from .conftest import BUCKET, run_cli
 from .writers import (

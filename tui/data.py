@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from cdc_core.chain import head, recent_runs
 from cdc_core.config import Config, TableConfig
-from cdc_core.engine import connect, literal, quote
+from cdc_core.engines.duckdb.connection import connect, literal, quote
 from cdc_core.errors import CdcError
 from cdc_core.formats import make_format, with_versions
 from cdc_core.lake import make_lake

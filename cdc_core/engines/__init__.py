@@ -18,9 +18,9 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..config import Config, TableConfig
-    from ..diff import ChangeSet
-    from ..snapshot import Snapshot
     from ..types import Column
+    from .duckdb.diff import ChangeSet
+    from .duckdb.snapshot import Snapshot
 
 # name -> (implementation, the library it needs, the extra that installs it)
 KNOWN_ENGINES = {

@@ -29,13 +29,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .changeset import OPS, ChangeSet
+from ...config import TableConfig
+from ...errors import InputError
+from ...types import Column, read_layouts
+from ..changeset import OPS, ChangeSet
 from .compare import TEMPORAL, Output, Side, compare, opening
-from .config import TableConfig
-from .engine import connect, literal
-from .errors import InputError
+from .connection import connect, literal
 from .snapshot import load_snapshot, said_once
-from .types import Column, read_layouts
 
 __all__ = ["OPS", "ChangeSet", "diff"]
 

@@ -8,11 +8,11 @@ from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
-from ..config import Config, EngineConfig, TableConfig
-from ..diff import ChangeSet, diff
-from ..engine import connect, literal, quote
-from ..snapshot import Snapshot, hold_back, load_snapshot
-from ..types import Column, kv_metadata, nullable, project
+from ...config import Config, EngineConfig, TableConfig
+from ...types import Column, kv_metadata, nullable, project
+from .connection import connect, literal, quote
+from .diff import ChangeSet, diff
+from .snapshot import Snapshot, hold_back, load_snapshot
 
 
 class DuckDBEngine:

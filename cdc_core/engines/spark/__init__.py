@@ -1,9 +1,9 @@
 """The Spark engine: the same capture on a Spark cluster (classic or Spark Connect), for tables that outgrow one
 machine.
 
-Same results as the DuckDB engine, file for file: the same types (`spark_types` mirrors `types`), change rows,
-counts, warnings and errors (`spark_compare` mirrors `compare`), and one Parquet file at each path the pipeline
-names, with the same Arrow schema and key-value metadata (`spark_parquet`). Every path it reads or writes is a
+Same results as the DuckDB engine, file for file: the same types (`spark.types` mirrors `types`), change rows,
+counts, warnings and errors (`spark.compare` mirrors `duckdb.compare`), and one Parquet file at each path the pipeline
+names, with the same Arrow schema and key-value metadata (`spark.parquet`). Every path it reads or writes is a
 path under `data_dir` (or a file the caller names): on a cluster, `data_dir` must be a folder every executor sees
 at the same path (see README, "Spark engine"). One session per engine, opened on first use and shared by the
 table threads of a cycle; `close()` stops it when the engine started it.
@@ -19,13 +19,13 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from ...config import Config, EngineConfig, TableConfig
+from ...errors import InputError
+from ...types import Column
 from ..changeset import ChangeSet
-from ..compare import Output
-from ..config import Config, EngineConfig, TableConfig
-from ..errors import InputError
-from ..snapshot import Snapshot
-from ..types import Column
-from .spark_session import open_session
+from ..duckdb.compare import Output
+from ..duckdb.snapshot import Snapshot
+from .session import open_session
 
 
 class SparkEngine:
@@ -50,7 +50,7 @@ class SparkEngine:
 
     def load_snapshot(self, src: Path, table: TableConfig, out: Path, *,
                       previous: dict[str, Column] | None = None) -> Snapshot:
-        from .spark_snapshot import load_snapshot
+        from .snapshot import load_snapshot
 
         return load_snapshot(self.spark, src, table, out, compression=self.codec, previous=previous,
                              check=previous is None)  # with a previous snapshot, the diff that follows checks keys
@@ -60,7 +60,7 @@ class SparkEngine:
              details: Path | None = None, labels: tuple[str, str] | None = None) -> ChangeSet:
         from pyspark.sql import functions as F
 
-        from .spark_compare import compare, open_side
+        from .compare import compare, open_side
 
         constants = {name: F.lit(value.isoformat()).cast("timestamp") if isinstance(value, datetime)
                      else F.lit(value) for name, value in stamp.items()}
@@ -81,10 +81,10 @@ class SparkEngine:
                 if not path.is_file():
                     raise InputError(f"The {side} snapshot {path} does not exist — check the path")
                 if not _is_parquet(path):
-                    from ..snapshot import schema_of
+                    from ..duckdb.snapshot import schema_of
 
                     stable = schema_of(sides[0]) if sides else None
-                    from .spark_snapshot import load_snapshot
+                    from .snapshot import load_snapshot
 
                     path = load_snapshot(self.spark, path, replace(table, name=path.stem), folder / f"{side}.parquet",
                                          compression=self.codec, previous=stable, check=False).path  # the diff checks
@@ -96,9 +96,9 @@ class SparkEngine:
     def hold_back(self, previous: Path, current: Path, held: Path, key: Sequence[str], out: Path) -> None:
         from pyspark.sql import functions as F
 
-        from ..types import read_layouts
-        from .spark_parquet import file_types, write_single
-        from .spark_snapshot import col, project
+        from ...types import read_layouts
+        from .parquet import file_types, write_single
+        from .snapshot import col, project
 
         columns = file_types(current)
         alias = {c: f"c{i}" for i, c in enumerate(columns)}
@@ -115,8 +115,8 @@ class SparkEngine:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
-        from .spark_parquet import file_rows, write_single
-        from .spark_snapshot import project
+        from .parquet import file_rows, write_single
+        from .snapshot import project
 
         alias = {c: f"c{i}" for i, c in enumerate(columns)}
         keys = [alias[k] for k in key]

@@ -17,13 +17,11 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from . import csvfile
-from .config import TableConfig
-from .engine import connect, literal, quote
-from .errors import InputError
-from .names import check_names, lake_names
-from .precision import nanosecond_columns
-from .types import (
+from ...config import TableConfig
+from ...errors import InputError
+from ...names import check_names, lake_names
+from ...precision import nanosecond_columns
+from ...types import (
     DATE,
     LAYOUTS,
     TEXT,
@@ -42,6 +40,8 @@ from .types import (
     safe_form,
     text_of,
 )
+from . import csvfile
+from .connection import connect, literal, quote
 
 EXAMPLES = 5
 CHECK = "cdc-check column "

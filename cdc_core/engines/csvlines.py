@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import TableConfig
-from .errors import InputError
+from ..config import TableConfig
+from ..errors import InputError
 
 MAX_LINE = 2_000_000  # bytes: DuckDB's max_line_size, which it enforces everywhere but on the last line
 BLOCK = 1 << 24

@@ -16,14 +16,14 @@ import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from ...errors import InputError
+from ...logs import first_line
+from ...types import read_layouts
 from ..changeset import ChangeSet
-from ..compare import TEMPORAL, Output, _warn, common_types, opening
-from ..errors import InputError
-from ..logs import first_line
-from ..types import read_layouts
-from . import spark_types as st
-from .spark_parquet import file_rows, file_types, spark_type, write_single
-from .spark_snapshot import ERRORS, check_keys, col
+from ..duckdb.compare import TEMPORAL, Output, _warn, common_types, opening
+from . import types as st
+from .parquet import file_rows, file_types, spark_type, write_single
+from .snapshot import ERRORS, check_keys, col
 
 
 @dataclass

@@ -19,16 +19,16 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .. import csvfile
-from ..config import TableConfig
-from ..errors import InputError
-from ..logs import first_line
-from ..names import check_names, lake_names
-from ..snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
-from ..types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
-from ..types import Column as LakeColumn
-from . import spark_types as st
-from .spark_parquet import file_rows, file_types, spark_type, write_single
+from ...config import TableConfig
+from ...errors import InputError
+from ...logs import first_line
+from ...names import check_names, lake_names
+from ...types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
+from ...types import Column as LakeColumn
+from ..duckdb import csvfile
+from ..duckdb.snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
+from . import types as st
+from .parquet import file_rows, file_types, spark_type, write_single
 
 NOT_UTF8 = "cdc-check not utf-8"
 ERRORS = (PySparkException, Py4JJavaError)  # a job's failure, as Spark Connect and classic Spark raise it

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .changeset import ChangeSet
-from .engine import literal, quote
-from .errors import InputError
+from ...errors import InputError
+from ...types import kv_metadata, layouts_metadata, nullable, text_of
+from ..changeset import ChangeSet
+from .connection import literal, quote
 from .snapshot import check_keys
-from .types import kv_metadata, layouts_metadata, nullable, text_of
 
 NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
            "UHUGEINT", "FLOAT", "DOUBLE"}

@@ -15,9 +15,9 @@ import re
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from ..errors import InputError
-from ..types import DATE, LAYOUTS, TEXT, TZ, safe_form
-from .spark_parquet import spark_type
+from ...errors import InputError
+from ...types import DATE, LAYOUTS, TEXT, TZ, safe_form
+from .parquet import spark_type
 
 # strptime codes the Spark engine reads and prints: (regex when reading, Java pattern when printing)
 CODES = {"Y": (r"(\d{1,4})", "yyyy"), "m": (r"(\d{1,2})", "MM"), "d": (r"(\d{1,2})", "dd"),

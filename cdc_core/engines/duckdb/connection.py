@@ -6,8 +6,8 @@ from pathlib import Path
 
 import duckdb
 
-from .config import EngineConfig
-from .sql import literal, quote
+from ...config import EngineConfig
+from ...sql import literal, quote
 
 __all__ = ["connect", "literal", "quote"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputError
-from ..types import DECIMAL, layouts_metadata
+from ...errors import InputError
+from ...types import DECIMAL, layouts_metadata
 
 CODECS = {"snappy": "snappy", "zstd": "zstd", "gzip": "gzip", "lz4": "lz4_raw", "none": "uncompressed",
           "uncompressed": "uncompressed"}

@@ -20,11 +20,11 @@ from typing import IO
 
 import duckdb
 
-from .config import TableConfig
-from .csvlines import MAX_LINE, check_lines, long_line, too_long
-from .errors import InputError
-from .names import check_names, lake_names
-from .sql import literal
+from ...config import TableConfig
+from ...errors import InputError
+from ...names import check_names, lake_names
+from ...sql import literal
+from ..csvlines import MAX_LINE, check_lines, long_line, too_long
 
 
 def is_gzip(path: Path) -> bool:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from ..config import EngineConfig
-from ..errors import ConfigError
+from ...config import EngineConfig
+from ...errors import ConfigError
 
 RESULT_CONF = {  # what the results depend on: set on every session, classic or Connect
     "spark.sql.session.timeZone": "UTC",
