@@ -7,9 +7,10 @@ from .config import Config, TableConfig, load_config
 from .engines.duckdb.diff import ChangeSet, diff
 from .errors import CdcError, ConfigError, InputError, LakeError, SourceError, StateError
 from .lake import make_lake
-from .pipeline import RunReport, TableReport, run_once
+from .monitored import run_once
 from .reader import read_changes
 from .replay import replay, verify
+from .report import RunReport, TableReport
 from .schedule import run_forever
 
 __all__ = ["CdcError", "ChangeSet", "Config", "ConfigError", "InputError", "LakeError", "RunReport",

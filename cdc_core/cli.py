@@ -14,7 +14,8 @@ from .commands import diff_command, replay_command, verify_command
 from .config import load_config
 from .errors import CdcError, ConfigError
 from .logs import redact, setup_logging
-from .pipeline import RunReport, run_once
+from .monitored import run_once
+from .report import RunReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

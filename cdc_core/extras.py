@@ -9,7 +9,6 @@ extra: `the S3 lake needs boto3: pip install 'cdc-core[s3]'` (exit 2), never an 
 from __future__ import annotations
 
 import importlib.util
-import sys
 from importlib import metadata
 
 from .errors import ConfigError
@@ -49,14 +48,3 @@ def version() -> str:
     except metadata.PackageNotFoundError:
         return "unknown"
 
-
-def tui_main() -> int:
-    """The `cdc-tui` command: the terminal app, or exit 2 with the extra to install when textual is missing."""
-    try:
-        require("cdc-tui")
-    except ConfigError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
-    from cdc_tui.app import main
-
-    return main()

@@ -1,7 +1,8 @@
 """After a cycle: record its outcome, write the Prometheus metrics file, send the notifications.
 
-Called at the end of every `run_once` (CLI, timed loop, TUI, Airflow alike). Dry runs do nothing here. Nothing in
-this module may fail a cycle: each step's problem is logged as a warning and the cycle's report stands.
+The observer that `monitored.run_once` attaches to every cycle (CLI, timed loop, TUI, Airflow alike); the pipeline
+never imports it. Dry runs do nothing here. Nothing in this module may fail a cycle: each step's problem is logged
+as a warning and the cycle's report stands.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .config import Config
 from .logs import redact
 
 if TYPE_CHECKING:
-    from .pipeline import RunReport
+    from .report import RunReport
 
 log = logging.getLogger("cdc_core")
 

@@ -12,20 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from .config import ENV_REFERENCE, Config, NotifyTarget
-from .errors import ConfigError
-from .extras import require
+from .config import Config, NotifyTarget
 from .logs import redact
+from .notify_urls import ENV_REFERENCE, apprise_module, apprise_warnings, expand
 from .outcome import CAPTURED, PROBLEMS
 
 if TYPE_CHECKING:
-    from .pipeline import RunReport, TableReport
+    from .report import RunReport, TableReport
 
 log = logging.getLogger("cdc_core")
 TITLE_TABLES = 3  # tables named in a title before "…"
@@ -38,31 +35,6 @@ class Message:
     event: str
     title: str
     body: str
-
-
-def expand(url: str) -> str:
-    """`url` with every `${VAR}` replaced from the environment (percent-encoded, unless it is the whole URL)."""
-    whole = ENV_REFERENCE.fullmatch(url.strip())
-
-    def value(match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"A notify URL refers to ${{{name}}}, which is not set — add {name}=… to the .env "
-                              "file next to the config (or to the environment)")
-        return os.environ[name] if whole else quote(os.environ[name], safe="")
-
-    return ENV_REFERENCE.sub(value, url)
-
-
-def check_url(url: str, where: str) -> None:
-    """Raise `ConfigError` unless Apprise is installed and understands `url` (a config's `notify[i].url`)."""
-    apprise = _apprise()
-    with _apprise_warnings():
-        plugin = apprise.Apprise.instantiate(expand(url))
-    if plugin is None:
-        scheme = url.partition("://")[0] if "://" in url else url[:12]
-        raise ConfigError(f'Config key "{where}.url" is not a URL Apprise can send to (scheme "{scheme}") — see '
-                          "https://github.com/caronc/apprise/wiki for the URL of each service")
 
 
 def notify(config: Config, report: RunReport, previous: dict[str, dict[str, Any]]) -> list[Message]:
@@ -172,10 +144,10 @@ def send(target: NotifyTarget, message: Message, where: str) -> bool:
     """Send one message to one target; a failure is logged (redacted) and returns False, never raises."""
     name, secrets = where, _referenced(target)
     try:
-        apprise = _apprise()
+        apprise = apprise_module()
         url = expand(target.url)
         secrets.append(url)
-        with _apprise_warnings() as warnings:
+        with apprise_warnings() as warnings:
             plugin = apprise.Apprise.instantiate(url)
             if plugin is not None:
                 public = unquote(plugin.url(privacy=True))
@@ -210,34 +182,3 @@ def _private_parts(url: str, public: str) -> list[str]:
     for sep in ":@?&=#,":
         pieces = {part for piece in pieces for part in piece.split(sep)}
     return sorted((p for p in pieces if len(p) >= 4 and p not in public), key=len, reverse=True)
-
-
-def _apprise():
-    require("sending notifications")
-    import apprise
-
-    return apprise
-
-
-class _Collect(logging.Handler):
-    def __init__(self, lines: list[str]):
-        super().__init__(logging.WARNING)
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@contextmanager
-def _apprise_warnings() -> Iterator[list[str]]:
-    """Apprise's warnings, collected instead of printed (some quote a URL's secret parts); the caller redacts."""
-    logger = logging.getLogger("apprise")
-    lines: list[str] = []
-    handler, propagate = _Collect(lines), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .state import read_json, write_json_atomic
 
 if TYPE_CHECKING:
-    from .pipeline import RunReport
+    from .report import RunReport
 
 CAPTURED = ("full_load", "changes", "unchanged", "skipped")  # the table is where the source is
 PROBLEMS = ("failed", "held")  # the table's committed state stayed behind

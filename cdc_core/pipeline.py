@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -24,23 +24,27 @@ from .fetching import fetch, intended
 from .formats import make_format
 from .lake import make_lake
 from .logs import SUMMARISED, redact
-from .monitor import after_cycle
 from .publishing import project, publish_entry, publish_preview, winner_with_same_data
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source
 from .stage import Previous, rebase, stage
 from .state import Entry, State
 
-__all__ = ["RunReport", "TableReport", "Upload", "run_once"]
+__all__ = ["Observer", "RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
+# told each cycle's report at its end (`quiet`: the cycle failed as a whole on its config, whose one line is the
+# error): monitoring (outcome, metrics file, notifications) is one, attached by the faces (`monitored`)
+Observer = Callable[[RunReport, bool], None]
 
 
 
 
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
              dry_run: bool = False, publish_preview: str | None = None, accept_held: Collection[str] = (),
-             on_progress: Progress | None = None, on_transfer: Transfer | None = None) -> RunReport:
-    """Run one capture cycle and return its report; per-table errors are in the report, not raised.
+             on_progress: Progress | None = None, on_transfer: Transfer | None = None,
+             observers: Sequence[Observer] = ()) -> RunReport:
+    """Run one capture cycle and return its report; per-table errors are in the report, not raised. Each of
+    `observers` is told the report of a cycle that was not a dry run (an observer's failure is a warning).
 
     With `dry_run`, fetch and diff but neither upload nor commit: each table's report lists the uploads it would
     make, and `preview` points at its sealed change set. `publish_preview=<that dry run's run id>` then publishes
@@ -51,7 +55,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
     try:
         return _run_once(config, tables=tables, skip_download=skip_download, dry_run=dry_run,
                          publish_preview=publish_preview, accept_held=accept_held, on_progress=on_progress,
-                         on_transfer=on_transfer)
+                         on_transfer=on_transfer, observers=observers)
     except BusyError:
         raise  # the capture that holds the lock is the cycle; it reports for itself
     except CdcError as exc:  # the cycle as a whole failed (config, data dir, engine): heard like a table failure
@@ -59,16 +63,16 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
             started = datetime.now(UTC).replace(microsecond=0)
             failed = [TableReport(name, status="failed", error=redact(str(exc)))
                       for name in tables or [t.name for t in config.tables]]
-            after_cycle(config, RunReport(run_id=started.strftime("%Y%m%d_%H%M%S"), source=config.source.type,
-                                          lake=str(config.lake.url), source_version=None, started_at=started,
-                                          tables=failed, finished_at=started),
-                        quiet=isinstance(exc, ConfigError))  # its one line is the error, exit 2
+            _tell(observers, RunReport(run_id=started.strftime("%Y%m%d_%H%M%S"), source=config.source.type,
+                                       lake=str(config.lake.url), source_version=None, started_at=started,
+                                       tables=failed, finished_at=started),
+                  quiet=isinstance(exc, ConfigError))  # its one line is the error, exit 2
         raise
 
 
 def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, dry_run: bool,
               publish_preview: str | None, accept_held: Collection[str], on_progress: Progress | None,
-              on_transfer: Transfer | None) -> RunReport:
+              on_transfer: Transfer | None, observers: Sequence[Observer]) -> RunReport:
     progress = on_progress or (lambda table, message: log.info("%s%s", f"{table}: " if table else "", message))
     selected = [config.table(name) for name in tables] if tables else list(config.tables)
     source, lake, state = make_source(config.source), make_lake(config.lake), State(config.data_dir)
@@ -116,8 +120,18 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
             report.source_version = next((t.source_version for t in report.tables if t.source_version), None)
         report.finished_at = datetime.now(UTC).replace(microsecond=0)
         report.timings["cycle"] = round(time.perf_counter() - began, 3)
-        after_cycle(config, report)  # outcome, metrics file, notifications (not for a dry run); never raises
+        if not dry_run:
+            _tell(observers, report)
     return report
+
+
+def _tell(observers: Sequence[Observer], report: RunReport, *, quiet: bool = False) -> None:
+    for observe in observers:
+        try:
+            observe(report, quiet)
+        except Exception as exc:  # noqa: BLE001 — an observer never fails the cycle it observes
+            log.warning("%s", redact(f"an observer of the cycle failed ({type(exc).__name__}: {exc}) — the capture "
+                                     "itself is not affected"))
 
 
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from .config import Config
 from .errors import CdcError, ConfigError
 from .metrics import MetricsServer
-from .pipeline import RunReport, run_once
+from .monitored import run_once
+from .report import RunReport
 
 log = logging.getLogger("cdc_core")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cdc_core import run_once
 from cdc_core.config import TableConfig, parse_config
 from cdc_core.errors import SourceError
-from cdc_core.pipeline import run_once
 from cdc_core.sources.demo import TABLES, DemoSource
 from cdc_core.sources.kaggle import KaggleSource
 

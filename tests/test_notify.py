@@ -30,7 +30,7 @@ from cdc_core.errors import ConfigError
 from cdc_core.monitor import after_cycle
 from cdc_core.notify import compose
 from cdc_core.outcome import CAPTURED, PROBLEMS, record_outcome
-from cdc_core.pipeline import RunReport, TableReport
+from cdc_core.report import RunReport, TableReport
 
 from .conftest import run_cli, write_config
 

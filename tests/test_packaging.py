@@ -54,7 +54,7 @@ def test_the_wheel_holds_cdc_packages_with_their_scripts_styles_and_types(wheel:
             if path.suffix in (".py", ".tcss", ".typed") and "__pycache__" not in path.parts:
                 assert f"{package}/{path.relative_to(ROOT / folder).as_posix()}" in files
     assert {"cdc_core/py.typed", "cdc_tui/app.tcss"} <= files
-    assert "cdc-core = cdc_core.cli:main" in entry_points and "cdc-tui = cdc_core.extras:tui_main" in entry_points
+    assert "cdc-core = cdc_core.cli:main" in entry_points and "cdc-tui = cdc_tui:main" in entry_points
 
 
 def test_the_base_install_is_the_core_only(wheel: Path):

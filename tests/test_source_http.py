@@ -13,9 +13,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from cdc_core import run_once
 from cdc_core.config import TableConfig, parse_config
 from cdc_core.logs import redact
-from cdc_core.pipeline import run_once
 from cdc_core.sources.http import HttpSource
 
 from .clientes_db import KEY, V1, V2

@@ -14,8 +14,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from cdc_core import run_once
 from cdc_core.config import parse_config
-from cdc_core.pipeline import run_once
 
 from .clientes_db import KEY, V1, pg_create
 from .conftest import ROOT, run_cli, write_config

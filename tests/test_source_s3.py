@@ -11,9 +11,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from cdc_core import run_once
 from cdc_core.config import TableConfig, parse_config
 from cdc_core.errors import SourceError
-from cdc_core.pipeline import run_once
 from cdc_core.sources import make_source, versions
 
 from .clientes_db import KEY, V1, V2

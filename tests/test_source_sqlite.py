@@ -10,9 +10,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from cdc_core import run_once
 from cdc_core.config import TableConfig, parse_config
 from cdc_core.errors import SourceError
-from cdc_core.pipeline import run_once
 from cdc_core.sources.sqlite import SqliteSource
 
 from .clientes_db import KEY, V1, V2, sqlite_put

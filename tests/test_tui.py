@@ -19,9 +19,9 @@ import cdc_core.pipeline
 import cdc_core.state
 import tui.app
 import tui.data
+from cdc_core import run_once
 from cdc_core.config import Config, load_config
 from cdc_core.lake import make_lake, read_manifests
-from cdc_core.pipeline import run_once
 from cdc_core.state import State
 from tui.app import CdcApp
 from tui.confirm import ConfirmScreen
@@ -384,7 +384,7 @@ async def test_at_80x24_the_quality_view_scrolls_to_every_column_and_the_footer_
 
 
 def test_a_table_without_changes_lines_up_with_the_others_in_the_loop_summary():
-    from cdc_core.pipeline import TableReport
+    from cdc_core.report import TableReport
     from tui.render import report_line
 
     lines = [report_line(TableReport("clientes", status="changes", counts={"I": 9, "U": 50, "D": 4}, rows=1505)),

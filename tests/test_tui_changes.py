@@ -19,9 +19,9 @@ from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from cdc_core import TableReport, run_once
 from cdc_core.config import Config, load_config
 from cdc_core.lake import make_lake, read_manifests
-from cdc_core.pipeline import TableReport, run_once
 from cdc_core.state import State
 from tui.app import CdcApp
 from tui.confirm import ConfirmScreen

@@ -236,9 +236,8 @@ def test_init_writes_a_commented_starter_that_runs(tmp_path: Path):
 
 
 def test_without_prometheus_client_the_metrics_file_says_why_not_once(tmp_path: Path, monkeypatch, caplog):
-    from cdc_core import metrics
+    from cdc_core import metrics, run_once
     from cdc_core.config import load_config
-    from cdc_core.pipeline import run_once
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as in a base install from the wheel
     monkeypatch.setattr(metrics, "_said_no_metrics", [])

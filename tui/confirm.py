@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
-from cdc_core.pipeline import RunReport
+from cdc_core.report import RunReport
 
 from .data import held_tables, upload_totals
 from .render import STATUS, human_bytes, short_path

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from cdc_core.errors import ConfigError
-from cdc_core.pipeline import RunReport
+from cdc_core.report import RunReport
 from cdc_core.schedule import run_forever
 
 from .render import report_line, short_path

@@ -20,7 +20,8 @@ from textual.widgets import Footer, Header, Input, ProgressBar, Static, TabbedCo
 from textual.worker import get_current_worker
 
 from cdc_core.errors import CdcError
-from cdc_core.pipeline import RunReport, run_once
+from cdc_core.monitored import run_once
+from cdc_core.report import RunReport
 from cdc_core.state import State
 
 from .confirm import ConfirmScreen

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from cdc_core.pipeline import TableReport
+from cdc_core.report import TableReport
 
 from .data import OPS, RowDetail, TableOverview
 

@@ -19,7 +19,7 @@ from textual.widgets import Checkbox, Input, RichLog, Select, SelectionList, Sta
 from textual_fastdatatable import ArrowBackend, DataTable
 
 from cdc_core.config import TableConfig
-from cdc_core.pipeline import TableReport
+from cdc_core.report import TableReport
 
 from .data import CHANGED, HIDDEN, OPS, filter_changes, row_detail
 from .render import (

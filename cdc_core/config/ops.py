@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 from ..extras import require
+from ..notify_urls import ENV_REFERENCE, check_url
 from .fields import _bool, _check_keys
 
 NOTIFY_EVENTS = ("failure", "held", "recovered", "changes")
 NOTIFY_DEFAULT_EVENTS = ("failure", "held", "recovered")
 NOTIFY_KEYS = {"url", "on"}
 METRICS_KEYS = {"port", "host", "textfile"}
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,6 @@ def _notify(raw: Any) -> tuple[NotifyTarget, ...]:
             if name not in os.environ:
                 raise ConfigError(f'Config key "{where}.url" refers to ${{{name}}}, which is not set — add '
                                   f"{name}=… to the .env file next to the config (or to the environment)")
-        from ..notify import check_url
-
         check_url(url.strip(), where)
         targets.append(NotifyTarget(url=url.strip(), on=tuple(dict.fromkeys(on))))
     return tuple(targets)

@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 
 from ..config import TableConfig
 from ..errors import SourceError
-from . import Fetch
+from .base import Fetch
 
 TABLES = ("clientes", "produtos", "transacoes", "transacao_produto")
 VERSION_ZERO_MS = 1_748_736_000_000  # 2025-06-01 00:00:00 UTC: version 1; a new version every 6 hours

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import TableConfig
 from ..errors import SourceError
-from . import Fetch, table_file
+from .base import Fetch, table_file
 
 
 class DirectorySource:

@@ -33,7 +33,8 @@ from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
 from ..logs import add_secret, mask, redact, url_secrets
-from . import Fetch, versions
+from . import versions
+from .base import Fetch
 
 log = logging.getLogger("cdc_core")
 MAX_WAIT = 60.0  # seconds: the cap of one backoff wait

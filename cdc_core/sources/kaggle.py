@@ -27,7 +27,7 @@ from ..config import TableConfig
 from ..errors import SourceError
 from ..extras import missing
 from ..logs import add_secret, redact
-from . import Fetch
+from .base import Fetch
 
 log = logging.getLogger("cdc_core")
 T = TypeVar("T")

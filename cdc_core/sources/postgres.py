@@ -38,7 +38,7 @@ from ..precision import out_of_range
 from ..sql import quote as ident
 from ..sql import statement
 from ..types import TEXT
-from . import Fetch
+from .base import Fetch
 
 NATIVE = {"int2", "int4", "int8", "float4", "float8", "bool", "text", "varchar", "bpchar", "date", "timestamp",
           "timestamptz", "bytea"}  # types ADBC delivers as the Arrow type the lake keeps

@@ -17,7 +17,8 @@ from typing import Any
 from ..config import LakeConfig, TableConfig
 from ..errors import SourceError
 from ..extras import missing
-from . import FILE_SUFFIXES, Fetch, versions
+from . import versions
+from .base import FILE_SUFFIXES, Fetch
 
 log = logging.getLogger("cdc_core")
 CHUNK = 1 << 20

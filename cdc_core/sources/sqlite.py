@@ -27,7 +27,7 @@ from ..errors import SourceError
 from ..sql import quote as ident
 from ..sql import statement
 from ..types import TEXT
-from . import Fetch
+from .base import Fetch
 
 BATCH = 50_000
 EXACT = 2**53  # integers a double holds exactly
