@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import LakeConfig, load_config
+from .config import LakeConfig, TableConfig, load_config
 from .diff import ChangeSet, diff
 from .engine import connect, literal, quote
 from .errors import CdcError, LakeError
@@ -33,8 +33,7 @@ from .reader import committed_runs
 from .replay import replay
 
 if TYPE_CHECKING:
-    from .config import TableConfig
-    from .pipeline import RunReport
+    from .report import RunReport
 
 CONFIG_ENV, LAKE_ENV = "CDC_CONFIG", "CDC_LAKE"
 _download_dir: Path | None = None
