@@ -186,7 +186,7 @@ def test_a_writer_that_read_before_another_committed_loses_the_race(fmt: Iceberg
     other = format_for(tmp_path, "iceberg")
     stale = other._existing("t")  # the other writer loaded the table …
     fmt.apply(chain.runs[1])  # … then this one committed run 2
-    monkeypatch.setattr(other, "_load", lambda table: stale)
+    monkeypatch.setattr(other, "_open", lambda table: stale)
     with pytest.raises(CommitConflict, match="lost the race"):
         other.apply(chain.runs[1])
     assert [r for r, _ in run_snapshots(fmt, "t")] == [r.run_id for r in chain.runs]
@@ -196,7 +196,7 @@ def test_a_writer_that_read_before_another_committed_loses_the_race(fmt: Iceberg
 def test_two_writers_creating_the_table_one_loses(fmt, tmp_path: Path, monkeypatch):
     chain = chain_of(tmp_path, BASE)
     other = format_for(tmp_path, "iceberg")
-    monkeypatch.setattr(other, "_load", lambda table: None)  # it looked before this one created the table
+    monkeypatch.setattr(other, "_open", lambda table: None)  # it looked before this one created the table
     fmt.apply(chain.runs[0])
     with pytest.raises(CommitConflict, match="lost the race"):
         other.apply(chain.runs[0])

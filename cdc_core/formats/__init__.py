@@ -13,6 +13,9 @@ token) in the same commit as its data and reads the table's last run before writ
 - anything else is a run the lake never committed (its writer stopped between the format and the lake's link, and
   another writer took over), whatever its id: the table goes back to the state of the newest run of the history
   first (Delta `restore`, an Iceberg rollback), or, when that state is gone, the run rewrites it from its snapshot.
+
+That bookkeeping (which runs a table holds, its last run, the version after a run, the choice above) is written once,
+in `runs.RunBookkeeping`; `delta.py` and `iceberg.py` hold only what their library does.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -33,24 +33,14 @@ from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
 from ..logs import first_line
 from . import CommitConflict, FormatRun, run_number
-from .changes import (
-    DELETE,
-    OP,
-    UPSERT,
-    change_rows,
-    normalize,
-    schema_change,
-    snapshot_reader,
-    snapshot_schema,
-)
+from .changes import DELETE, OP, UPSERT, change_rows, schema_change, snapshot_reader, snapshot_schema
+from .runs import RUN_KEY, TOKEN_KEY, RunBookkeeping, RunState
 from .storage import delta_storage_options, lake_uri
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 APP_ID = "cdc_core"
-RUN_KEY = "cdc.run_id"
-TOKEN_KEY = "cdc.token"
 REWOUND = "cdc.rewound_to"  # on a restore (or rewrite): the versions after this one, before the commit, are undone
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
 log = logging.getLogger("cdc_core")
@@ -61,10 +51,11 @@ def _q(column: str) -> str:
     return "`" + column.replace("`", "``") + "`"
 
 
-class DeltaFormat:
+class DeltaFormat(RunBookkeeping):
     """Delta tables at `{lake}/delta/{table}`, local or on S3."""
 
-    name = "delta"
+    name, title, commit_word = "delta", "Delta", "commit"
+    cleaned_up = "its older versions were cleaned up (delta.logRetentionDuration)"
 
     def __init__(self, config: TableFormatConfig, lake: LakeConfig):
         self.lake = lake
@@ -96,12 +87,11 @@ class DeltaFormat:
             raise LakeError(f'Cannot read the Delta table of "{table}" at {self.uri(table)} ({first_line(exc)}) '
                             "— check the lake is reachable") from None
 
-    def _existing(self, table: str) -> DeltaTable:
-        dt = self._open(table)
-        if dt is None:
-            raise LakeError(f'There is no Delta table for "{table}" at {self.uri(table)} yet — it is created by the '
-                            'first capture with "table_format": "delta"')
-        return dt
+    def _called(self, table: str) -> str:
+        return f'for "{table}" at {self.uri(table)}'
+
+    def _where(self, dt: DeltaTable) -> str:
+        return dt.table_uri
 
     # --- writing -------------------------------------------------------------------------------------------
     def apply(self, run: FormatRun) -> int:
@@ -118,10 +108,10 @@ class DeltaFormat:
                                 configuration=TABLE_CONFIG, storage_options=self.storage_options,
                                 commit_properties=_commit(run.run_id, run.token, "create"))
                 return self._existing(run.table).version()
-            last = self._last(run.table, dt)
-            if last is not None and run.is_run(last[RUN_KEY], last.get(TOKEN_KEY)):
-                return last["version"]  # applied already: a retry
-            rewound = None if run.first or run.follows(last and last[RUN_KEY]) else self._rewind(dt, run, last)
+            at = self._standing(run.table, dt, run)
+            if at.version is not None:
+                return at.version  # applied already: a retry
+            rewound = self._rewind(dt, run, at.last) if at.stray else None
             change = schema_change(pa.schema(dt.schema().to_arrow()), schema)
             rows = None if run.first or change.rewrite or rewound is not None else change_rows(run, schema)
             if rows:
@@ -157,41 +147,35 @@ class DeltaFormat:
          .when_not_matched_insert(values, f"s.{OP} = '{UPSERT}'")
          .execute())
 
-    def _rewind(self, dt: DeltaTable, run: FormatRun, last: dict | None) -> int | None:
+    def _rewind(self, dt: DeltaTable, run: FormatRun, last: tuple[str, str | None] | None) -> int | None:
         """Undo the commits of runs the lake never committed: restore the version of the newest run of `run`'s
         history (a commit of its own). None when restored; else the version a rewrite of the run goes back to (-1:
         none is left)."""
         from deltalake.exceptions import CommitFailedError, DeltaError
 
         target = self._state(run.table, dt, run.follows)
-        stray = f"run {last[RUN_KEY]}" if last else "commits"
+        stray = f"run {last[0]}" if last else "commits"
         if target is not None:
             try:
-                dt.restore(target["version"], commit_properties=_commit(
-                    target[RUN_KEY], target.get(TOKEN_KEY), "restore", {REWOUND: str(target["version"])}))
+                dt.restore(target.version, commit_properties=_commit(
+                    target.run_id, target.token, "restore", {REWOUND: str(target.version)}))
             except CommitFailedError:
                 raise
             except DeltaError as exc:  # its files or log were cleaned up: the run rewrites the table instead
                 log.warning("%s: the Delta table holds %s, which the lake never committed, and its version %s "
                             "(run %s) cannot be restored (%s) — run %s rewrites the table from its snapshot",
-                            run.table, stray, target["version"], target[RUN_KEY], first_line(exc), run.run_id)
-                return target["version"]
+                            run.table, stray, target.version, target.run_id, first_line(exc), run.run_id)
+                return target.version
             log.warning("%s: the Delta table holds %s, which the lake never committed (its writer stopped before "
                         "the lake's commit) — restored version %s (run %s) before applying run %s", run.table,
-                        stray, target["version"], target[RUN_KEY], run.run_id)
+                        stray, target.version, target.run_id, run.run_id)
             return None
         log.warning("%s: the Delta table holds %s, which the lake never committed, and no version of the lake's "
                     "history — run %s rewrites the table from its snapshot", run.table, stray, run.run_id)
         return -1
 
     # --- reading -------------------------------------------------------------------------------------------
-    def last_run(self, table: str) -> tuple[str, str | None] | None:
-        """The run (id, token) whose state the table holds now; None when there is no table yet."""
-        dt = self._open(table)
-        last = None if dt is None else self._last(table, dt)
-        return (last[RUN_KEY], last.get(TOKEN_KEY)) if last else None
-
-    def _applied(self, dt: DeltaTable, run_id: str) -> bool:
+    def _applied(self, table: str, dt: DeltaTable, run_id: str) -> bool:
         return self._transaction(dt) >= run_number(run_id)
 
     def _transaction(self, dt: DeltaTable) -> int:
@@ -202,13 +186,15 @@ class DeltaFormat:
                             "transaction) — move it away or point the lake elsewhere")
         return done
 
-    def _last(self, table: str, dt: DeltaTable) -> dict | None:
-        """The newest commit holding a run's state (`cdc.run_id`, `cdc.token`, `version`): the table's last run."""
+    def _last(self, table: str, dt: DeltaTable) -> tuple[str, str | None] | None:
+        """The table's last run (id, token): the newest commit holding a run's state."""
         self._transaction(dt)
-        return self._state(table, dt, lambda ran: True)
+        found = self._state(table, dt, lambda ran: True)
+        return (found.run_id, found.token) if found else None
 
-    def _state(self, table: str, dt: DeltaTable, wanted: Callable[[str], bool]) -> dict | None:
-        """The newest commit holding the state of a run `wanted` (by id), leaving out the commits a rewind undid."""
+    def _states(self, table: str, dt: DeltaTable) -> Iterator[RunState]:
+        """The commits holding a run's state, newest first, leaving out the commits a rewind undid (when the newest
+        20 commits are not enough, the whole history is read and its newest commits are given again)."""
         latest = self._read(table) or dt  # delta-rs numbers the newest commits from the version a table holds
         for limit in (20, None):  # the run asked about is almost always among the last commits
             history = latest.history(limit)  # newest first
@@ -216,35 +202,14 @@ class DeltaFormat:
             for commit in history:
                 if commit["version"] > undone_above:
                     continue
-                if commit.get(RUN_KEY) and wanted(commit[RUN_KEY]):
-                    return commit
+                if commit.get(RUN_KEY):
+                    yield RunState(commit[RUN_KEY], commit.get(TOKEN_KEY), commit["version"], commit)
                 undone_above = int(commit[REWOUND]) if commit.get(REWOUND) else commit["version"]
             if limit is None or len(history) < limit:
                 break
-        return None
 
-    def _version_after(self, table: str, dt: DeltaTable, run_id: str) -> int | None:
-        """The version of the last commit of a run at or before `run_id` (the state right after it), if any."""
-        found = self._state(table, dt, lambda ran: ran <= run_id)
-        return found["version"] if found else None
-
-    def applied_version(self, table: str, run_id: str) -> int | None:
-        """The version holding the state after `run_id`; None when the table has not reached that run, or
-        started after it."""
-        dt = self._open(table)
-        if dt is None or not self._applied(dt, run_id):
-            return None
-        return self._version_after(table, dt, run_id)
-
-    def current(self, table: str) -> pa.Table:
-        return normalize(self._existing(table).to_pyarrow_table())
-
-    def as_of(self, table: str, run_id: str) -> pa.Table:
-        dt = self._existing(table)
-        if not self._applied(dt, run_id):
-            raise LakeError(f'Run {run_id} is not applied to the Delta table of "{table}" yet — capture it first')
-        version = _reached(self._version_after(table, dt, run_id), dt.table_uri, run_id)
-        return normalize(self._open(table, version).to_pyarrow_table())
+    def _rows(self, table: str, dt: DeltaTable, version: int | None) -> pa.Table:
+        return (dt if version is None else self._open(table, version)).to_pyarrow_table()
 
 
 def _commit(run_id: str, token: str | None, operation: str, metadata: dict[str, str] | None = None):
@@ -260,11 +225,3 @@ def _conflict(run: FormatRun, exc: Exception) -> CommitConflict:
     return CommitConflict(f'Another writer committed to the Delta table of "{run.table}" first, so run {run.run_id} '
                           f"was not applied ({first_line(exc)}) — the run lost the race; rebase on the lake and "
                           "retry")
-
-
-
-def _reached(version: int | None, uri: str, run_id: str) -> int:
-    if version is None:
-        raise LakeError(f"The Delta table {uri} has no commit of run {run_id} or earlier: the table started with a "
-                        "later run, or its older versions were cleaned up (delta.logRetentionDuration)")
-    return version

@@ -26,7 +26,7 @@ import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,26 +37,24 @@ from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
 from ..logs import first_line
 from . import CommitConflict, FormatRun
-from .changes import OP, UPSERT, change_rows, normalize, schema_change, snapshot_reader, snapshot_schema
+from .changes import OP, UPSERT, change_rows, schema_change, snapshot_reader, snapshot_schema
+from .runs import RUN_KEY, TOKEN_KEY, RunBookkeeping, RunState
 from .storage import iceberg_file_io, lake_uri
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table, Transaction
-    from pyiceberg.table.snapshots import Snapshot
 
 CATALOG_NAME = "cdc"
 LAST_RUN = "cdc.last_run_id"
 LAST_TOKEN = "cdc.last_token"
-RUN_KEY = "cdc.run_id"
-TOKEN_KEY = "cdc.token"
 log = logging.getLogger("cdc_core")
 
 
-class IcebergFormat:
+class IcebergFormat(RunBookkeeping):
     """Iceberg tables in one catalog namespace, their data in the lake (or the catalog's warehouse)."""
 
-    name = "iceberg"
+    name, title, commit_word, cleaned_up = "iceberg", "Iceberg", "snapshot", "its older snapshots were expired"
 
     def __init__(self, config: TableFormatConfig, lake: LakeConfig):
         self.config, self.lake = config, lake
@@ -93,7 +91,7 @@ class IcebergFormat:
     def identifier(self, table: str) -> tuple[str, str]:
         return (self.config.namespace, table)
 
-    def _load(self, table: str) -> Table | None:
+    def _open(self, table: str) -> Table | None:
         from pyiceberg.exceptions import NoSuchTableError
 
         try:
@@ -101,12 +99,11 @@ class IcebergFormat:
         except NoSuchTableError:
             return None
 
-    def _existing(self, table: str) -> Table:
-        found = self._load(table)
-        if found is None:
-            raise LakeError(f'There is no Iceberg table {".".join(self.identifier(table))} yet — it is created by '
-                            'the first capture with "table_format": "iceberg"')
-        return found
+    def _called(self, table: str) -> str:
+        return ".".join(self.identifier(table))
+
+    def _where(self, table: Table) -> str:
+        return ".".join(table.name())
 
     # --- writing -------------------------------------------------------------------------------------------
     def apply(self, run: FormatRun) -> int:
@@ -114,9 +111,10 @@ class IcebergFormat:
         lake never committed on top of the table is rolled back in the same commit."""
         from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError, ValidationException
 
-        table = self._load(run.table)
-        if table is not None and run.is_run(*self._last(table)):
-            return self._reached(table, run.run_id)  # applied already: a retry
+        table = self._open(run.table)
+        at = None if table is None else self._standing(run.table, table, run)
+        if at is not None and at.version is not None:
+            return at.version  # applied already: a retry
         schema = snapshot_schema(run)
         summary = {RUN_KEY: run.run_id, **({TOKEN_KEY: run.token} if run.token else {})}
         last = {LAST_RUN: run.run_id, LAST_TOKEN: run.token or ""}
@@ -125,10 +123,10 @@ class IcebergFormat:
                 tx = self.catalog.create_table_transaction(
                     self.identifier(run.table), schema=schema, properties={"cdc.key": ",".join(run.key), **last})
                 tx.append(snapshot_reader(run), snapshot_properties=summary)
-                return self._reached(tx.commit_transaction(), run.run_id)
+                return self._reached(run.table, tx.commit_transaction(), run.run_id)
             tx = table.transaction()
-            stray = not run.first and not run.follows(self._last(table)[0])
-            whole = stray and not self._rewind(tx, table, run)  # no rollback, or not to the current schema
+            stray = at.stray
+            whole = stray and not self._rewind(tx, table, run, at.last)  # no rollback, or not to the current schema
             change = schema_change(tx.table_metadata.schema().as_arrow(), schema)
             rows = None if run.first or change.retyped or whole else change_rows(run, schema)
             if rows is not None and not rows and not (change.added or change.removed or stray):
@@ -153,83 +151,50 @@ class IcebergFormat:
             raise LakeError(f'Cannot write the Iceberg table of "{run.table}" ({first_line(exc)}) — check the lake '
                             "and the catalog are reachable and writable; the run stays pending and is retried") \
                 from None
-        return self._reached(table, run.run_id)
+        return self._reached(run.table, table, run.run_id)
 
-    def _rewind(self, tx: Transaction, table: Table, run: FormatRun) -> bool:
+    def _rewind(self, tx: Transaction, table: Table, run: FormatRun, last: tuple[str, str | None]) -> bool:
         """Roll the transaction's main branch back to the snapshot of the newest run of `run`'s history, undoing
         the runs the lake never committed; False when there is none, or the schema changed since it (the run then
         overwrites the table)."""
         from pyiceberg.table.update.snapshot import ManageSnapshots
 
-        stray, name = self._last(table)[0], ".".join(table.name())
-        back = self._state(table, run.follows)
+        stray, name = last[0], ".".join(table.name())
+        back = self._state(run.table, table, run.follows)
         if back is None:
             log.warning("%s: the Iceberg table %s holds run %s, which the lake never committed, and no snapshot of "
                         "the lake's history — run %s rewrites the table from its snapshot", run.table, name, stray,
                         run.run_id)
             return False
-        ManageSnapshots(tx).rollback_to_snapshot(back.snapshot_id)
+        ManageSnapshots(tx).rollback_to_snapshot(back.version)
         log.warning("%s: the Iceberg table %s holds run %s, which the lake never committed (its writer stopped "
                     "before the lake's commit) — rolled back to snapshot %s (run %s) in the commit of run %s",
-                    run.table, name, stray, back.snapshot_id, back.summary[RUN_KEY], run.run_id)
-        return back.schema_id == tx.table_metadata.current_schema_id
+                    run.table, name, stray, back.version, back.run_id, run.run_id)
+        return back.record.schema_id == tx.table_metadata.current_schema_id
 
     # --- reading -------------------------------------------------------------------------------------------
-    def _last(self, table: Table) -> tuple[str, str | None]:
+    def _last(self, table: str, found: Table) -> tuple[str, str | None]:
         """The table's last run: its id and token."""
-        last = table.properties.get(LAST_RUN)
+        last = found.properties.get(LAST_RUN)
         if last is None:
-            raise LakeError(f'The Iceberg table {".".join(table.name())} was not written by cdc_core (no {LAST_RUN} '
+            raise LakeError(f'The Iceberg table {".".join(found.name())} was not written by cdc_core (no {LAST_RUN} '
                             'property) — drop it or choose another "iceberg.namespace"')
-        return last, table.properties.get(LAST_TOKEN)
+        return last, found.properties.get(LAST_TOKEN)
 
-    def last_run(self, table: str) -> tuple[str, str | None] | None:
-        """The run (id, token) whose state the table holds now; None when there is no table yet."""
-        found = self._load(table)
-        return None if found is None else self._last(found)
+    def _applied(self, table: str, found: Table, run_id: str) -> bool:
+        return self._last(table, found)[0] >= run_id
 
-    def _applied(self, table: Table, run_id: str) -> bool:
-        return self._last(table)[0] >= run_id
-
-    def _state(self, table: Table, wanted: Callable[[str], bool]) -> Snapshot | None:
-        """The newest snapshot of the main branch holding the state of a run `wanted` (by id); a rolled back run's
-        snapshots are no longer on it."""
+    def _states(self, table: str, found: Table) -> Iterator[RunState]:
+        """The main branch's snapshots holding a run's state, newest first (a rolled back run's are not on it)."""
         from pyiceberg.table.snapshots import ancestors_of
 
-        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+        for snapshot in ancestors_of(found.current_snapshot(), found.metadata):
             ran = snapshot.summary[RUN_KEY] if snapshot.summary else None
-            if ran and wanted(ran):
-                return snapshot
-        return None
+            if ran:
+                yield RunState(ran, snapshot.summary[TOKEN_KEY], snapshot.snapshot_id, snapshot)
 
-    def _version_after(self, table: Table, run_id: str) -> int | None:
-        """The id of the last snapshot of a run at or before `run_id` (the state right after it), if any."""
-        found = self._state(table, lambda ran: ran <= run_id)
-        return found.snapshot_id if found else None
-
-    def _reached(self, table: Table, run_id: str) -> int:
-        version = self._version_after(table, run_id)
-        if version is None:
-            raise LakeError(f'The Iceberg table {".".join(table.name())} has no snapshot of run {run_id} or earlier: '
-                            "the table started with a later run, or its older snapshots were expired")
-        return version
-
-    def applied_version(self, table: str, run_id: str) -> int | None:
-        """The snapshot id holding the state after `run_id`; None when the table has not reached that run, or
-        started after it."""
-        found = self._load(table)
-        if found is None or not self._applied(found, run_id):
-            return None
-        return self._version_after(found, run_id)
-
-    def current(self, table: str) -> pa.Table:
-        return normalize(self._existing(table).scan().to_arrow())
-
-    def as_of(self, table: str, run_id: str) -> pa.Table:
-        found = self._existing(table)
-        if not self._applied(found, run_id):
-            raise LakeError(f'Run {run_id} is not applied to the Iceberg table of "{table}" yet — capture it first')
-        return normalize(found.scan(snapshot_id=self._reached(found, run_id)).to_arrow())
+    def _rows(self, table: str, found: Table, version: int | None) -> pa.Table:
+        return found.scan(snapshot_id=version).to_arrow()
 
 
 def _backend_errors() -> tuple[type[Exception], ...]:
@@ -248,7 +213,6 @@ def _backend_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         pass
     return tuple(errors)
-
 
 
 def _evolve(tx: Transaction, change, schema: pa.Schema) -> None:

@@ -11,15 +11,13 @@ The `kaggle` package is imported lazily: importing it signs in and prints help t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -28,6 +26,7 @@ from ..errors import SourceError
 from ..extras import missing
 from ..logs import add_secret, redact
 from .base import Fetch
+from .kaggle_client import credentials_in_use, describe, quiet, timed_api_class, transient
 
 log = logging.getLogger("cdc_core")
 T = TypeVar("T")
@@ -87,8 +86,8 @@ class KaggleSource:
     def _sign_in(self) -> Any:
         """A signed-in KaggleApi (credentials from the environment, .env or kaggle.json)."""
         try:
-            with _quiet():
-                api_class = _api_class(self.timeout)
+            with quiet():
+                api_class = timed_api_class(self.timeout)
         except ImportError:
             raise missing("the kaggle source", "kaggle") from None
         except SystemExit:  # older kaggle versions exit at import when no credentials are found
@@ -165,61 +164,36 @@ class KaggleSource:
         import requests
         from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-        retrying = Retrying(stop=stop_after_attempt(self.attempts), retry=retry_if_exception(_transient),
+        retrying = Retrying(stop=stop_after_attempt(self.attempts), retry=retry_if_exception(transient),
                             wait=wait_exponential(multiplier=self.backoff, max=max(MAX_WAIT, self.backoff)),
                             before_sleep=lambda state: log.info(
                                 "Kaggle %s failed (%s), attempt %d of %d — retrying", what,
-                                _describe(state.outcome.exception()), state.attempt_number, self.attempts))
+                                describe(state.outcome.exception()), state.attempt_number, self.attempts))
         try:
             for attempt in retrying:
-                with attempt, _quiet():
+                with attempt, quiet():
                     return fn(*args, **kwargs)
         except RetryError as exc:
             raise SourceError(
                 f"Kaggle did not answer while {what} for {self.ref} after {self.attempts} attempts (last: "
-                f"{_describe(exc.last_attempt.exception())}) — Kaggle may be down or rate-limiting; try again "
+                f"{describe(exc.last_attempt.exception())}) — Kaggle may be down or rate-limiting; try again "
                 "later (the next cycle will)") from None
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (401, 403):
                 raise SourceError(
-                    f"Kaggle rejected the credentials ({_credentials_in_use()}) while {what} for {self.ref} "
+                    f"Kaggle rejected the credentials ({credentials_in_use()}) while {what} for {self.ref} "
                     f"(HTTP {status}) — check that they are current (create a new token at "
                     "https://www.kaggle.com/settings) and, for a private dataset, that this account can see it"
                 ) from None
             if status == 404:
                 raise _NotFound() from None
-            raise SourceError(f"Kaggle refused {what} for {self.ref} ({_describe(exc)}) — check "
+            raise SourceError(f"Kaggle refused {what} for {self.ref} ({describe(exc)}) — check "
                               '"source.dataset" in config.json and try again') from None
         except requests.RequestException as exc:  # not retried: a bad URL, too many redirects, …
-            raise SourceError(f"Kaggle could not be reached while {what} for {self.ref} ({_describe(exc)}) — "
+            raise SourceError(f"Kaggle could not be reached while {what} for {self.ref} ({describe(exc)}) — "
                               "check the network and any proxy settings (HTTPS_PROXY)") from None
         raise AssertionError("unreachable: tenacity either returns or raises")
-
-
-def _api_class(timeout: float) -> type:
-    """KaggleApi whose HTTP sessions time out (the client sets no timeout, so a stalled server would hang)."""
-    import requests.adapters
-    from kaggle.api.kaggle_api_extended import KaggleApi  # imports `kaggle`, which signs in and may print
-
-    class TimeoutAdapter(requests.adapters.HTTPAdapter):
-        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("timeout") is None:
-                kwargs["timeout"] = timeout
-            return super().send(request, *args, **kwargs)
-
-    class QuietKaggleApi(KaggleApi):
-        def build_kaggle_client(self) -> Any:
-            client = super().build_kaggle_client()
-            http = client.http_client()
-            http._init_session()
-            session = getattr(http, "_session", None)
-            if session is not None:
-                session.mount("https://", TimeoutAdapter())
-                session.mount("http://", TimeoutAdapter())
-            return client
-
-    return QuietKaggleApi
 
 
 MAX_UNZIPPED = 50 * 2**30  # bytes one table's file may unpack to
@@ -259,48 +233,3 @@ def _extract(archive: Path, file_name: str, target: Path) -> None:
                     out.write(block)
     except zipfile.BadZipFile:
         raise _TableError(f"the zip archive Kaggle served for {file_name} is damaged — try again") from None
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth retrying: a timeout, a broken connection, HTTP 429 or a 5xx."""
-    import requests
-
-    if isinstance(exc, requests.HTTPError):
-        status = exc.response.status_code if exc.response is not None else 0
-        return status == 429 or status >= 500
-    return isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError)
-
-
-def _describe(exc: BaseException | None) -> str:
-    """A short, secret-free description of a failed call: `HTTP 503 Service Unavailable`, `timeout`, …"""
-    import requests
-
-    response = getattr(exc, "response", None)
-    if response is not None:
-        return f"HTTP {response.status_code} {response.reason or ''}".strip()
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "could not connect"
-    return redact(f"{type(exc).__name__}: {exc}")
-
-
-def _credentials_in_use() -> str:
-    """Which credentials the client signs in with, by name (never the value)."""
-    if os.environ.get("KAGGLE_API_TOKEN"):
-        return "KAGGLE_API_TOKEN"
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return "KAGGLE_USERNAME and KAGGLE_KEY"
-    return "kaggle.json or the token in ~/.kaggle"
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Capture what the kaggle client prints (help text, "Dataset URL: …") and log it at debug level."""
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            yield
-    finally:
-        if out.getvalue().strip():
-            log.debug("kaggle client: %s", redact(out.getvalue().strip()))
