@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from . import FormatRun
+from .base import FormatRun
 
 OP = "_cdc_op"  # the change rows' `op`, renamed so it can never collide with a table column
 UPSERT, DELETE = "U", "D"

@@ -32,7 +32,7 @@ import pyarrow as pa
 from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
 from ..logs import first_line
-from . import CommitConflict, FormatRun, run_number
+from .base import CommitConflict, FormatRun, run_number
 from .changes import DELETE, OP, UPSERT, change_rows, schema_change, snapshot_reader, snapshot_schema
 from .runs import RUN_KEY, TOKEN_KEY, RunBookkeeping, RunState
 from .storage import delta_storage_options, lake_uri

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from ..config import LakeConfig, TableFormatConfig
 from ..errors import LakeError
 from ..logs import first_line
-from . import CommitConflict, FormatRun
+from .base import CommitConflict, FormatRun
 from .changes import OP, UPSERT, change_rows, schema_change, snapshot_reader, snapshot_schema
 from .runs import RUN_KEY, TOKEN_KEY, RunBookkeeping, RunState
 from .storage import iceberg_file_io, lake_uri

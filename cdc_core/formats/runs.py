@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import LakeError
-from . import FormatRun
+from .base import FormatRun
 from .changes import normalize
 
 RUN_KEY = "cdc.run_id"  # in each commit's metadata (Delta) or snapshot summary (Iceberg): the run whose state it holds
