@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import LakeConfig, TableConfig, load_config
+from .engines import OPS, ChangeSet
+from .engines.duckdb import diff
 from .engines.duckdb.connection import connect, literal, quote
-from .engines.duckdb.diff import OPS, ChangeSet, diff
 from .errors import CdcError, LakeError
 from .extras import missing
 from .formats import TableFormat, make_format, with_versions
