@@ -151,12 +151,15 @@ class Expressions(Protocol[E]):
         ...
 
     def cast(self, source: str, kind: str) -> E:
+        """The column cast to lake type `kind` (a pin or the date field the file already holds typed)."""
         ...
 
     def raw(self, source: str) -> E:
+        """The column as the file holds it (text that a pin or the date field parses strictly)."""
         ...
 
     def text_of(self, value: E, kind: str) -> E:
+        """The text a value of lake type `kind` prints as (`types.text_of`): keys, and columns widened to text."""
         ...
 
 
