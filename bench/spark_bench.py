@@ -49,7 +49,7 @@ def run_diff(a: argparse.Namespace) -> dict:
     for name in ("previous", "current"):
         snap = folder / f"{name}.snapshot.parquet"
         if not snap.is_file():
-            from cdc_core.engines.duckdb.snapshot import schema_of
+            from cdc_core.engines import schema_of
 
             before = schema_of(snaps[0]) if snaps else None
             typer.load_snapshot(Path(a.data) / f"{name}.csv", table, snap, previous=before)

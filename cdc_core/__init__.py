@@ -4,7 +4,8 @@ The public API, used by the CLI, the TUI and the notebooks alike.
 """
 
 from .config import Config, TableConfig, load_config
-from .engines.duckdb.diff import ChangeSet, diff
+from .engines import ChangeSet
+from .engines.duckdb import diff
 from .errors import CdcError, ConfigError, InputError, LakeError, SourceError, StateError
 from .lake import make_lake
 from .monitored import run_once

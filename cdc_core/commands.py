@@ -100,7 +100,7 @@ def verify_command(config, tables: list[str] | None) -> int:
 
 
 def diff_command(args: argparse.Namespace) -> int:
-    from .engines.duckdb.diff import diff
+    from .engines.duckdb import diff
 
     try:
         _check_dialect(args)

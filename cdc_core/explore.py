@@ -16,8 +16,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from .engines import OPS
 from .engines.duckdb.connection import connect, literal, quote
-from .engines.duckdb.diff import OPS
 from .errors import CdcError, LakeError
 from .extras import missing
 from .formats import TableFormat, with_versions

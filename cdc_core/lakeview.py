@@ -23,8 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import LakeConfig, TableConfig, load_config
+from .engines import ChangeSet
+from .engines.duckdb import diff
 from .engines.duckdb.connection import connect, literal, quote
-from .engines.duckdb.diff import ChangeSet, diff
 from .errors import CdcError, LakeError
 from .formats import TableFormat, make_format
 from .lake import Lake, LocalLake, make_lake, read_manifests

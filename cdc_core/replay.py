@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .chain import head, is_base, manifest, run_ids, walk_back
 from .config import Config
-from .engines.duckdb.diff import diff
+from .engines.duckdb import diff
 from .errors import CdcError, LakeError
 from .lake import Lake, make_lake, read_manifests
 from .layout import manifest_file, sha256
@@ -104,9 +104,9 @@ def _scratch(prefix: str, engine: Engine | None) -> tempfile.TemporaryDirectory:
 
 def _local_engine() -> Engine:
     """DuckDB with default settings, for a replay asked for without a config (the notebooks, a script)."""
-    from .engines.duckdb.__init__ import DuckDBEngine
+    from .engines import engine_class
 
-    return DuckDBEngine()
+    return engine_class("duckdb")()
 
 
 def _forgotten(chain: list[dict], columns: dict[str, str]) -> list[frozenset[str]]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from . import faults
 from .config import CdcOptions, TableConfig
 from .config.guards import broken
-from .engines.duckdb.snapshot import said_once, schema_of
+from .engines import said_once, schema_of
 from .errors import HeldError, InputError
 from .lake import Lake
 from .layout import full_load_key

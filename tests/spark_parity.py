@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdc_core.config import TableConfig
-from cdc_core.engines.duckdb.snapshot import schema_of
+from cdc_core.engines import schema_of
 from cdc_core.errors import CdcError
 
 STAMP = {"_cdc_run_id": "20250102_030405", "_cdc_captured_at": datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)}

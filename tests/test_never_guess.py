@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from cdc_core import load_config, run_once, verify
 from cdc_core.config import TableConfig
+from cdc_core.engines import schema_of
+from cdc_core.engines.csvquotes import check_spaced_quotes
 from cdc_core.engines.duckdb.connection import connect, literal
-from cdc_core.engines.duckdb.csvfile import check_spaced_quotes
 from cdc_core.engines.duckdb.diff import diff
-from cdc_core.engines.duckdb.snapshot import load_snapshot, schema_of
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.errors import InputError
 from cdc_core.types import LAYOUTS, TZ, exact, parse
 

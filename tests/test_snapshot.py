@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdc_core.config import TableConfig
-from cdc_core.engines.duckdb import csvfile
+from cdc_core.engines import csvfile
 from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.errors import InputError
 

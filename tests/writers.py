@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 
 from cdc_core import load_config
 from cdc_core.config import TableConfig
+from cdc_core.engines import schema_of
 from cdc_core.engines.duckdb.diff import diff
-from cdc_core.engines.duckdb.snapshot import load_snapshot, schema_of
+from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.lake import make_lake
 from cdc_core.sources.demo import DemoSource
 

@@ -4,6 +4,12 @@ Every engine gives the same results on the same files: the same column types (se
 (I/U/D, NULL-safe, dates as UTC instants, composite keys, widened columns compared on their read text), the same
 one-line errors for duplicate or NULL keys. The pipeline, replay, verify, the TUI and the notebooks only talk to
 this interface; an engine's library is imported when the engine is made, and its absence names the extra.
+
+Layout: the rules every engine follows are here, once — `rules` (the column plan, the CSV dialect rule, the
+checks and their one-line errors, `Snapshot`), `changeset` (the change-row shape, the diff's counts, warnings and
+errors), `csvfile`, `csvquotes` and `csvlines` (reading a CSV's header and refusing what readers take
+differently); each engine's package (`duckdb/`, `spark/`) holds only its own expressions and imports no other
+engine's. A new engine is a package and a line in `KNOWN_ENGINES` (docs/engines.md).
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError
+from .changeset import OPS, ChangeSet
+from .rules import Snapshot, is_parquet, said_once, schema_of
 
 if TYPE_CHECKING:
     from ..config import Config, TableConfig
     from ..types import Column
-    from .duckdb.diff import ChangeSet
-    from .duckdb.snapshot import Snapshot
+
+__all__ = ["KNOWN_ENGINES", "OPS", "ChangeSet", "Engine", "Snapshot", "engine_class", "is_parquet", "make_engine",
+           "said_once", "schema_of"]
 
 # name -> (implementation, the library it needs, the extra that installs it)
 KNOWN_ENGINES = {

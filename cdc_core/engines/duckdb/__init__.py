@@ -10,9 +10,11 @@ from pathlib import Path
 
 from ...config import Config, EngineConfig, TableConfig
 from ...types import Column, kv_metadata, nullable, project
+from ..changeset import ChangeSet
+from ..rules import Snapshot
 from .connection import connect, literal, quote
-from .diff import ChangeSet, diff
-from .snapshot import Snapshot, hold_back, load_snapshot
+from .diff import diff
+from .snapshot import hold_back, load_snapshot
 
 
 class DuckDBEngine:

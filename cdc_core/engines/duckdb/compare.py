@@ -15,16 +15,22 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ...errors import InputError
 from ...types import kv_metadata, layouts_metadata, nullable, text_of
-from ..changeset import ChangeSet
+from ..changeset import (
+    TZ,
+    ChangeSet,
+    DiffStats,
+    Output,
+    ambiguous_keys,
+    common_types,
+    keys_in_doubt,
+    opening,
+    record,
+    warn,
+)
 from .connection import literal, quote
 from .snapshot import check_keys
 
-NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-           "UHUGEINT", "FLOAT", "DOUBLE"}
-TEMPORAL = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
-TZ = "TIMESTAMP WITH TIME ZONE"
 _names = itertools.count()
 
 
@@ -37,48 +43,6 @@ class Side:
     rows: int
     label: str
     layouts: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Output:
-    """Where the change rows go: a Parquet file (with constant columns appended), or back to Python.
-
-    `changed_columns` adds `_cdc_changed` (the names of a U row's changed columns; empty on I and D rows);
-    `before_image` adds a `B` row with the previous values right before each `U`; `details` is a side file with
-    each U row's key and `_cdc_changed`, whatever the lake's options (for previews)."""
-
-    path: Path | None
-    constants: dict[str, str] = field(default_factory=dict)
-    compression: str = "snappy"
-    changed_columns: bool = False
-    before_image: bool = False
-    details: Path | None = None
-
-
-def common_types(prev, cur, key: tuple[str, ...], date_field: str | None,
-                 result: ChangeSet) -> tuple[list[str], dict[str, str]]:
-    """The columns of either input (current ones first) and the type each compares on, for every engine: keys as
-    text, the date field as an instant, others on a common type. Records in `result` the added and removed columns,
-    the type changes and the timestamp layouts. `prev` and `cur` need `columns` (name → type) and `layouts`."""
-    p_cols, c_cols = prev.columns, cur.columns
-    result.added_columns = [c for c in c_cols if c not in p_cols]
-    result.removed_columns = [c for c in p_cols if c not in c_cols]
-    columns = list(c_cols) + result.removed_columns
-    types = {}
-    for col in columns:
-        p_type, c_type = p_cols.get(col), c_cols.get(col)
-        if col in key:
-            types[col] = "VARCHAR"
-        elif col == date_field:
-            types[col] = p_type if p_type == c_type and p_type in TEMPORAL else TZ
-        else:
-            types[col] = _common_type(p_type or c_type, c_type or p_type)
-            if p_type and c_type and p_type != c_type and "NULL" not in (p_type, c_type):
-                result.type_changes[col] = (p_type, c_type)
-        layout = cur.layouts.get(col) if col in c_cols else prev.layouts.get(col)
-        if layout and types[col] in TEMPORAL:
-            result.layouts[col] = layout
-    return columns, types
 
 
 def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
@@ -130,15 +94,17 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
         ) WHERE op <> 'U' OR {changed} OR __cdc_bumped OR __cdc_backwards""")
     try:
         is_update = "__cdc_changed" if detect == "content" else "__cdc_bumped"
-        per_column = "".join(f", count(*) FILTER (WHERE op = 'U' AND {is_update} AND {flag[c]})" for c in compared)
-        stats = con.execute(f"""SELECT count(*) FILTER (WHERE op = 'I'), count(*) FILTER (WHERE op = 'D'),
-                   count(*) FILTER (WHERE op = 'U' AND {is_update}),
-                   count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped AND NOT __cdc_backwards),
-                   count(*) FILTER (WHERE op = 'U' AND __cdc_backwards),
-                   count(*) FILTER (WHERE op = 'U'){per_column} FROM {work}""").fetchall()[0]
-        result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
-        result.column_counts = {c: n for c, n in zip(compared, stats[6:], strict=True) if n}
-        _check_keys(con, work, prev, cur, key, [alias[k] for k in key], inserted=stats[0], deleted=stats[1])
+        measures = {"inserted": "count(*) FILTER (WHERE op = 'I')", "deleted": "count(*) FILTER (WHERE op = 'D')",
+                    "updated": f"count(*) FILTER (WHERE op = 'U' AND {is_update})",
+                    "unbumped": "count(*) FILTER (WHERE op = 'U' AND __cdc_changed AND NOT __cdc_bumped "
+                                "AND NOT __cdc_backwards)",
+                    "backwards": "count(*) FILTER (WHERE op = 'U' AND __cdc_backwards)",
+                    "candidates": "count(*) FILTER (WHERE op = 'U')"}
+        per_column = [f"count(*) FILTER (WHERE op = 'U' AND {is_update} AND {flag[c]})" for c in compared]
+        row = con.execute(f"SELECT {', '.join([*measures.values(), *per_column])} FROM {work}").fetchall()[0]
+        stats = DiffStats.of(dict(zip(measures, row, strict=False)), row[len(measures):])
+        record(result, stats, compared)
+        _check_keys(con, work, prev, cur, key, [alias[k] for k in key], stats)
 
         names = "[" + ", ".join(f"CASE WHEN {flag[c]} THEN {literal(c)} END" for c in compared) + "]"
         changed_list = (f"CASE WHEN op = 'U' THEN list_filter({names}, lambda x: x IS NOT NULL) "
@@ -164,7 +130,7 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
             keys = ", ".join(f"{alias[k]} AS {quote(k)}" for k in key)
             con.execute(f"COPY (SELECT {keys}, {changed_list} AS _cdc_changed FROM {work} WHERE op = 'U' AND "
                         f"{is_update}) TO {literal(str(output.details))} (FORMAT parquet)")
-        result.held_back = stats[5] - stats[2]  # changed, but not an update (date_field mode only)
+        result.held_back = stats.held_back
         if result.held_back and output.path is not None:
             result.held_keys = output.path.with_name(output.path.stem + ".held.parquet")
             keys = ", ".join(f"{alias[k]} AS {quote(k)}" for k in key)
@@ -172,7 +138,7 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
                         f"{literal(str(result.held_keys))} (FORMAT parquet)")
     finally:
         con.execute(f"DROP TABLE IF EXISTS {work}")
-    _warn(result, date_field, detect, unbumped=stats[3], backwards=stats[4])
+    warn(result, date_field, detect, stats)
     return result
 
 
@@ -192,49 +158,13 @@ def _write_rows(con, query: str, names: list[str], output: Output, layouts: dict
     return output.path
 
 
-def _check_keys(con, work: str, prev: Side, cur: Side, key: tuple[str, ...], aliases: list[str], *,
-                inserted: int, deleted: int) -> None:
+def _check_keys(con, work: str, prev: Side, cur: Side, key: tuple[str, ...], aliases: list[str],
+                stats: DiffStats) -> None:
     """Raise `InputError` for NULL or duplicate keys in either input, naming the input, a count and examples."""
     keys = ", ".join(aliases)
     suspicious = con.execute(f"""SELECT count(*) FROM (SELECT {keys} FROM {work} GROUP BY ALL
                                  HAVING count(*) > 1 OR {' OR '.join(f'{a} IS NULL' for a in aliases)})""")
-    if suspicious.fetchall()[0][0] or prev.rows - deleted != cur.rows - inserted:
+    if keys_in_doubt(bool(suspicious.fetchall()[0][0]), prev.rows, cur.rows, stats):
         for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
             check_keys(con, side.relation, key, opening(side.label))
-        raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
-                         "identify one row")
-
-
-def _warn(result: ChangeSet, date_field: str | None, detect: str, *, unbumped: int, backwards: int) -> None:
-    if date_field and unbumped:
-        verb = ("not captured: kept as they were until their date moves" if detect == "date_field"
-                else "captured as updates")
-        result.warnings.append(f'{unbumped} row(s) changed without a later "{date_field}" ({verb})')
-    if date_field and backwards:
-        result.warnings.append(f'{backwards} row(s) have an earlier "{date_field}" than before')
-    if result.added_columns:
-        result.warnings.append(f"column(s) added: {', '.join(result.added_columns)}")
-    if result.removed_columns:
-        result.warnings.append(f"column(s) removed: {', '.join(result.removed_columns)}")
-    for col, (old, new) in result.type_changes.items():
-        result.warnings.append(f'column "{col}" changed type {old} → {new}')
-
-
-def _common_type(a: str, b: str) -> str:
-    if a == b or b == "NULL":
-        return a
-    if a == "NULL":
-        return b
-    if a in NUMERIC and b in NUMERIC:
-        return "DOUBLE"
-    if a in TEMPORAL and b in TEMPORAL:
-        return TZ
-    return "VARCHAR"
-
-
-
-def opening(label: str) -> str:
-    """An input's label at the start of a sentence: "previous" → "Previous", but a file name keeps its letters
-    (`dupkey.csv` stays `dupkey.csv`: file names are case-sensitive)."""
-    first = label.split(" ", 1)[0]
-    return label if any(c in first for c in "./\\") else label[:1].upper() + label[1:]
+        raise ambiguous_keys(prev.label, cur.label, key)

@@ -30,12 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...config import TableConfig
-from ...errors import InputError
 from ...types import Column, read_layouts
-from ..changeset import OPS, ChangeSet
-from .compare import TEMPORAL, Output, Side, compare, opening
+from ..changeset import OPS, ChangeSet, Output, check_side, missing_input, not_comparable
+from ..rules import is_parquet, said_once
+from .compare import Side, compare
 from .connection import connect, literal
-from .snapshot import load_snapshot, said_once
+from .snapshot import load_snapshot
 
 __all__ = ["OPS", "ChangeSet", "diff"]
 
@@ -109,8 +109,7 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
             result.warnings = said_once(result.warnings, widened)
             return result
         except duckdb.ConversionException as exc:
-            raise InputError(f"{prev.label} and {cur.label} cannot be compared ({str(exc).splitlines()[0]}) — "
-                             "check the date field and the column types") from None
+            raise not_comparable(prev.label, cur.label, str(exc).splitlines()[0]) from None
     finally:
         temps.drop()
         if own:
@@ -127,9 +126,9 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
     else:
         path = Path(value)
         if not path.is_file():
-            raise InputError(f"The {side} snapshot {path} does not exist — check the path")
+            raise missing_input(side, path)
         label = str(path)
-        if not _is_parquet(path):  # typed once, the way the pipeline types it, into a temporary snapshot
+        if not is_parquet(path):  # typed once, the way the pipeline types it, into a temporary snapshot
             table = replace(csv, name=path.stem)
             stable = {c: Column(c, t, before.layouts.get(c)) for c, t in before.columns.items()} if before else None
             snap = load_snapshot(path, table, temps.file(f"{side}.parquet"), con=con, previous=stable,
@@ -141,26 +140,5 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
         names, layouts = pq.read_schema(path).names, read_layouts(path)
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     columns = {name: row[1] for name, row in zip(names, described, strict=True)}
-    lower: dict[str, str] = {}
-    for name in columns:
-        if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{opening(label)} has columns "{lower[name.lower()]}" and "{name}" that '
-                             "differ only in case — rename one of them")
-    for col in csv.pk:
-        if col not in columns:
-            raise InputError(f'{opening(label)} has no key column "{col}" (columns: '
-                             f'{", ".join(columns)}) — fix the key')
-    date_field = csv.date_field
-    if date_field and date_field not in columns:
-        raise InputError(f'{opening(label)} has no date field "{date_field}" — fix the date field')
-    if date_field and columns[date_field] not in TEMPORAL | {"VARCHAR", "NULL"}:
-        raise InputError(f'Date field "{date_field}" of {label} is {columns[date_field]}, not a date — name a date '
-                         "or timestamp column as the date field")
+    check_side(label, columns, csv.pk, csv.date_field)
     return Side(relation=relation, columns=columns, rows=rows, label=label, layouts=layouts)
-
-
-def _is_parquet(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PAR1"
-
-

@@ -1,17 +1,14 @@
-"""A table's file (CSV or Parquet) → its typed Parquet snapshot, with the checks that keep bad input out.
+"""A table's file (CSV or Parquet) → its typed Parquet snapshot, on DuckDB: the rules of `engines.rules` in SQL.
 
-Key columns are text, the date field is a UTC timestamp, and every other CSV column gets the narrowest lake type
-that every value of the *whole file* round-trips through (see `types`); Parquet inputs keep their types, mapped to
-the lake's. Types are stable per table: given the previous snapshot's columns, a column keeps its type while the
-new file fits it, and widens once to text when it does not (reported; the widening alone changes no row).
-Pinned types (`"columns"` in the table config) win and must fit. A bad header, a bad date, a value that does not
-fit a pinned type, and NULL or duplicate keys each raise one `InputError` that says what, where and how to fix.
+The columns are planned by the rules (`rules.csv_plans`, `rules.parquet_plans`); here is only how DuckDB reads
+them (`csv_relation`), guesses a type from each column's smallest and largest value, parses and checks each value
+(`types.parse`, `types.exact`) and writes the file in one COPY that stops at the first value that does not fit —
+then one query finds which columns failed, and `rules.settle_types` widens or refuses them and writes again.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -19,19 +16,14 @@ import pyarrow.parquet as pq
 
 from ...config import TableConfig
 from ...errors import InputError
-from ...names import check_names, lake_names
 from ...precision import nanosecond_columns
 from ...types import (
-    DATE,
     LAYOUTS,
-    TEXT,
     TZ,
     Column,
     exact,
     file_columns,
-    guess,
     kv_metadata,
-    lake_type_of,
     layout_of,
     nullable,
     parse,
@@ -40,92 +32,57 @@ from ...types import (
     safe_form,
     text_of,
 )
-from . import csvfile
+from .. import csvfile
+from ..csvlines import MAX_LINE
+from ..rules import (
+    EXAMPLES,
+    Plan,
+    Snapshot,
+    check_pins,
+    checked,
+    csv_plans,
+    duplicate_keys,
+    empty_keys,
+    infer,
+    is_parquet,
+    parquet_names,
+    parquet_plans,
+    quality,
+    settle_types,
+    snapshot_of,
+    unreadable_parquet,
+)
 from .connection import connect, literal, quote
 
-EXAMPLES = 5
-CHECK = "cdc-check column "
+STOP = "error('cdc: a value does not fit its column type')"  # stops the COPY; `failures` finds which, as data
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A table's typed snapshot on disk."""
-
-    table: str
-    path: Path
-    rows: int
-    columns: dict[str, str]
-    layouts: dict[str, str] = field(default_factory=dict)
-    widened: dict[str, tuple[str, str]] = field(default_factory=dict)  # column → (type it had, a value that broke it)
-    quality: dict[str, dict] = field(default_factory=dict)  # column → nulls, distinct (approximate), min, max
-
-    @property
-    def warnings(self) -> list[str]:
-        return list(self.widenings().values())
-
-    def widenings(self, lasting: bool = True) -> dict[str, str]:
-        """Column → the line that says it widened (`lasting`: in a lake, where it stays text from now on)."""
-        tail = "; it stays text from now on" if lasting else ""
-        return {name: f'column "{name}" widened {old} → VARCHAR ({example!r} is not a {old}){tail}'
-                for name, (old, example) in self.widened.items()}
+def _inner(plan: Plan[str], i: int) -> str:
+    """The input column (`r{i}`) and, for a checked plan, its parse (`x{i}`): read once each."""
+    if plan.mode == "cast":
+        return f"{plan.src} AS r{i}"
+    return f"{plan.src} AS r{i}, {parse(plan.src, plan.type, plan.layout, plan.hint)} AS x{i}"
 
 
-def said_once(warnings: list[str], widenings: dict[str, str]) -> list[str]:
-    """The widenings first, then the compare's `warnings` without the type changes they already explain."""
-    return [*widenings.values(), *(w for w in warnings
-                                   if not any(w.startswith(f'column "{c}" changed type') for c in widenings))]
+def _ok(plan: Plan[str], i: int) -> str:
+    """True where row's value passes this column's check (only for `verify` and `strict` plans)."""
+    if plan.mode == "verify":
+        return f"(r{i} IS NULL OR COALESCE({exact(f'r{i}', f'x{i}', plan.type, plan.layout)}, false))"
+    form = None if plan.layout and plan.layout not in LAYOUTS else safe_form(plan.type)
+    if form is not None:  # a pin reads only the forms every engine reads alike: it never rounds a value
+        return f"(r{i} IS NULL OR (x{i} IS NOT NULL AND regexp_matches(r{i}, {literal(form)})))"
+    return f"(r{i} IS NULL OR x{i} IS NOT NULL)"
 
 
-@dataclass
-class _Plan:
-    """How one output column is made from the input: its SQL, its type, and the check its values must pass.
-
-    The write reads `raw` (the input column) and `parsed` once each (an inner SELECT, as `r{i}` and `x{i}`), then
-    keeps `x{i}` where the check holds and stops with a marked error where it does not.
-    """
-
-    name: str
-    src: str  # the input column, as SQL
-    type: str
-    layout: str | None = None
-    mode: str = "cast"  # cast: no check (typed input or text); verify: round-trip, else widen; strict: must parse
-    was: str | None = None  # the type the previous snapshot had, when this plan keeps it
-    hint: str | None = None  # the ISO layout a timestamp without a layout is likely written in (speed only)
-
-    def inner(self, i: int) -> str:
-        if self.mode == "cast":
-            return f"{self.src} AS r{i}"
-        return f"{self.src} AS r{i}, {parse(self.src, self.type, self.layout, self.hint)} AS x{i}"
-
-    def ok(self, i: int) -> str:
-        """True where row's value passes this column's check (only for `verify` and `strict` plans)."""
-        if self.mode == "verify":
-            return f"(r{i} IS NULL OR COALESCE({exact(f'r{i}', f'x{i}', self.type, self.layout)}, false))"
-        form = None if self.layout and self.layout not in LAYOUTS else safe_form(self.type)
-        if form is not None:  # a pin reads only the forms every engine reads alike: it never rounds a value
-            return f"(r{i} IS NULL OR (x{i} IS NOT NULL AND regexp_matches(r{i}, {literal(form)})))"
-        return f"(r{i} IS NULL OR x{i} IS NOT NULL)"
-
-    def outer(self, i: int) -> str:
-        if self.mode == "cast":
-            return f"r{i} AS {quote(self.name)}"
-        return f"CASE WHEN {self.ok(i)} THEN x{i} ELSE error('{CHECK}{i}') END AS {quote(self.name)}"
+def _outer(plan: Plan[str], i: int) -> str:
+    if plan.mode == "cast":
+        return f"r{i} AS {quote(plan.name)}"
+    return f"CASE WHEN {_ok(plan, i)} THEN x{i} ELSE {STOP} END AS {quote(plan.name)}"
 
 
-def _checked(plans: list[_Plan], relation: str) -> str:
+def _checked(plans: list[Plan[str]], relation: str) -> str:
     """The inner SELECT every check and the write read from: each input column and its parse, once."""
-    return f"(SELECT {', '.join(p.inner(i) for i, p in enumerate(plans))} FROM {relation})"
-
-
-def schema_of(path: Path) -> dict[str, Column]:
-    """The columns (exact names, lake types, timestamp layouts) of a snapshot written by `load_snapshot`."""
-    con = connect()
-    try:
-        found = file_columns(con, path)
-    finally:
-        con.close()
-    layouts = read_layouts(path)
-    return {name: Column(name, lake_type_of(kind), layouts.get(name)) for name, (_, kind) in found.items()}
+    return f"(SELECT {', '.join(_inner(p, i) for i, p in enumerate(plans))} FROM {relation})"
 
 
 def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.DuckDBPyConnection | None = None,
@@ -139,13 +96,20 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
     src, out_path = Path(src), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     at = csvfile.where(src, table)
-    header = None if _is_parquet(src) else csvfile.read_header(src, table)
+    header = None if is_parquet(src) else csvfile.read_header(src, table)
     try:
-        plans, stats, widened = _write(con, src, table, header, out_path, compression, previous or {})
+        if header is None:
+            relation = f"read_parquet({literal(str(src))})"
+            plans = _parquet_plans(con, relation, src, table, previous or {}, at)
+        else:
+            relation = csv_relation(src, table, header)
+            plans = _csv_plans(con, relation, table, header, previous or {})
+        check_pins(table, [p.name for p in plans], at)
+        stats, widened = settle_types(plans, at, _Writer(con, relation, out_path, compression))
     except duckdb.Error as exc:
         out_path.unlink(missing_ok=True)
         if header is None:
-            raise InputError(f"{at} cannot be read as Parquet ({str(exc).splitlines()[0]}) — fix the file") from None
+            raise unreadable_parquet(at, str(exc).splitlines()[0]) from None
         raise csvfile.explain(exc, src, table, header) from None
     written = f"read_parquet({literal(str(out_path))})"
     if check:  # a diff that follows finds NULL and duplicate keys from its own join, at no extra pass
@@ -156,9 +120,8 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             raise
     rows = sum(r[1] for r in stats)
     unique = {table.pk[0]: rows} if len(table.pk) == 1 else {}  # a key is unique: no need to count its values
-    return Snapshot(table=table.name, path=out_path, rows=rows, columns={p.name: p.type for p in plans},
-                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened,
-                    quality=profile(con, written, [p.name for p in plans], stats, unique))
+    return snapshot_of(table, out_path, rows, plans, widened,
+                       profile(con, written, [p.name for p in plans], stats, unique))
 
 
 def profile(con, relation: str, columns: list[str], stats: list[tuple],
@@ -181,51 +144,46 @@ def profile(con, relation: str, columns: list[str], stats: list[tuple],
     found = {}
     for column, count in ((c, distinct[c]) for c in columns):
         numbers = written.get(column, {})
-        found[column] = {"nulls": int(numbers.get("null_count", 0)), "distinct": count,
-                         "min": numbers.get("min", "")[:100] or None, "max": numbers.get("max", "")[:100] or None}
+        found[column] = quality(int(numbers.get("null_count", 0)), count, numbers.get("min"), numbers.get("max"))
     return found
 
 
-def check_pins(table: TableConfig, names: list[str], at: str) -> None:
-    """A pinned column the file does not have is a typo or a column gone upstream: say so, never ignore the pin."""
-    if missing := [pin.name for pin in table.columns if pin.name not in names]:
-        named = ", ".join(f'"{m}"' for m in missing)
-        raise InputError(f'{at} has no column {named} that "columns" pins (columns: {", ".join(names)}) — fix the '
-                         'name in "columns" in the config, or remove the pin')
+class _Writer:
+    """The COPY of a snapshot, and after a failed check the query that finds which columns failed (`rules.Typing`)."""
 
+    errors = (duckdb.InvalidInputException,)
 
-def _write(con, src: Path, table: TableConfig, header: list[str] | None, out_path: Path, compression: str,
-           previous: dict[str, Column]) -> tuple[list[_Plan], list[tuple], dict[str, tuple[str, str]]]:
-    """Plan the columns, then COPY; a value that breaks a verified type widens that column and COPY runs again."""
-    at = csvfile.where(src, table)
-    if header is None:
-        relation = f"read_parquet({literal(str(src))})"
-        plans = _parquet_plans(con, relation, src, table, previous)
-    else:
-        relation = csvfile.relation(src, table, header)
-        plans = _csv_plans(con, relation, table, header, previous)
-    check_pins(table, [p.name for p in plans], at)
-    widened: dict[str, tuple[str, str]] = {}
-    for attempt in range(len(plans) + 1):
-        select = ", ".join(plan.outer(i) for i, plan in enumerate(plans))
+    def __init__(self, con, relation: str, out_path: Path, compression: str):
+        self.con, self.relation, self.out_path, self.compression = con, relation, out_path, compression
+
+    def write(self, plans: list[Plan[str]], attempt: int) -> list[tuple]:
+        """COPY with every check; the statistics of the file written (one row per file)."""
+        select = ", ".join(_outer(plan, i) for i, plan in enumerate(plans))
         layouts = {p.name: p.layout for p in plans if p.layout}
         # each attempt writes a file of its own: DuckDB removes a failed COPY's file when it cleans up, which may
         # be after the next attempt has written the same name
+        out_path = self.out_path
         target = out_path.with_name(f".{out_path.name}.{attempt}")
-        try:
-            written = con.execute(f"COPY (SELECT {select} FROM {_checked(plans, relation)}) TO "
-                                  f"{literal(str(target))} (FORMAT parquet, COMPRESSION {compression}, "
-                                  f"RETURN_STATS{kv_metadata(layouts)})").fetchall()
-        except duckdb.InvalidInputException as exc:
-            if CHECK not in str(exc):
-                raise
-            widened |= _failures(con, relation, plans, at)
-            continue
+        written = self.con.execute(f"COPY (SELECT {select} FROM {_checked(plans, self.relation)}) TO "
+                                   f"{literal(str(target))} (FORMAT parquet, COMPRESSION {self.compression}, "
+                                   f"RETURN_STATS{kv_metadata(layouts)})").fetchall()
         os.replace(target, out_path)
         for failed in range(attempt):
             out_path.with_name(f".{out_path.name}.{failed}").unlink(missing_ok=True)
-        return plans, [(str(out_path), *row[1:]) for row in written], widened
-    raise InputError(f"{at}: the column types never settled — report this as a bug")
+        return [(str(out_path), *row[1:]) for row in written]
+
+    def failures(self, plans: list[Plan[str]]) -> list | None:
+        """For each checked plan, the smallest value that fails its check (None when all pass)."""
+        probes = [f"min(r{i}) FILTER (WHERE NOT {_ok(p, i)})" for i, p in checked(plans)]
+        if not probes:
+            return None
+        found = self.con.execute(f"SELECT {', '.join(probes)} FROM {_checked(plans, self.relation)}").fetchall()[0]
+        return list(found) if any(v is not None for v in found) else None
+
+    def examples(self, plans: list[Plan[str]], i: int) -> list:
+        bad = self.con.execute(f"SELECT DISTINCT r{i} FROM {_checked(plans, self.relation)} WHERE NOT "
+                               f"{_ok(plans[i], i)} ORDER BY 1 LIMIT {EXAMPLES}").fetchall()
+        return [r[0] for r in bad]
 
 
 def hold_back(con, previous: Path, current: Path, held: Path, key: tuple[str, ...], out: Path, *,
@@ -248,39 +206,22 @@ def hold_back(con, previous: Path, current: Path, held: Path, key: tuple[str, ..
                 f"{kv_metadata({c: v for c, v in layouts.items() if c in columns})})")
 
 
-def _is_parquet(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PAR1"
-
-
-def csv_rule(name: str, table: TableConfig,
-             previous: dict[str, Column]) -> tuple[str, str | None, str, str | None] | None:
-    """How every engine types a CSV column: (type, layout, check mode, the type it had before), or None when the
-    type is to be inferred from the whole file. Keys are text, a pin wins, the date field is a UTC timestamp, a
-    column keeps its previous type (verified, else widened)."""
-    pin, before = table.pinned(name), previous.get(name)
-    if name in table.pk:
-        return TEXT, None, "cast", None
-    if pin is not None:
-        return pin.type, pin.layout, "strict" if pin.type != TEXT else "cast", None
-    if name == table.date_field:
-        return TZ, None, "strict", None
-    if before is not None:
-        return before.type, before.layout, "cast" if before.type == TEXT else "verify", before.type
-    return None
+def csv_relation(path: Path, table: TableConfig, header: list[str]) -> str:
+    """SQL reading the file with the table's dialect, every column as text under its exact name."""
+    columns = "{" + ", ".join(f"{literal(name)}: 'VARCHAR'" for name in header) + "}"
+    return (f"read_csv({literal(str(path))}, delim={literal(table.sep)}, quote={literal(table.quote)}, "
+            f"escape={literal(table.escape or table.quote)}, header=true, auto_detect=false, columns={columns}, "
+            f"strict_mode=true, null_padding=false, max_line_size={MAX_LINE}, encoding='utf-8', "
+            f"compression={literal('gzip' if csvfile.is_gzip(path) else 'none')})")
 
 
 def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
-               previous: dict[str, Column]) -> list[_Plan]:
-    """Key columns text; the date field a timestamp; pins as pinned; else the previous type, else inferred."""
-    plans, unknown = [], []
-    for name in header:
-        rule = csv_rule(name, table, previous)
-        plans.append(_Plan(name, quote(name), *(rule or (TEXT, None, "cast", None))))
-        if rule is None:
-            unknown.append(plans[-1])
+               previous: dict[str, Column]) -> list[Plan[str]]:
+    """The rules' plans; an inferred type from one scan of every such column's ends; a timestamp's hint."""
+    plans, unknown = csv_plans(header, table, previous, quote)
     if unknown:
-        _infer(con, relation, unknown)
+        probes = ", ".join(f"min({p.src}), max({p.src}), max(length({p.src}))" for p in unknown)
+        infer(unknown, con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0])
     for plan in plans:  # a date field or a pinned timestamp: how its first value is written makes a fast path
         if plan.type == TZ and plan.layout is None and plan.mode == "strict":
             first = con.execute(f"SELECT {plan.src} FROM {relation} WHERE {plan.src} IS NOT NULL LIMIT 1").fetchall()
@@ -288,81 +229,37 @@ def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
     return plans
 
 
-def _infer(con, relation: str, plans: list[_Plan]) -> None:
-    """Guess each plan's type from its smallest and largest value over the whole file; the write verifies."""
-    probes = ", ".join(f"min({p.src}), max({p.src}), max(length({p.src}))" for p in plans)
-    found = con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0]
-    for i, plan in enumerate(plans):
-        plan.type, plan.layout = guess(*found[i * 3:(i + 1) * 3])
-        if plan.type != TEXT:
-            plan.mode = "verify"
+class _Typed:
+    """A Parquet input's columns as SQL (`rules.Expressions`); a nanosecond date field truncated."""
+
+    def __init__(self, truncated: dict[str, str]):
+        self.truncated = truncated
+
+    def raw(self, source: str) -> str:
+        return self.truncated.get(source, quote(source))
+
+    def typed(self, source: str, kind: str, lake: str) -> str:
+        col = self.raw(source)
+        return col if lake in (kind, kind.replace(" ", "")) else f"CAST({col} AS {lake})"
+
+    def cast(self, source: str, kind: str) -> str:
+        return f"CAST({self.raw(source)} AS {kind})"
+
+    def text_of(self, value: str, kind: str) -> str:
+        return text_of(value, kind)
 
 
-def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: dict[str, Column]) -> list[_Plan]:
-    """A typed input keeps its types (mapped to the lake's); a type that differs from before becomes text."""
-    at = csvfile.where(src, table)
+def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: dict[str, Column],
+                   at: str) -> list[Plan[str]]:
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     sources = pq.read_schema(src).names
-    names = lake_names(sources, table.rename, at)
-    check_names(names, at)
-    for col in (*table.pk, *([table.date_field] if table.date_field else [])):
-        if col not in names:
-            raise InputError(f'{at}: column "{col}" is missing (columns: {", ".join(names)}) — fix the config or '
-                             "the source")
+    names = parquet_names(sources, table, at)
     date_source = sources[names.index(table.date_field)] if table.date_field else None
     truncated = nanosecond_columns(con, relation, described, date_source, at)
-    plans = []
-    for name, source, (_, kind, *_) in zip(names, sources, described, strict=True):
-        col, lake, pin, before = quote(source), lake_type_of(kind), table.pinned(name), previous.get(name)
-        col = truncated.get(source, col)
-        typed = col if lake in (kind, kind.replace(" ", "")) else f"CAST({col} AS {lake})"
-        if name in table.pk:
-            plans.append(_Plan(name, text_of(typed, lake), TEXT))
-        elif pin is not None or name == table.date_field:
-            want = pin.type if pin is not None else TZ
-            if lake == want or (want == TZ and lake == DATE):
-                plans.append(_Plan(name, f"CAST({col} AS {want})", want, pin.layout if pin else None))
-            elif lake == TEXT:
-                plans.append(_Plan(name, col, want, pin.layout if pin else None, mode="strict"))
-            else:
-                raise InputError(f'{at}: column "{name}" is {kind}, not {want} — fix the pin in "columns" or '
-                                 '"date_field" in the config')
-        elif before is not None and before.type != lake:
-            plans.append(_Plan(name, text_of(typed, lake), TEXT, was=None if before.type == TEXT else before.type))
-        else:
-            plans.append(_Plan(name, typed, lake))
+    plans = parquet_plans(names, sources, [row[1] for row in described], table, previous, at, _Typed(truncated))
     for plan in plans:  # a CSV's columns are optional in the snapshot: so are a Parquet file's
         plan.src = nullable(plan.src)
     return plans
-
-
-def _failures(con, relation: str, plans: list[_Plan], at: str) -> dict[str, tuple[str, str]]:
-    """After a failed check: widen every verified column some value does not fit; refuse strict ones."""
-    checked = [(i, p) for i, p in enumerate(plans) if p.mode != "cast"]
-    probes = ", ".join(f"min(r{i}) FILTER (WHERE NOT {p.ok(i)})" for i, p in checked)
-    found = con.execute(f"SELECT {probes} FROM {_checked(plans, relation)}").fetchall()[0]
-    widened = {}
-    for (i, plan), example in zip(checked, found, strict=True):
-        if example is None:
-            continue
-        if plan.mode == "strict":
-            raise _refused(con, relation, plans, i, at)
-        widened[plan.name] = (plan.type, example)
-        plan.type, plan.mode, plan.layout = TEXT, "cast", None
-    return widened
-
-
-def _refused(con, relation: str, plans: list[_Plan], i: int, at: str) -> InputError:
-    plan = plans[i]
-    bad = con.execute(f"SELECT DISTINCT r{i} FROM {_checked(plans, relation)} WHERE NOT {plan.ok(i)} "
-                      f"ORDER BY 1 LIMIT {EXAMPLES}").fetchall()
-    examples = ", ".join(repr(r[0]) for r in bad)
-    if plan.type == TZ and plan.layout is None:
-        return InputError(f'{at}: date field "{plan.name}" has values that are not dates (e.g. {examples}) — use '
-                          'YYYY-MM-DD[ HH:MM:SS[.fff]], or give its format in "columns" in the config')
-    form = f" in the format {plan.layout!r}" if plan.layout else ""
-    return InputError(f'{at}: column "{plan.name}" is pinned to {plan.type}{form} but has values that are not '
-                      f'(e.g. {examples}) — fix the file or the pin in "columns" in the config')
 
 
 def check_keys(con, relation: str, pk: tuple[str, ...], where: str) -> int:
@@ -371,12 +268,9 @@ def check_keys(con, relation: str, pk: tuple[str, ...], where: str) -> int:
     null_any = " OR ".join(f"{quote(c)} IS NULL" for c in pk)
     rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {null_any}) FROM {relation}").fetchall()[0]
     if nulls:
-        raise InputError(f"{where}: {nulls} row(s) have an empty key ({', '.join(pk)}) — every row needs a key: "
-                         'fix the file or "pk" in the config')
+        raise empty_keys(where, pk, nulls)
     dupes = con.execute(f"SELECT {keys}, count(*) AS n, count(*) OVER () AS total FROM {relation} "
                         f"GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, {keys} LIMIT {EXAMPLES}").fetchall()
     if dupes:
-        examples = ", ".join("/".join(str(v) for v in r[:len(pk)]) + f" ×{r[len(pk)]}" for r in dupes)
-        raise InputError(f"{where}: {dupes[0][-1]} key value(s) appear more than once (e.g. {examples}) — "
-                         'a key must identify one row: fix the file or "pk" in the config')
+        raise duplicate_keys(where, pk, dupes[0][-1], dupes)
     return rows

@@ -2,8 +2,8 @@
 machine.
 
 Same results as the DuckDB engine, file for file: the same types (`spark.types` mirrors `types`), change rows,
-counts, warnings and errors (`spark.compare` mirrors `duckdb.compare`), and one Parquet file at each path the pipeline
-names, with the same Arrow schema and key-value metadata (`spark.parquet`). Every path it reads or writes is a
+counts, warnings and errors (both engines follow `engines.rules` and `engines.changeset`), and one Parquet file at
+each path the pipeline names, with the same Arrow schema and key-value metadata (`spark.parquet`). Every path it reads or writes is a
 path under `data_dir` (or a file the caller names): on a cluster, `data_dir` must be a folder every executor sees
 at the same path (see README, "Spark engine"). One session per engine, opened on first use and shared by the
 table threads of a cycle; `close()` stops it when the engine started it.
@@ -20,11 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ...config import Config, EngineConfig, TableConfig
-from ...errors import InputError
 from ...types import Column
-from ..changeset import ChangeSet
-from ..duckdb.compare import Output
-from ..duckdb.snapshot import Snapshot
+from ..changeset import ChangeSet, Output, missing_input
+from ..rules import Snapshot, is_parquet, schema_of
 from .session import open_session
 
 
@@ -79,10 +77,8 @@ class SparkEngine:
             sides = []
             for path, side in ((Path(previous), "previous"), (Path(current), "current")):
                 if not path.is_file():
-                    raise InputError(f"The {side} snapshot {path} does not exist — check the path")
-                if not _is_parquet(path):
-                    from ..duckdb.snapshot import schema_of
-
+                    raise missing_input(side, path)
+                if not is_parquet(path):
                     stable = schema_of(sides[0]) if sides else None
                     from .snapshot import load_snapshot
 
@@ -98,7 +94,7 @@ class SparkEngine:
 
         from ...types import read_layouts
         from .parquet import file_types, write_single
-        from .snapshot import col, project
+        from .types import col, project
 
         columns = file_types(current)
         alias = {c: f"c{i}" for i, c in enumerate(columns)}
@@ -116,7 +112,7 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         from .parquet import file_rows, write_single
-        from .snapshot import project
+        from .types import project
 
         alias = {c: f"c{i}" for i, c in enumerate(columns)}
         keys = [alias[k] for k in key]
@@ -142,8 +138,3 @@ class SparkEngine:
             if self._session is not None and self._owned:
                 self._session.stop()
             self._session = None
-
-
-def _is_parquet(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PAR1"

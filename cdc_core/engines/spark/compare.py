@@ -16,14 +16,26 @@ import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from ...errors import InputError
 from ...logs import first_line
 from ...types import read_layouts
-from ..changeset import ChangeSet
-from ..duckdb.compare import TEMPORAL, Output, _warn, common_types, opening
+from ..changeset import (
+    ChangeSet,
+    DiffStats,
+    Output,
+    ambiguous_keys,
+    check_side,
+    common_types,
+    keys_in_doubt,
+    not_comparable,
+    opening,
+    record,
+    warn,
+)
+from ..rules import unreadable_parquet
 from . import types as st
 from .parquet import file_rows, file_types, spark_type, write_single
-from .snapshot import ERRORS, check_keys, col
+from .snapshot import ERRORS, check_keys
+from .types import col
 
 
 @dataclass
@@ -38,29 +50,16 @@ class Side:
 
 
 def open_side(spark, path: Path, key: tuple[str, ...], date_field: str | None) -> Side:
-    """A Parquet snapshot as one side of a diff, with the checks of `diff._open`; a file Spark cannot read
-    (nanosecond timestamps, a broken file) is the capture's one-line error."""
+    """A Parquet snapshot as one side of a diff, with the checks every engine makes (`check_side`); a file Spark
+    cannot read (nanosecond timestamps, a broken file) is the capture's one-line error."""
     label = str(path)
     try:
         columns = file_types(path)
         df = spark.read.parquet(str(path))
         _ = df.schema  # Spark Connect reads lazily: fail here, not halfway through the diff
     except (*ERRORS, pa.ArrowException) as exc:
-        raise InputError(f"{label} cannot be read as Parquet ({first_line(exc)}) — fix the file") from None
-    upper = opening(label)
-    lower: dict[str, str] = {}
-    for name in columns:
-        if lower.setdefault(name.lower(), name) != name:
-            raise InputError(f'{upper} has columns "{lower[name.lower()]}" and "{name}" that differ only in case — '
-                             "rename one of them")
-    for k in key:
-        if k not in columns:
-            raise InputError(f'{upper} has no key column "{k}" (columns: {", ".join(columns)}) — fix the key')
-    if date_field and date_field not in columns:
-        raise InputError(f'{upper} has no date field "{date_field}" — fix the date field')
-    if date_field and columns[date_field] not in TEMPORAL | {"VARCHAR", "NULL"}:
-        raise InputError(f'Date field "{date_field}" of {label} is {columns[date_field]}, not a date — name a date '
-                         "or timestamp column as the date field")
+        raise unreadable_parquet(label, first_line(exc)) from None
+    check_side(label, columns, key, date_field)
     return Side(df, columns, file_rows(path), label, read_layouts(path))
 
 
@@ -72,9 +71,7 @@ def compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None,
     except ERRORS as exc:
         if "CAST" not in str(exc).upper():
             raise
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"{prev.label} and {cur.label} cannot be compared ({first}) — check the date field and "
-                         "the column types") from None
+        raise not_comparable(prev.label, cur.label, str(exc).strip().splitlines()[0]) from None
 
 
 def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
@@ -128,14 +125,14 @@ def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None
         is_update = F.col("__changed" if detect == "content" else "__bumped")
         op = F.col("op")
         updated = (op == "U") & is_update
-        stats = work.agg(
-            F.count(F.when(op == "I", 1)), F.count(F.when(op == "D", 1)), F.count(F.when(updated, 1)),
-            F.count(F.when((op == "U") & F.col("__changed") & ~F.col("__bumped") & ~F.col("__backwards"), 1)),
-            F.count(F.when((op == "U") & F.col("__backwards"), 1)), F.count(F.when(op == "U", 1)),
-            *[F.count(F.when(updated & F.col(flag[c]), 1)) for c in compared]).first()
-        result.counts = {"I": stats[0], "U": stats[2], "D": stats[1]}
-        result.column_counts = {c: v for c, v in zip(compared, stats[6:], strict=True) if v}
-        _check_keys(work, prev, cur, key, [alias[k] for k in key], inserted=stats[0], deleted=stats[1])
+        changed_only = (op == "U") & F.col("__changed") & ~F.col("__bumped") & ~F.col("__backwards")
+        measures = {"inserted": op == "I", "deleted": op == "D", "updated": updated, "unbumped": changed_only,
+                    "backwards": (op == "U") & F.col("__backwards"), "candidates": op == "U"}
+        row = work.agg(*[F.count(F.when(m, 1)) for m in measures.values()],
+                       *[F.count(F.when(updated & F.col(flag[c]), 1)) for c in compared]).first()
+        stats = DiffStats.of(dict(zip(measures, row, strict=False)), row[len(measures):])
+        record(result, stats, compared)
+        _check_keys(work, prev, cur, key, [alias[k] for k in key], stats)
 
         if compared:
             names = F.array(*[F.when(F.col(flag[c]), F.lit(c)) for c in compared])
@@ -163,25 +160,23 @@ def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None
         if output.details is not None:
             write_single(work.where(updated).select(*keys, changed_list.alias("_cdc_changed")), output.details,
                          compression="snappy")
-        result.held_back = stats[5] - stats[2]  # changed, but not an update (date_field mode only)
+        result.held_back = stats.held_back
         if result.held_back and output.path is not None:
             result.held_keys = output.path.with_name(output.path.stem + ".held.parquet")
             write_single(work.where((op == "U") & ~is_update).select(*keys), result.held_keys,
                          compression="snappy")
     finally:
         work.unpersist()
-    _warn(result, date_field, detect, unbumped=stats[3], backwards=stats[4])
+    warn(result, date_field, detect, stats)
     return result
 
 
-def _check_keys(work, prev: Side, cur: Side, key: tuple[str, ...], aliases: list[str], *, inserted: int,
-                deleted: int) -> None:
+def _check_keys(work, prev: Side, cur: Side, key: tuple[str, ...], aliases: list[str], stats: DiffStats) -> None:
     """Raise `InputError` for NULL or duplicate keys in either input (the twin of `compare._check_keys`)."""
     null_any = reduce(lambda a, b: a | b, [F.col(a).isNull() for a in aliases])
     suspicious = (work.groupBy(*aliases).agg(F.count(F.lit(1)).alias("__n"), F.max(null_any).alias("__null"))
                   .where((F.col("__n") > 1) | F.col("__null")).limit(1).count())
-    if suspicious or prev.rows - deleted != cur.rows - inserted:
+    if keys_in_doubt(bool(suspicious), prev.rows, cur.rows, stats):
         for s in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
             check_keys(s.df, key, opening(s.label))
-        raise InputError(f"{prev.label} or {cur.label} has duplicate keys ({', '.join(key)}) — a key must "
-                         "identify one row")
+        raise ambiguous_keys(prev.label, cur.label, key)

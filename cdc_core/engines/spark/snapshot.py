@@ -1,16 +1,16 @@
-"""A table's file → its typed Parquet snapshot, on Spark: the same plan, checks and errors as `snapshot`.
+"""A table's file → its typed Parquet snapshot, on Spark: the rules of `engines.rules` as DataFrame expressions.
 
-The columns are planned exactly as `snapshot` plans them (keys text, date field a UTC timestamp, pins, the
-previous snapshot's types, else a guess from each column's smallest and largest value over the whole file); the
-write checks every value and stops at the first that does not fit, the failed columns widen (or a pinned one is
-refused) and the write runs again — one pass over the data when nothing widens, as with DuckDB.
+The columns are planned by the rules, as for DuckDB (keys text, date field a UTC timestamp, pins, the previous
+snapshot's types, else a guess from each column's smallest and largest value over the whole file); the write
+checks every value and stops at the first that does not fit, one aggregate finds which columns failed, and
+`rules.settle_types` widens them (or refuses a pinned one) and writes again — one pass over the data when nothing
+widens, as with DuckDB.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
@@ -22,41 +22,41 @@ from pyspark.sql import types as T
 from ...config import TableConfig
 from ...errors import InputError
 from ...logs import first_line
-from ...names import check_names, lake_names
-from ...types import BOOL, DATE, TEXT, TZ, guess, lake_type_of, read_layouts
+from ...types import BOOL, TEXT, TZ
 from ...types import Column as LakeColumn
-from ..duckdb import csvfile
-from ..duckdb.snapshot import CHECK, EXAMPLES, Snapshot, check_pins, csv_rule
+from .. import csvfile
+from ..rules import (
+    EXAMPLES,
+    Plan,
+    Snapshot,
+    check_pins,
+    checked,
+    csv_plans,
+    duplicate_keys,
+    empty_keys,
+    infer,
+    is_parquet,
+    parquet_names,
+    parquet_plans,
+    quality,
+    settle_types,
+    snapshot_of,
+    unreadable_parquet,
+)
 from . import types as st
 from .parquet import file_rows, file_types, spark_type, write_single
+from .types import col
 
-NOT_UTF8 = "cdc-check not utf-8"
 ERRORS = (PySparkException, Py4JJavaError)  # a job's failure, as Spark Connect and classic Spark raise it
+STOP = "cdc: a value does not fit its column type"  # stops the write; `failures` finds which, as data
 
 
-@dataclass
-class _Plan:
-    """How one output column is made from the input (the twin of `snapshot._Plan`, with Spark columns)."""
-
-    name: str
-    src: Column
-    type: str
-    layout: str | None = None
-    mode: str = "cast"
-    was: str | None = None
-
-    def parsed(self, raw: Column) -> Column:
-        return st.parse(raw, self.type, self.layout)
-
-    def ok(self, i: int) -> Column:
-        raw, x = F.col(f"r{i}"), F.col(f"x{i}")
-        if self.mode == "verify":
-            return raw.isNull() | F.coalesce(st.exact(raw, x, self.type, self.layout), F.lit(False))
-        return raw.isNull() | x.isNotNull()
-
-
-def col(name: str) -> Column:
-    return F.col("`" + name.replace("`", "``") + "`")
+def _ok(plan: Plan[Column], i: int) -> Column:
+    """True where a row's value passes this column's check (only for `verify` and `strict` plans)."""
+    raw, x = F.col(f"r{i}"), F.col(f"x{i}")
+    if plan.mode == "verify":
+        return raw.isNull() | F.coalesce(st.exact(raw, x, plan.type, plan.layout), F.lit(False))
+    return raw.isNull() | x.isNotNull()
 
 
 def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compression: str,
@@ -66,20 +66,23 @@ def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compressio
     src, out = Path(src), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     at = csvfile.where(src, table)
-    header = None if _is_parquet(src) else csvfile.read_header(src, table)
+    header = None if is_parquet(src) else csvfile.read_header(src, table)
     try:
         if header is None:
             df = spark.read.parquet(str(src))
-            plans = _parquet_plans(df, src, table, previous or {})
+            plans = _parquet_plans(src, table, previous or {}, at)
         else:
             df = read_csv(spark, src, table, header, out.parent)
-            plans = _csv_plans(df, table, header, previous or {})
+            plans, unknown = csv_plans(header, table, previous or {}, col)
+            if unknown:
+                infer(unknown, df.agg(*[f(p.src) for p in unknown
+                                        for f in (F.min, F.max, lambda c: F.max(F.length(c)))]).first())
         check_pins(table, [p.name for p in plans], at)
-        widened = _write(spark, df, plans, out, compression, src, table, header)
+        _, widened = settle_types(plans, at, _Writer(df, out, compression, src, at, utf8_checked=header is None))
     except ERRORS as exc:
         out.unlink(missing_ok=True)
         if header is None:
-            raise InputError(f"{at} cannot be read as Parquet ({first_line(exc)}) — fix the file") from None
+            raise unreadable_parquet(at, first_line(exc)) from None
         raise csvfile.explain(exc, src, table, header) from None
     finally:
         shutil.rmtree(out.parent / ".cdc-gzip", ignore_errors=True)
@@ -92,13 +95,11 @@ def load_snapshot(spark, src: Path, table: TableConfig, out: Path, *, compressio
             raise
     columns = {p.name: p.type for p in plans}
     rows = file_rows(out)
-    return Snapshot(table=table.name, path=out, rows=rows, columns=columns,
-                    layouts={p.name: p.layout for p in plans if p.layout}, widened=widened,
-                    quality=profile(written, columns, rows, table.pk))
+    return snapshot_of(table, out, rows, plans, widened, profile(written, columns, rows, table.pk))
 
 
 def profile(df, columns: dict[str, str], rows: int, pk: tuple[str, ...]) -> dict[str, dict]:
-    """The twin of `snapshot.profile`, in one Spark job: NULLs, distinct values (HyperLogLog++, ±2 %, closer than DuckDB's; a
+    """The twin of DuckDB's `profile`, in one Spark job: NULLs, distinct values (HyperLogLog++, ±2 %, closer than DuckDB's; a
     single-column key has as many as rows), min and max as DuckDB writes them as text (cut at 100 characters)."""
     measures = []
     for name, kind in columns.items():
@@ -109,8 +110,7 @@ def profile(df, columns: dict[str, str], rows: int, pk: tuple[str, ...]) -> dict
     out = {}
     for i, name in enumerate(columns):
         count, distinct, low, high = found[4 * i:4 * i + 4]
-        out[name] = {"nulls": rows - count, "distinct": distinct, "min": low[:100] if low else None,
-                     "max": high[:100] if high else None}
+        out[name] = quality(rows - count, distinct, low, high)
     return out
 
 
@@ -165,48 +165,63 @@ def _multiline(spark, path: Path, table: TableConfig) -> bool:
     return bool(odd)
 
 
-def _write(spark, df, plans: list[_Plan], out: Path, compression: str, src: Path, table: TableConfig,
-           header: list[str] | None) -> dict[str, tuple[str, str]]:
-    """Write with every check in the same pass; widen the columns a value broke and write again."""
-    at = csvfile.where(src, table)
-    widened: dict[str, tuple[str, str]] = {}
-    utf8_checked = header is None
-    for _ in range(len(plans) + 2):
-        inner = _checked(df, plans)
-        outer = []
-        for i, plan in enumerate(plans):
-            value = F.col(f"r{i}") if plan.mode == "cast" else \
-                F.when(plan.ok(i), F.col(f"x{i}")).otherwise(F.raise_error(F.lit(f"{CHECK}{i}")))
-            outer.append(value)
-        if not utf8_checked:  # Spark reads bytes that are not UTF-8 as U+FFFD; DuckDB refuses the file
-            bad = F.lit(False)
-            for i in range(len(plans)):
-                bad = bad | F.coalesce(F.col(f"r{i}").contains("\ufffd"), F.lit(False))
-            outer[0] = F.when(bad, F.raise_error(F.lit(NOT_UTF8))).otherwise(outer[0])
+class _Writer:
+    """The write of a snapshot, and after a failed check the aggregate that finds which columns failed
+    (`rules.Typing`). Spark reads bytes that are not UTF-8 as U+FFFD where DuckDB refuses the file: until the file
+    is known to be UTF-8 (it may hold U+FFFD itself), a value with U+FFFD stops the write too."""
+
+    errors = ERRORS
+
+    def __init__(self, df, out: Path, compression: str, src: Path, at: str, *, utf8_checked: bool):
+        self.df, self.out, self.compression, self.src, self.at = df, out, compression, src, at
+        self.utf8_checked = utf8_checked
+
+    def write(self, plans: list[Plan[Column]], attempt: int) -> Path:
+        outer = [F.col(f"r{i}") if plan.mode == "cast" else
+                 F.when(_ok(plan, i), F.col(f"x{i}")).otherwise(F.raise_error(F.lit(STOP)))
+                 for i, plan in enumerate(plans)]
+        if not self.utf8_checked:
+            outer[0] = F.when(self._replaced(plans), F.raise_error(F.lit(STOP))).otherwise(outer[0])
         layouts = {p.name: p.layout for p in plans if p.layout}
-        try:
-            write_single(inner.select([v.alias(p.name) for v, p in zip(outer, plans, strict=True)]), out,
-                         compression=compression, layouts=layouts)
-            return widened
-        except ERRORS as exc:
-            text = str(exc)
-            if NOT_UTF8 in text:
-                _check_utf8(src, at)
-                utf8_checked = True  # the file really holds U+FFFD characters
-            elif CHECK in text:
-                widened |= _failures(inner, plans, at)
-            else:
-                raise
-    raise InputError(f"{at}: the column types never settled — report this as a bug")
+        return write_single(_checked(self.df, plans).select([v.alias(p.name) for v, p in zip(outer, plans,
+                                                                                            strict=True)]),
+                            self.out, compression=self.compression, layouts=layouts)
+
+    def failures(self, plans: list[Plan[Column]]) -> list | None:
+        """For each checked plan, the smallest value that fails its check; after a U+FFFD, the file's check."""
+        probes = [F.min(F.when(~_ok(p, i), F.col(f"r{i}"))) for i, p in checked(plans)]
+        if not self.utf8_checked:
+            probes.append(F.max(self._replaced(plans)))
+        if not probes:
+            return None
+        found = list(_checked(self.df, plans).agg(*probes).first())
+        if not self.utf8_checked and found.pop():
+            _check_utf8(self.src, self.at)
+            self.utf8_checked = True  # the file really holds U+FFFD characters: write again without that check
+            return found
+        return found if any(v is not None for v in found) else None
+
+    def examples(self, plans: list[Plan[Column]], i: int) -> list:
+        bad = (_checked(self.df, plans).where(~_ok(plans[i], i)).select(F.col(f"r{i}")).distinct()
+               .orderBy(f"r{i}").limit(EXAMPLES).collect())
+        return [r[0] for r in bad]
+
+    @staticmethod
+    def _replaced(plans: list[Plan[Column]]) -> Column:
+        """True where some value of the row holds U+FFFD."""
+        bad = F.lit(False)
+        for i in range(len(plans)):
+            bad = bad | F.coalesce(F.col(f"r{i}").contains("\ufffd"), F.lit(False))
+        return bad
 
 
-def _checked(df, plans: list[_Plan]):
+def _checked(df, plans: list[Plan[Column]]):
     """Each input column (`r{i}`) and, for checked plans, its parse (`x{i}`), once."""
     cols = []
     for i, plan in enumerate(plans):
         cols.append(plan.src.alias(f"r{i}"))
         if plan.mode != "cast":
-            cols.append(plan.parsed(plan.src).alias(f"x{i}"))
+            cols.append(st.parse(plan.src, plan.type, plan.layout).alias(f"x{i}"))
     return df.select(cols)
 
 
@@ -220,88 +235,32 @@ def _check_utf8(src: Path, at: str) -> None:
         raise csvfile.not_utf8(src, at) from None
 
 
-def _failures(inner, plans: list[_Plan], at: str) -> dict[str, tuple[str, str]]:
-    """After a failed check: widen every verified column some value does not fit; refuse strict ones."""
-    checked = [(i, p) for i, p in enumerate(plans) if p.mode != "cast"]
-    found = inner.agg(*[F.min(F.when(~p.ok(i), F.col(f"r{i}"))) for i, p in checked]).first()
-    widened = {}
-    for (i, plan), example in zip(checked, found, strict=True):
-        if example is None:
-            continue
-        if plan.mode == "strict":
-            bad = (inner.where(~plan.ok(i)).select(F.col(f"r{i}")).distinct().orderBy(f"r{i}")
-                   .limit(EXAMPLES).collect())
-            raise _refusal(plan, [r[0] for r in bad], at)
-        widened[plan.name] = (plan.type, example)
-        plan.type, plan.mode, plan.layout = TEXT, "cast", None
-    return widened
+class _Typed:
+    """A Parquet input's columns as Spark columns (`rules.Expressions`)."""
 
+    def raw(self, source: str) -> Column:
+        return col(source)
 
-def _refusal(plan: _Plan, bad: list[str], at: str) -> InputError:
-    """The same one line as `snapshot._refused`, from the examples Spark found."""
-    examples = ", ".join(repr(v) for v in bad)
-    if plan.type == TZ and plan.layout is None:
-        return InputError(f'{at}: date field "{plan.name}" has values that are not dates (e.g. {examples}) — use '
-                          'YYYY-MM-DD[ HH:MM:SS[.fff]], or give its format in "columns" in the config')
-    form = f" in the format {plan.layout!r}" if plan.layout else ""
-    return InputError(f'{at}: column "{plan.name}" is pinned to {plan.type}{form} but has values that are not '
-                      f'(e.g. {examples}) — fix the file or the pin in "columns" in the config')
-
-
-def _csv_plans(df, table: TableConfig, header: list[str], previous: dict[str, LakeColumn]) -> list[_Plan]:
-    """Key columns text; the date field a timestamp; pins as pinned; else the previous type, else inferred."""
-    plans, unknown = [], []
-    for name in header:
-        rule = csv_rule(name, table, previous)
-        plans.append(_Plan(name, col(name), *(rule or (TEXT, None, "cast", None))))
-        if rule is None:
-            unknown.append(plans[-1])
-    if unknown:
-        probes = [f(p.src) for p in unknown for f in (F.min, F.max, lambda c: F.max(F.length(c)))]
-        found = df.agg(*probes).first()
-        for i, plan in enumerate(unknown):
-            plan.type, plan.layout = guess(*found[i * 3:(i + 1) * 3])
-            if plan.type != TEXT:
-                plan.mode = "verify"
-    return plans
-
-
-def _parquet_plans(df, src: Path, table: TableConfig, previous: dict[str, LakeColumn]) -> list[_Plan]:
-    """A typed input keeps its types (mapped to the lake's); a type that differs from before becomes text."""
-    at = csvfile.where(src, table)
-    described = file_types(src)
-    names = lake_names(list(described), table.rename, at)
-    check_names(names, at)
-    for needed in (*table.pk, *([table.date_field] if table.date_field else [])):
-        if needed not in names:
-            raise InputError(f'{at}: column "{needed}" is missing (columns: {", ".join(names)}) — fix the config or '
-                             "the source")
-    plans = []
-    for name, (source, kind) in zip(names, described.items(), strict=True):
-        lake, pin, before, value = lake_type_of(kind), table.pinned(name), previous.get(name), col(source)
+    def typed(self, source: str, kind: str, lake: str) -> Column:
         if lake == TEXT and kind != "VARCHAR":
             spark_type(kind)  # a type Spark cannot print as DuckDB does (time, lists, structs…): refused here
-        typed = value if lake == kind else value.cast(spark_type(lake))
-        if name in table.pk:
-            plans.append(_Plan(name, st.text_of(typed, lake), TEXT))
-        elif pin is not None or name == table.date_field:
-            want = pin.type if pin is not None else TZ
-            if lake == want or (want == TZ and lake == DATE):
-                plans.append(_Plan(name, value.cast(spark_type(want)), want, pin.layout if pin else None))
-            elif lake == TEXT:
-                plans.append(_Plan(name, value, want, pin.layout if pin else None, mode="strict"))
-            else:
-                raise InputError(f'{at}: column "{name}" is {kind}, not {want} — fix the pin in "columns" or '
-                                 '"date_field" in the config')
-        elif before is not None and before.type != lake:
-            plans.append(_Plan(name, st.text_of(typed, lake), TEXT, was=None if before.type == TEXT else before.type))
-        else:
-            plans.append(_Plan(name, typed, lake))
-    return plans
+        return col(source) if lake == kind else col(source).cast(spark_type(lake))
+
+    def cast(self, source: str, kind: str) -> Column:
+        return col(source).cast(spark_type(kind))
+
+    def text_of(self, value: Column, kind: str) -> Column:
+        return st.text_of(value, kind)
+
+
+def _parquet_plans(src: Path, table: TableConfig, previous: dict[str, LakeColumn], at: str) -> list[Plan[Column]]:
+    described = file_types(src)
+    names = parquet_names(list(described), table, at)
+    return parquet_plans(names, list(described), list(described.values()), table, previous, at, _Typed())
 
 
 def check_keys(df, pk: tuple[str, ...], where: str) -> None:
-    """Raise `InputError` on NULL or duplicate keys (the twin of `snapshot.check_keys`, same line)."""
+    """Raise `InputError` on NULL or duplicate keys (the twin of DuckDB's `check_keys`, the rules' lines)."""
     null_any = F.lit(False)
     for k in pk:
         null_any = null_any | col(k).isNull()
@@ -309,37 +268,8 @@ def check_keys(df, pk: tuple[str, ...], where: str) -> None:
     nulls, dupes = groups.agg(F.sum(F.when(F.col("__null"), F.col("__n"))),
                               F.count(F.when(F.col("__n") > 1, 1))).first()
     if nulls:
-        raise InputError(f"{where}: {nulls} row(s) have an empty key ({', '.join(pk)}) — every row needs a key: "
-                         'fix the file or "pk" in the config')
+        raise empty_keys(where, pk, nulls)
     if dupes:
         order = [F.col("__n").desc(), *[col(k).asc_nulls_last() for k in pk]]
         rows = groups.where(F.col("__n") > 1).orderBy(*order).limit(EXAMPLES).collect()
-        examples = ", ".join("/".join(str(v) for v in r[:len(pk)]) + f" ×{r[len(pk)]}" for r in rows)
-        raise InputError(f"{where}: {dupes} key value(s) appear more than once (e.g. {examples}) — "
-                         'a key must identify one row: fix the file or "pk" in the config')
-
-
-def project(spark, path: Path, columns: dict[str, str], *, ops: bool = False, forget: frozenset[str] = frozenset()):
-    """One lake file as the target's columns (by exact name, aliased `c{i}`) and types (twin of `types.project`)."""
-    have, layouts = file_types(path), read_layouts(path)
-    df = spark.read.parquet(str(path))
-    out = []
-    for i, (name, kind) in enumerate(columns.items()):
-        if name not in have or name in forget:
-            value = F.lit(None).cast(spark_type(kind))
-        elif have[name] == kind:
-            value = col(name)
-        elif kind == TEXT:
-            value = st.text_of(col(name), have[name], layouts.get(name))
-        else:
-            value = col(name).cast(spark_type(kind))
-        out.append(value.alias(f"c{i}"))
-    if not ops:
-        return df.select(out)
-    return df.where(F.col("op").isin("I", "U", "D")).select(F.col("op"), F.col("_cdc_run_id"), *out)
-
-
-def _is_parquet(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PAR1"
-
+        raise duplicate_keys(where, pk, dupes, rows)

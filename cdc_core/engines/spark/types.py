@@ -1,6 +1,6 @@
 """The lake's typing law (`types`) as Spark column expressions: parse text, check it round-trips, print it back.
 
-Each function mirrors its DuckDB twin in `types` (`parse`, `exact`, `text_of`), so both engines give every column
+Each function mirrors its DuckDB twin in `types` (`parse`, `exact`, `text_of`, `project`), so both engines give every column
 the same type and every value the same text. DuckDB's casts read more forms than Spark's and not always alike
 (`'5.9'` is the BIGINT 6 in DuckDB, no BIGINT in Spark; `'2025'` is a timestamp in Spark, not in DuckDB), so
 both engines read text as a type only in the forms both read to the same value (`types.SAFE`); a pinned column or
@@ -11,18 +11,23 @@ types are not affected: they only take values that print back to their own text,
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from ...errors import InputError
-from ...types import DATE, LAYOUTS, TEXT, TZ, safe_form
-from .parquet import spark_type
+from ...types import DATE, LAYOUTS, TEXT, TZ, read_layouts, safe_form
+from .parquet import file_types, spark_type
 
 # strptime codes the Spark engine reads and prints: (regex when reading, Java pattern when printing)
 CODES = {"Y": (r"(\d{1,4})", "yyyy"), "m": (r"(\d{1,2})", "MM"), "d": (r"(\d{1,2})", "dd"),
          "H": (r"(\d{1,2})", "HH"), "M": (r"(\d{1,2})", "mm"), "S": (r"(\d{1,2})", "ss"),
          "f": (r"(\d{1,6})", "SSSSSS"), "g": (r"(\d{1,3})", "SSS")}
+
+
+def col(name: str) -> Column:
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def parse(raw: Column, kind: str, layout: str | None = None) -> Column:
@@ -120,3 +125,23 @@ def _tokens(layout: str) -> list[tuple[str | None, str]]:
             i += 1
     out.append((None, text))
     return out
+
+
+def project(spark, path: Path, columns: dict[str, str], *, ops: bool = False, forget: frozenset[str] = frozenset()):
+    """One lake file as the target's columns (by exact name, aliased `c{i}`) and types (twin of `types.project`)."""
+    have, layouts = file_types(path), read_layouts(path)
+    df = spark.read.parquet(str(path))
+    out = []
+    for i, (name, kind) in enumerate(columns.items()):
+        if name not in have or name in forget:
+            value = F.lit(None).cast(spark_type(kind))
+        elif have[name] == kind:
+            value = col(name)
+        elif kind == TEXT:
+            value = text_of(col(name), have[name], layouts.get(name))
+        else:
+            value = col(name).cast(spark_type(kind))
+        out.append(value.alias(f"c{i}"))
+    if not ops:
+        return df.select(out)
+    return df.where(F.col("op").isin("I", "U", "D")).select(F.col("op"), F.col("_cdc_run_id"), *out)
