@@ -17,7 +17,7 @@ import duckdb
 from ..config import TableConfig
 from ..errors import InputError
 from ..sql import literal
-from .csvfile import dialect_reader, open_bytes, where
+from .csvtext import dialect_reader, open_bytes, where
 
 
 def check_spaced_quotes(path: Path, table: TableConfig) -> None:
