@@ -29,10 +29,12 @@ import pyarrow.parquet as pq
 from . import faults
 from .chain import create_bytes, head, write_pointer
 from .errors import CdcError, LakeError
+from .jsonfile import read_json, write_json_atomic
 from .lake import Lake
 from .layout import base_key, cdc_key, full_load_key, link_key, manifest_key, sha256
+from .outbox import Entry
 from .report import Upload
-from .state import Entry, State, read_json, write_json_atomic
+from .state import State
 
 log = logging.getLogger("cdc_core")
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)

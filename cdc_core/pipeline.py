@@ -8,7 +8,6 @@ committed into the lake (so that several writers never duplicate or overwrite) i
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +24,12 @@ from .formats import make_format
 from .lake import make_lake
 from .logs import SUMMARISED, redact
 from .monitor import after_cycle
+from .outbox import Entry
 from .publishing import project, publish_entry, publish_preview, winner_with_same_data
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source
 from .stage import Previous, rebase, stage
-from .state import Entry, State
+from .state import State
 
 __all__ = ["RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
@@ -142,7 +142,7 @@ def _capture(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
 def _held(state: State, name: str) -> Entry | None:
     """The table's held capture; one whose entry is damaged can never be published: said, and taken for none."""
     try:
-        return state.held(name)
+        return state.outbox.held(name)
     except StateError as exc:
         log.warning("%s", exc)
         return None
@@ -151,14 +151,14 @@ def _held(state: State, name: str) -> Entry | None:
 def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
     name, state = table.name, cycle.state
     try:
-        state.clean_staging(name)
+        state.outbox.clean(name)
         if name in cycle.head_errors and (cycle.dry_run or cycle.publish):  # nothing to preview against
             raise cycle.head_errors[name]
-        if name in cycle.fetched.errors and not state.pending(name):
+        if name in cycle.fetched.errors and not state.outbox.pending(name):
             raise cycle.fetched.errors[name]  # nothing to capture and nothing to send
         top = cycle.heads.get(name)
         ours = {top["run_id"] if top else None}  # heads the fetched file may be captured on
-        for entry in state.pending(name):  # the outbox first, in order
+        for entry in state.outbox.pending(name):  # the outbox first, in order
             if cycle.dry_run:
                 report.uploads += plan(entry, state)
                 continue
@@ -175,7 +175,7 @@ def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> Non
                                      f"data first (run {winner})")
             top = head(cycle.lake, name)
         try:
-            _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [],
+            _capture_latest(cycle, table, report, top, state.outbox.pending(name) if cycle.dry_run else [],
                             moved=(top["run_id"] if top else None) not in ours)
         except LostRace as lost:  # another writer committed first: no failure if it committed this very data
             if cycle.dry_run or cycle.publish or (winner := winner_with_same_data(cycle, table, report, lost)) is None:
@@ -217,9 +217,9 @@ def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: 
     if not cycle.dry_run and top is not None and committed is not None:
         project(cycle, report, top, committed.snapshot)
     if cycle.publish:
-        publish_preview(cycle, table, report, committed, state.preview(name, cycle.run_id))
+        publish_preview(cycle, table, report, committed, state.outbox.preview(name, cycle.run_id))
         return
-    held = state.held(name) if name in cycle.accept_held and not cycle.dry_run else None
+    held = state.outbox.held(name) if name in cycle.accept_held and not cycle.dry_run else None
     if held is not None and held.meta.get("parent") == (committed.run_id if committed else None):
         cycle.progress(name, f"publishing the held capture of run {held.run_id}, as accepted")
         publish_preview(cycle, table, report, committed, held)  # exactly what was held and seen, no re-capture
@@ -227,7 +227,7 @@ def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: 
     if held is not None:  # diffed against a run the lake has moved past: it can never be published
         cycle.progress(name, f"the held capture of run {held.run_id} is out of date (the lake moved on): "
                              "capturing again, guarded")
-        shutil.rmtree(held.dir, ignore_errors=True)
+        state.outbox.drop(held)
     if name in cycle.fetched.errors:
         raise cycle.fetched.errors[name]
     if cycle.fetched.unchanged:
@@ -245,14 +245,14 @@ def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: 
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
     if entry is not None and moved:  # never an older fetch over a newer run: the next cycle fetches again
-        shutil.rmtree(entry.dir, ignore_errors=True)
+        state.outbox.drop(entry)
         raise LostRace(name, top, f'Table "{name}": another writer committed run {top["run_id"]} after this cycle '
                                   "fetched, with other data — not captured over it; the next cycle fetches again",
                        committed.run_id if committed else None)
     if stale is not None:  # this capture met the guards: the held one, diffed against an older source, never will
         why = "the source is back to what the lake holds" if entry is None else "this capture replaces it"
         cycle.progress(name, f"the held capture of run {stale.run_id} is dropped: {why}")
-        shutil.rmtree(stale.dir, ignore_errors=True)
+        state.outbox.drop(stale)
     if entry is None:
         if unread is not None:
             raise unread

@@ -4,10 +4,8 @@ head, tidy the lake at a checkpoint, then commit it locally; a lost race compare
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from . import faults
@@ -17,12 +15,12 @@ from .config import TableConfig
 from .cycle import Cycle
 from .errors import HeldError, LakeError, StateError
 from .logs import redact
+from .outbox import Entry
 from .projections import catch_up, refresh_full_load
 from .recent import remember_rows
 from .report import TableReport
 from .retention import tidy
 from .stage import _lap, rebase
-from .state import Entry
 
 log = logging.getLogger("cdc_core")
 CLAIM_WAIT = 60.0  # seconds a writer that lost waits for the winner's run to be committed
@@ -59,8 +57,8 @@ def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> bool:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None
     except LostRace as lost:
-        kept = cycle.state.discard(entry)  # kept for a look (and for the comparison with the winner's data)
-        lost.snapshot = cycle.state.snapshot_of(replace(entry, dir=kept))
+        kept = cycle.state.outbox.discard(entry)  # kept for a look (and for the comparison with the winner's data)
+        lost.snapshot = cycle.state.snapshot_of(kept)
         version = entry.meta.get("source_version")
         if not (version and lost.winner and lost.winner.get("source_version") == version):
             raise
@@ -117,7 +115,7 @@ def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, commi
                          "or it was published) — preview again")
     parent = committed.run_id if committed else None
     if preview.meta.get("parent") != parent:  # it can never be published now: do not keep it
-        shutil.rmtree(preview.dir, ignore_errors=True)
+        state.outbox.drop(preview)
         raise StateError(f'Table "{name}": the preview of run {preview.run_id} was diffed against run '
                          f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
     report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
@@ -126,10 +124,10 @@ def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, commi
     if preview.meta["kind"] == "unchanged":
         report.status = "unchanged"
         state.record_version(name, report.source_version)
-        shutil.rmtree(preview.dir, ignore_errors=True)
+        state.outbox.drop(preview)
         return
     if preview.meta.get("held") and name not in cycle.accept_held:
         raise HeldError(preview.meta["held"])
     report.status = preview.meta["kind"]
     cycle.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.lake.url}")
-    publish_entry(cycle, state.add_entry(preview.dir, preview.meta), report)
+    publish_entry(cycle, state.outbox.release(preview), report)
