@@ -25,7 +25,7 @@ from .lake import make_lake
 from .logs import SUMMARISED, redact
 from .monitor import after_cycle
 from .outbox import Entry
-from .publishing import project, publish_entry, publish_preview, winner_with_same_data
+from .publishing import Winner, project, publish_entry, publish_preview, winner_with_same_data
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source
 from .stage import Previous, rebase, stage
@@ -164,24 +164,28 @@ def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> Non
                 continue
             cycle.progress(name, f"publishing pending run {entry.run_id} first")
             try:
-                if not publish_entry(cycle, entry, report):
-                    return
-                report.published_pending.append(entry.run_id)
-                ours.add(entry.run_id)
+                publish_entry(cycle, entry, report)
             except LostRace as lost:  # discarded; fine if the winner holds the same data, else the next cycle
                 if (winner := winner_with_same_data(cycle, table, report, lost)) is None:
                     raise
-                cycle.progress(name, f"run {entry.run_id} was not published: another writer committed the same "
-                                     f"data first (run {winner})")
+                if winner.version:  # it captured this very source version: nothing more this cycle
+                    _no_changes(cycle, report, winner)
+                    return
+                cycle.progress(name, f"run {entry.run_id} was not published: {winner}")
+            else:
+                report.published_pending.append(entry.run_id)
+                ours.add(entry.run_id)
             top = head(cycle.lake, name)
         try:
             _capture_latest(cycle, table, report, top, state.outbox.pending(name) if cycle.dry_run else [],
                             moved=(top["run_id"] if top else None) not in ours)
         except LostRace as lost:  # another writer committed first: no failure if it committed this very data
-            if cycle.dry_run or cycle.publish or (winner := winner_with_same_data(cycle, table, report, lost)) is None:
-                raise
-            report.status, report.counts, report.column_counts = "unchanged", {"I": 0, "U": 0, "D": 0}, {}
-            cycle.progress(name, f"no changes: another writer committed the same data first (run {winner})")
+            if cycle.dry_run or (winner := winner_with_same_data(cycle, table, report, lost,
+                                                                 diff=not cycle.publish)) is None:
+                raise  # publishing a preview: only the same source version counts, nothing is diffed
+            if winner.version is None:  # known from a diff: none of the columns changed either
+                report.column_counts = {}
+            _no_changes(cycle, report, winner)
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
         log.warning("%s", exc, extra=SUMMARISED)
@@ -199,6 +203,12 @@ def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> Non
         log.exception("Table %s failed", name, extra=SUMMARISED)
 
 
+
+
+def _no_changes(cycle: Cycle, report: TableReport, winner: Winner) -> None:
+    """The table's run lost to a writer that committed the same data: nothing is missing, nothing changed."""
+    report.status, report.counts = "unchanged", {"I": 0, "U": 0, "D": 0}
+    cycle.progress(report.table, f"no changes: {winner}")
 
 
 def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: dict | None,
@@ -245,10 +255,10 @@ def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: 
                   started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
                   options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
     if entry is not None and moved:  # never an older fetch over a newer run: the next cycle fetches again
-        state.outbox.drop(entry)
-        raise LostRace(name, top, f'Table "{name}": another writer committed run {top["run_id"]} after this cycle '
-                                  "fetched, with other data — not captured over it; the next cycle fetches again",
-                       committed.run_id if committed else None)
+        state.outbox.drop(entry)  # not kept: never compared with the winner's data
+        raise LostRace(f'Table "{name}": another writer committed run {top["run_id"]} after this cycle fetched, with '
+                       "other data — not captured over it; the next cycle fetches again", table=name,
+                       parent=committed.run_id if committed else None, winner=top)
     if stale is not None:  # this capture met the guards: the held one, diffed against an older source, never will
         why = "the source is back to what the lake holds" if entry is None else "this capture replaces it"
         cycle.progress(name, f"the held capture of run {stale.run_id} is dropped: {why}")

@@ -1,11 +1,13 @@
 """Publishing a staged entry: commit it into the lake, bring the projections (full load, table format) up to the
-head, tidy the lake at a checkpoint, then commit it locally; a lost race compared with the winner's data."""
+head, tidy the lake at a checkpoint, then commit it locally; and the one rule that tells whether the winner of a
+lost race holds the same data."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import faults
@@ -26,13 +28,32 @@ log = logging.getLogger("cdc_core")
 CLAIM_WAIT = 60.0  # seconds a writer that lost waits for the winner's run to be committed
 
 
-def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
+@dataclass(frozen=True)
+class Winner:
+    """The run that won a race with exactly the lost run's data: nothing is missing."""
+
+    run_id: str
+    version: str | None = None  # the source version both captured, when that alone told (nothing was diffed)
+
+    def __str__(self) -> str:
+        if self.version:
+            return f"another writer captured source version {self.version} first (run {self.run_id})"
+        return f"another writer committed the same data first (run {self.run_id})"
+
+
+def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport, lost: LostRace, *,
+                          diff: bool = True) -> Winner | None:
     """The run another writer committed on this run's parent, if it holds exactly the data of this writer's lost
-    run (then nothing is missing, and the local state moves to the winner's run). A writer that wrote the same run
-    id first is given a little time to commit. Its data may also be newer or older than ours: then None, the table
-    fails, and the next cycle rebases and fetches again — capturing our (maybe older) file on top of it could undo
-    it."""
-    if lost.snapshot is None or not lost.snapshot.is_file():
+    run: it captured the same source version, or (with `diff`) its table diffs empty against the lost run's kept
+    snapshot — then the local state moves to the winner's run. A writer that wrote the same run id first is given a
+    little time to commit. A run that was not kept is never compared. The winner's data may also be newer or older
+    than ours: then None, the table fails, and the next cycle rebases and fetches again — capturing our (maybe
+    older) file on top of it could undo it."""
+    if lost.snapshot is None:
+        return None
+    if lost.version and lost.winner and lost.winner.get("source_version") == lost.version:
+        return Winner(lost.winner["run_id"], lost.version)
+    if not diff or not lost.snapshot.is_file():
         return None
     deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
     while (top := head(cycle.lake, table.name)) is not None and top["run_id"] == lost.parent and \
@@ -44,10 +65,12 @@ def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport,
     with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=cycle.state.root) as tmp:
         changes = cycle.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
                                     stamp={})
-    return None if changes or changes.schema_changed else top["run_id"]
+    return None if changes or changes.schema_changed else Winner(top["run_id"])
 
-def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> bool:
-    """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
+
+def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> None:
+    """Commit an entry into the lake, then locally; raises `LostRace` when another writer won (the entry is
+    discarded, its snapshot kept for `winner_with_same_data`)."""
     clock = time.perf_counter()
     try:
         top = publish(entry, cycle.state, cycle.lake, checkpoint_every=cycle.config.checkpoint_every,
@@ -58,15 +81,7 @@ def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> bool:
                         f"cycle: {exc}") from None
     except LostRace as lost:
         kept = cycle.state.outbox.discard(entry)  # kept for a look (and for the comparison with the winner's data)
-        lost.snapshot = cycle.state.snapshot_of(kept)
-        version = entry.meta.get("source_version")
-        if not (version and lost.winner and lost.winner.get("source_version") == version):
-            raise
-        report.status = "unchanged"  # the other writer captured this very version: nothing is missing
-        report.counts = {"I": 0, "U": 0, "D": 0}
-        cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
-                                    f"(run {lost.winner['run_id']})")
-        return False
+        raise lost.kept(cycle.state.snapshot_of(kept)) from None
     project(cycle, report, top, cycle.state.snapshot_of(entry), entry.changes)
     if top.get("checkpoint") and top["run_id"] == entry.run_id:
         tidy_lake(cycle, top)
@@ -74,7 +89,6 @@ def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> bool:
     cycle.state.commit(entry, keep=cycle.config.retention)
     remember_rows(cycle.state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
     _lap(report, "commit", clock)
-    return True
 
 def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
     """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run
