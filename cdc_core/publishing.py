@@ -55,51 +55,52 @@ def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport,
         return Winner(lost.winner["run_id"], lost.version)
     if not diff or not lost.snapshot.is_file():
         return None
-    deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
-    while (top := head(cycle.lake, table.name)) is not None and top["run_id"] == lost.parent and \
+    stores, deadline = cycle.stores, time.monotonic() + min(CLAIM_WAIT, cycle.run.config.claim_timeout + 1)
+    while (top := head(stores.lake, table.name)) is not None and top["run_id"] == lost.parent and \
             time.monotonic() < deadline:
         time.sleep(0.5)
     if top is None or top["run_id"] == lost.parent:
         return None
-    committed = rebase(cycle.state, cycle.lake, table.name, top, report, cycle.engine)
-    with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=cycle.state.root) as tmp:
-        changes = cycle.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
-                                    stamp={})
+    committed = rebase(stores.state, stores.lake, table.name, top, report, stores.engine)
+    with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=stores.state.root) as tmp:
+        changes = stores.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
+                                     stamp={})
     return None if changes or changes.schema_changed else Winner(top["run_id"])
 
 
 def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> None:
     """Commit an entry into the lake, then locally; raises `LostRace` when another writer won (the entry is
     discarded, its snapshot kept for `winner_with_same_data`)."""
-    clock = time.perf_counter()
+    clock, state, config = time.perf_counter(), cycle.stores.state, cycle.run.config
     try:
-        top = publish(entry, cycle.state, cycle.lake, checkpoint_every=cycle.config.checkpoint_every,
-                      transfer=cycle.transfer)
-        report.uploads += uploads(entry, cycle.state)
+        top = publish(entry, state, cycle.stores.lake, checkpoint_every=config.checkpoint_every,
+                      transfer=cycle.listeners.transfer)
+        report.uploads += uploads(entry, state)
     except LakeError as exc:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None
     except LostRace as lost:
-        kept = cycle.state.outbox.discard(entry)  # kept for a look (and for the comparison with the winner's data)
-        raise lost.kept(cycle.state.snapshot_of(kept)) from None
-    project(cycle, report, top, cycle.state.snapshot_of(entry), entry.changes)
+        kept = state.outbox.discard(entry)  # kept for a look (and for the comparison with the winner's data)
+        raise lost.kept(state.snapshot_of(kept)) from None
+    project(cycle, report, top, state.snapshot_of(entry), entry.changes)
     if top.get("checkpoint") and top["run_id"] == entry.run_id:
         tidy_lake(cycle, top)
     clock = _lap(report, "publish", clock)
-    cycle.state.commit(entry, keep=cycle.config.retention)
-    remember_rows(cycle.state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
+    state.commit(entry, keep=config.retention)
+    remember_rows(state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
     _lap(report, "commit", clock)
 
 def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
     """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run
     is committed whatever happens here: a projection left behind is a warning, and the next cycle catches it up."""
+    stores = cycle.stores
     try:
-        if (written := refresh_full_load(cycle.lake, top, snapshot)) is not None:
+        if (written := refresh_full_load(stores.lake, top, snapshot)) is not None:
             report.uploads.append(written)
         faults.point("after_put_full", top["table"])
-        if cycle.table_format is not None:
-            with tempfile.TemporaryDirectory(prefix="cdc-format-", dir=cycle.state.root) as scratch:
-                catch_up(cycle.table_format, cycle.lake, top, snapshot, changes, Path(scratch))
+        if stores.table_format is not None:
+            with tempfile.TemporaryDirectory(prefix="cdc-format-", dir=stores.state.root) as scratch:
+                catch_up(stores.table_format, stores.lake, top, snapshot, changes, Path(scratch))
             faults.point("after_format", top["table"])
     except LakeError as exc:
         warning = f"run {top['run_id']} is committed, but {behind(exc)} — the next cycle catches it up"
@@ -109,7 +110,7 @@ def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, change
 def tidy_lake(cycle: Cycle, top: dict) -> None:
     """At a checkpoint: remove what no run lists, and the runs `lake_retention` lets go (tidying: never fatal)."""
     try:
-        tidy(cycle.lake, top, cycle.config.lake_retention)
+        tidy(cycle.stores.lake, top, cycle.run.config.lake_retention)
     except LakeError as exc:
         log.warning("%s: could not tidy the lake at checkpoint %s (%s)", top["table"], top["run_id"], exc)
 
@@ -119,13 +120,13 @@ def behind(exc: LakeError) -> str:
 
 def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, committed, preview: Entry | None) -> None:
     """Publish exactly the change set a dry run (or a held capture) sealed, if the lake is still where it was."""
-    name, state = table.name, cycle.state
-    if preview is None and committed is not None and committed.run_id == cycle.run_id:
+    name, state = table.name, cycle.stores.state
+    if preview is None and committed is not None and committed.run_id == cycle.run.id:
         report.status = "unchanged"  # published already (a second --publish, a retried job): nothing to do
-        cycle.progress(name, f"run {cycle.run_id} is already published — nothing to do")
+        cycle.listeners.progress(name, f"run {cycle.run.id} is already published — nothing to do")
         return
     if preview is None:
-        raise StateError(f'Table "{name}": there is no preview of run {cycle.run_id} (a later dry run replaced it, '
+        raise StateError(f'Table "{name}": there is no preview of run {cycle.run.id} (a later dry run replaced it, '
                          "or it was published) — preview again")
     parent = committed.run_id if committed else None
     if preview.meta.get("parent") != parent:  # it can never be published now: do not keep it
@@ -140,8 +141,8 @@ def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, commi
         state.record_version(name, report.source_version)
         state.outbox.drop(preview)
         return
-    if preview.meta.get("held") and name not in cycle.accept_held:
+    if preview.meta.get("held") and name not in cycle.run.accept_held:
         raise HeldError(preview.meta["held"])
     report.status = preview.meta["kind"]
-    cycle.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.lake.url}")
+    cycle.listeners.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.stores.lake.url}")
     publish_entry(cycle, state.outbox.release(preview), report)
