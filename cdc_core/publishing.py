@@ -45,10 +45,10 @@ def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport,
                           diff: bool = True) -> Winner | None:
     """The run another writer committed on this run's parent, if it holds exactly the data of this writer's lost
     run: it captured the same source version, or (with `diff`) its table diffs empty against the lost run's kept
-    snapshot — then the local state moves to the winner's run. A writer that wrote the same run id first is given a
-    little time to commit. A run that was not kept is never compared. The winner's data may also be newer or older
-    than ours: then None, the table fails, and the next cycle rebases and fetches again — capturing our (maybe
-    older) file on top of it could undo it."""
+    snapshot — the diff first moves the local state to the winner's run, and a writer that wrote the same run id
+    first is given a little time to commit. A run that was not kept is never compared. The winner's data may also
+    be newer or older than ours: then None, the table fails, and the next cycle rebases and fetches again —
+    capturing our (maybe older) file on top of it could undo it."""
     if lost.snapshot is None:
         return None
     if lost.version and lost.winner and lost.winner.get("source_version") == lost.version:
