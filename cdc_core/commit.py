@@ -29,10 +29,12 @@ import pyarrow.parquet as pq
 from . import faults
 from .chain import create_bytes, head, write_pointer
 from .errors import CdcError, LakeError
+from .jsonfile import read_json, write_json_atomic
 from .lake import Lake
 from .layout import base_key, cdc_key, full_load_key, link_key, manifest_key, sha256
+from .outbox import Entry
 from .report import Upload
-from .state import Entry, State, read_json, write_json_atomic
+from .state import State
 
 log = logging.getLogger("cdc_core")
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
@@ -41,10 +43,19 @@ Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, byte
 class LostRace(CdcError):
     "Another writer committed a run on the same parent first; this run was not published."
 
-    def __init__(self, table: str, winner: dict | None, message: str, parent: str | None = None):
+    def __init__(self, message: str, *, table: str, parent: str | None, winner: dict | None,
+                 version: str | None = None, snapshot: Path | None = None):
         super().__init__(message)
-        self.table, self.winner, self.parent = table, winner, parent  # parent: the run the lost run was diffed on
-        self.snapshot: Path | None = None  # the lost run's snapshot, once discarded (set by the pipeline)
+        self.table = table
+        self.parent = parent  # the run the lost run was diffed on
+        self.winner = winner  # what the other writer committed on it, when that is known
+        self.version = version  # the source version the lost run captured
+        self.snapshot = snapshot  # the lost run's snapshot, kept to compare with the winner's (None: not kept)
+
+    def kept(self, snapshot: Path) -> LostRace:
+        """This lost race, its run discarded and its snapshot kept at `snapshot` (built anew: never changed)."""
+        return LostRace(str(self), table=self.table, parent=self.parent, winner=self.winner, version=self.version,
+                        snapshot=snapshot)
 
 
 def checkpoint_due(top: dict | None, every: int) -> bool:
@@ -147,9 +158,9 @@ def _mine(found: dict | None, entry: Entry) -> bool:
 
 def _lost(entry: Entry, winner: dict | None, what: str) -> LostRace:
     run = winner["run_id"] if winner else "?"
-    return LostRace(entry.table, winner, f'Table "{entry.table}": another writer {what.format(winner=run)}; run '
-                                         f"{entry.run_id} was not published — the next cycle rebases on the lake",
-                    entry.meta.get("parent"))
+    return LostRace(f'Table "{entry.table}": another writer {what.format(winner=run)}; run {entry.run_id} was not '
+                    "published — the next cycle rebases on the lake", table=entry.table,
+                    parent=entry.meta.get("parent"), winner=winner, version=entry.meta.get("source_version"))
 
 
 def _intent_key(entry: Entry) -> str:

@@ -66,7 +66,7 @@ def fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_dow
 def captured_version(state: State, table: str, top: dict | None) -> str | None:
     """The source version a table was last captured at: pending in the outbox, else committed in the lake (the
     local state knows more when it is on the lake's head: an unchanged capture records its version there)."""
-    pending = state.pending(table)
+    pending = state.outbox.pending(table)
     if pending:
         return pending[-1].meta.get("source_version")
     try:

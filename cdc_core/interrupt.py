@@ -28,7 +28,7 @@ def already_published(config: Config, tables: Sequence[str] | None, run_id: str)
     """True when every selected table has committed `run_id` and holds no preview of it any more (a second
     `--publish RUN_ID`)."""
     state, committed = State(config.data_dir), committed_runs(config)
-    return all(state.preview(name, run_id) is None and committed[name] == run_id
+    return all(state.outbox.preview(name, run_id) is None and committed[name] == run_id
                for name in tables or config.table_names)
 
 
@@ -50,7 +50,7 @@ def interrupted(config: Config | None, before: dict[str, str | None] | None) -> 
     after, state = committed_runs(config), State(config.data_dir)
     committed = [f"{name} (run {run})" for name, run in after.items() if run and run != before.get(name)]
     try:
-        pending = [f"{e.table} (run {e.run_id})" for name in config.table_names for e in state.pending(name)]
+        pending = [f"{e.table} (run {e.run_id})" for name in config.table_names for e in state.outbox.pending(name)]
     except CdcError as exc:
         pending = [f"unknown ({exc})"]
     waiting = {part.split(" ")[0] for part in pending}

@@ -97,8 +97,8 @@ def families(config: Config) -> list[Any]:
 def _table(name: str, record: dict, state: State, metrics: dict[str, Any]) -> None:
     try:
         committed = state.committed(name)
-        pending = len(state.pending(name))
-        waiting = state.held(name) is not None
+        pending = len(state.outbox.pending(name))
+        waiting = state.outbox.held(name) is not None
     except CdcError as exc:
         log.warning("metrics: %s", exc)
         committed, pending, waiting = None, 0, False

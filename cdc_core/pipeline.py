@@ -8,7 +8,6 @@ committed into the lake (so that several writers never duplicate or overwrite) i
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +16,19 @@ from datetime import UTC, datetime
 from .chain import head
 from .commit import LostRace, plan
 from .config import Config, TableConfig
-from .cycle import Cycle, Progress, Transfer
+from .cycle import Cycle, Inputs, Listeners, Progress, Run, Stores, Transfer
 from .engines import make_engine
 from .errors import BusyError, CdcError, ConfigError, HeldError, SourceError, StateError
 from .fetching import fetch, intended
 from .formats import make_format
 from .lake import make_lake
 from .logs import SUMMARISED, redact
-from .publishing import project, publish_entry, publish_preview, winner_with_same_data
+from .outbox import Entry
+from .publishing import Winner, project, publish_entry, publish_preview, winner_with_same_data
 from .report import RunReport, TableReport, Upload
 from .sources import Fetch, make_source
 from .stage import Previous, rebase, stage
-from .state import Entry, State
+from .state import State
 
 __all__ = ["Observer", "RunReport", "TableReport", "Upload", "run_once"]
 log = logging.getLogger("cdc_core")
@@ -107,8 +107,9 @@ def _run_once(config: Config, *, tables: list[str] | None, skip_download: bool, 
                 fetched, source_error = Fetch(version=None, errors={t.name: error for t in selected}), error
                 log.error("%s", error, extra=SUMMARISED)  # said once here, not once per table
         report.source_version = fetched.version
-        cycle = Cycle(config, state, lake, fetched, run_id, started, dry_run, bool(publish_preview), progress,
-                       on_transfer, heads, head_errors, table_format, engine, frozenset(accept_held), source_error)
+        cycle = Cycle(Run(config, run_id, started, dry_run, bool(publish_preview), frozenset(accept_held)),
+                      Inputs(fetched, heads, head_errors, source_error), Stores(state, lake, engine, table_format),
+                      Listeners(progress, on_transfer))
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(config.workers, len(selected))),
                                     thread_name_prefix="cdc-table") as pool:
@@ -146,7 +147,7 @@ def _capture(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
     """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
     try:
         _capture_table(cycle, table, report)
-        if report.status != "held" and not cycle.dry_run and (waiting := _held(cycle.state, table.name)):
+        if report.status != "held" and not cycle.run.dry_run and (waiting := _held(cycle.stores.state, table.name)):
             report.held_waiting = waiting.run_id  # e.g. the source broke meanwhile: say the held one still waits
     finally:
         if report.timings:
@@ -156,52 +157,57 @@ def _capture(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
 def _held(state: State, name: str) -> Entry | None:
     """The table's held capture; one whose entry is damaged can never be published: said, and taken for none."""
     try:
-        return state.held(name)
+        return state.outbox.held(name)
     except StateError as exc:
         log.warning("%s", exc)
         return None
 
 
 def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
-    name, state = table.name, cycle.state
+    name, state, run, inputs = table.name, cycle.stores.state, cycle.run, cycle.inputs
+    say = cycle.listeners.progress
     try:
-        state.clean_staging(name)
-        if name in cycle.head_errors and (cycle.dry_run or cycle.publish):  # nothing to preview against
-            raise cycle.head_errors[name]
-        if name in cycle.fetched.errors and not state.pending(name):
-            raise cycle.fetched.errors[name]  # nothing to capture and nothing to send
-        top = cycle.heads.get(name)
+        state.outbox.clean(name)
+        if name in inputs.head_errors and (run.dry_run or run.publish):  # nothing to preview against
+            raise inputs.head_errors[name]
+        if name in inputs.fetched.errors and not state.outbox.pending(name):
+            raise inputs.fetched.errors[name]  # nothing to capture and nothing to send
+        top = inputs.heads.get(name)
         ours = {top["run_id"] if top else None}  # heads the fetched file may be captured on
-        for entry in state.pending(name):  # the outbox first, in order
-            if cycle.dry_run:
+        for entry in state.outbox.pending(name):  # the outbox first, in order
+            if run.dry_run:
                 report.uploads += plan(entry, state)
                 continue
-            cycle.progress(name, f"publishing pending run {entry.run_id} first")
+            say(name, f"publishing pending run {entry.run_id} first")
             try:
-                if not publish_entry(cycle, entry, report):
-                    return
-                report.published_pending.append(entry.run_id)
-                ours.add(entry.run_id)
+                publish_entry(cycle, entry, report)
             except LostRace as lost:  # discarded; fine if the winner holds the same data, else the next cycle
                 if (winner := winner_with_same_data(cycle, table, report, lost)) is None:
                     raise
-                cycle.progress(name, f"run {entry.run_id} was not published: another writer committed the same "
-                                     f"data first (run {winner})")
-            top = head(cycle.lake, name)
+                if winner.version:  # it captured this very source version: nothing more this cycle
+                    _no_changes(cycle, report, winner)
+                    return
+                say(name, f"run {entry.run_id} was not published: {winner}")
+            else:
+                report.published_pending.append(entry.run_id)
+                ours.add(entry.run_id)
+            top = head(cycle.stores.lake, name)
         try:
-            _capture_latest(cycle, table, report, top, state.pending(name) if cycle.dry_run else [],
+            _capture_latest(cycle, table, report, top, state.outbox.pending(name) if run.dry_run else [],
                             moved=(top["run_id"] if top else None) not in ours)
         except LostRace as lost:  # another writer committed first: no failure if it committed this very data
-            if cycle.dry_run or cycle.publish or (winner := winner_with_same_data(cycle, table, report, lost)) is None:
-                raise
-            report.status, report.counts, report.column_counts = "unchanged", {"I": 0, "U": 0, "D": 0}, {}
-            cycle.progress(name, f"no changes: another writer committed the same data first (run {winner})")
+            if run.dry_run or (winner := winner_with_same_data(cycle, table, report, lost,
+                                                               diff=not run.publish)) is None:
+                raise  # publishing a preview: only the same source version counts, nothing is diffed
+            if winner.version is None:  # known from a diff: none of the columns changed either
+                report.column_counts = {}
+            _no_changes(cycle, report, winner)
     except HeldError as exc:
         report.status, report.error = "held", redact(str(exc))
         log.warning("%s", exc, extra=SUMMARISED)
     except CdcError as exc:
         report.status, report.error = "failed", redact(str(exc))
-        if exc is not cycle.source_error:  # a source that failed as a whole was logged once, when it did
+        if exc is not inputs.source_error:  # a source that failed as a whole was logged once, when it did
             log.error("%s", exc, extra=SUMMARISED)
     except OSError as exc:  # the disk, the data dir or a local lake: one line, and the other tables go on
         where = f" ({exc.filename})" if exc.filename else ""
@@ -215,36 +221,43 @@ def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> Non
 
 
 
+def _no_changes(cycle: Cycle, report: TableReport, winner: Winner) -> None:
+    """The table's run lost to a writer that committed the same data: nothing is missing, nothing changed."""
+    report.status, report.counts = "unchanged", {"I": 0, "U": 0, "D": 0}
+    cycle.listeners.progress(report.table, f"no changes: {winner}")
+
+
 def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: dict | None,
                     pending: list[Entry], moved: bool) -> None:
     """Rebase on the lake's head `top`, then snapshot, diff and publish the fetched file (or the previewed run).
     `moved`: another writer committed since this cycle fetched, so the fetched file may be older than the head:
     it is only compared with it, never committed over it."""
-    name, state = table.name, cycle.state
-    unread = cycle.head_errors.get(name)
+    name, state, run, fetched = table.name, cycle.stores.state, cycle.run, cycle.inputs.fetched
+    say = cycle.listeners.progress
+    unread = cycle.inputs.head_errors.get(name)
     if unread is not None:  # the lake cannot be read: a change set is kept in the outbox, diffed against the local
         committed = state.committed(name)  # state (publishing it checks it is still on the lake's head); no
         log.warning("%s", unread, extra=SUMMARISED)  # change at all is still a failure: the head was not seen
         report.warnings.append(redact(str(unread)))  # the summary says it (once, see cli)
     else:
-        committed = rebase(state, cycle.lake, name, top, report, cycle.engine)
-    if not cycle.dry_run and top is not None and committed is not None:
+        committed = rebase(state, cycle.stores.lake, name, top, report, cycle.stores.engine)
+    if not run.dry_run and top is not None and committed is not None:
         project(cycle, report, top, committed.snapshot)
-    if cycle.publish:
-        publish_preview(cycle, table, report, committed, state.preview(name, cycle.run_id))
+    if run.publish:
+        publish_preview(cycle, table, report, committed, state.outbox.preview(name, run.id))
         return
-    held = state.held(name) if name in cycle.accept_held and not cycle.dry_run else None
+    held = state.outbox.held(name) if name in run.accept_held and not run.dry_run else None
     if held is not None and held.meta.get("parent") == (committed.run_id if committed else None):
-        cycle.progress(name, f"publishing the held capture of run {held.run_id}, as accepted")
+        say(name, f"publishing the held capture of run {held.run_id}, as accepted")
         publish_preview(cycle, table, report, committed, held)  # exactly what was held and seen, no re-capture
         return
     if held is not None:  # diffed against a run the lake has moved past: it can never be published
-        cycle.progress(name, f"the held capture of run {held.run_id} is out of date (the lake moved on): "
-                             "capturing again, guarded")
-        shutil.rmtree(held.dir, ignore_errors=True)
-    if name in cycle.fetched.errors:
-        raise cycle.fetched.errors[name]
-    if cycle.fetched.unchanged:
+        say(name, f"the held capture of run {held.run_id} is out of date (the lake moved on): capturing again, "
+                  "guarded")
+        state.outbox.drop(held)
+    if name in fetched.errors:
+        raise fetched.errors[name]
+    if fetched.unchanged:
         if unread is not None:
             raise unread
         report.status = "skipped"
@@ -254,43 +267,33 @@ def _capture_latest(cycle: Cycle, table: TableConfig, report: TableReport, top: 
     previous = (Previous(pending[-1].run_id, state.snapshot_of(pending[-1]), pending[-1].meta["rows"])
                 if pending else Previous(committed.run_id, committed.snapshot, committed.rows)
                 if committed else None)
-    stale = _held(state, name) if not cycle.dry_run else None  # a newer capture replaces a held one, or drops it
-    entry = stage(cycle.engine, state, table, cycle.fetched.files[name], previous, run_id=cycle.run_id,
-                  started=cycle.started, version=cycle.fetched.version, report=report, dry_run=cycle.dry_run,
-                  options=cycle.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
+    stale = _held(state, name) if not run.dry_run else None  # a newer capture replaces a held one, or drops it
+    entry = stage(cycle.stores.engine, state, table, fetched.files[name], previous, run_id=run.id,
+                  started=run.started, version=fetched.version, report=report, dry_run=run.dry_run,
+                  options=run.config.cdc)  # a fresh capture always meets the guards: only a held one is accepted
     if entry is not None and moved:  # never an older fetch over a newer run: the next cycle fetches again
-        shutil.rmtree(entry.dir, ignore_errors=True)
-        raise LostRace(name, top, f'Table "{name}": another writer committed run {top["run_id"]} after this cycle '
-                                  "fetched, with other data — not captured over it; the next cycle fetches again",
-                       committed.run_id if committed else None)
+        state.outbox.drop(entry)  # not kept: never compared with the winner's data
+        raise LostRace(f'Table "{name}": another writer committed run {top["run_id"]} after this cycle fetched, with '
+                       "other data — not captured over it; the next cycle fetches again", table=name,
+                       parent=committed.run_id if committed else None, winner=top)
     if stale is not None:  # this capture met the guards: the held one, diffed against an older source, never will
         why = "the source is back to what the lake holds" if entry is None else "this capture replaces it"
-        cycle.progress(name, f"the held capture of run {stale.run_id} is dropped: {why}")
-        shutil.rmtree(stale.dir, ignore_errors=True)
+        say(name, f"the held capture of run {stale.run_id} is dropped: {why}")
+        state.outbox.drop(stale)
     if entry is None:
         if unread is not None:
             raise unread
         report.status = "unchanged"
-        cycle.progress(name, f"no changes ({report.rows} rows)")
-        if not cycle.dry_run:
-            state.record_version(name, cycle.fetched.version)
+        say(name, f"no changes ({report.rows} rows)")
+        if not run.dry_run:
+            state.record_version(name, fetched.version)
         return
     report.status = entry.meta["kind"]
-    if cycle.dry_run:
+    if run.dry_run:
         report.uploads += plan(entry, state)
         report.preview = entry.dir
         if entry.meta.get("held"):
             report.status, report.error = "held", entry.meta["held"]
         return
-    cycle.progress(name, f"publishing to {cycle.lake.url}")
+    say(name, f"publishing to {cycle.stores.lake.url}")
     publish_entry(cycle, entry, report)
-
-
-
-
-
-
-
-
-
-

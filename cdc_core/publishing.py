@@ -1,13 +1,13 @@
 """Publishing a staged entry: commit it into the lake, bring the projections (full load, table format) up to the
-head, tidy the lake at a checkpoint, then commit it locally; a lost race compared with the winner's data."""
+head, tidy the lake at a checkpoint, then commit it locally; and the one rule that tells whether the winner of a
+lost race holds the same data."""
 
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import faults
@@ -17,77 +17,90 @@ from .config import TableConfig
 from .cycle import Cycle
 from .errors import HeldError, LakeError, StateError
 from .logs import redact
+from .outbox import Entry
 from .projections import catch_up, refresh_full_load
 from .recent import remember_rows
 from .report import TableReport
 from .retention import tidy
 from .stage import _lap, rebase
-from .state import Entry
 
 log = logging.getLogger("cdc_core")
 CLAIM_WAIT = 60.0  # seconds a writer that lost waits for the winner's run to be committed
 
 
-def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport, lost: LostRace) -> str | None:
+@dataclass(frozen=True)
+class Winner:
+    """The run that won a race with exactly the lost run's data: nothing is missing."""
+
+    run_id: str
+    version: str | None = None  # the source version both captured, when that alone told (nothing was diffed)
+
+    def __str__(self) -> str:
+        if self.version:
+            return f"another writer captured source version {self.version} first (run {self.run_id})"
+        return f"another writer committed the same data first (run {self.run_id})"
+
+
+def winner_with_same_data(cycle: Cycle, table: TableConfig, report: TableReport, lost: LostRace, *,
+                          diff: bool = True) -> Winner | None:
     """The run another writer committed on this run's parent, if it holds exactly the data of this writer's lost
-    run (then nothing is missing, and the local state moves to the winner's run). A writer that wrote the same run
-    id first is given a little time to commit. Its data may also be newer or older than ours: then None, the table
-    fails, and the next cycle rebases and fetches again — capturing our (maybe older) file on top of it could undo
-    it."""
-    if lost.snapshot is None or not lost.snapshot.is_file():
+    run: it captured the same source version, or (with `diff`) its table diffs empty against the lost run's kept
+    snapshot — the diff first moves the local state to the winner's run, and a writer that wrote the same run id
+    first is given a little time to commit. A run that was not kept is never compared. The winner's data may also
+    be newer or older than ours: then None, the table fails, and the next cycle rebases and fetches again —
+    capturing our (maybe older) file on top of it could undo it."""
+    if lost.snapshot is None:
         return None
-    deadline = time.monotonic() + min(CLAIM_WAIT, cycle.config.claim_timeout + 1)
-    while (top := head(cycle.lake, table.name)) is not None and top["run_id"] == lost.parent and \
+    if lost.version and lost.winner and lost.winner.get("source_version") == lost.version:
+        return Winner(lost.winner["run_id"], lost.version)
+    if not diff or not lost.snapshot.is_file():
+        return None
+    stores, deadline = cycle.stores, time.monotonic() + min(CLAIM_WAIT, cycle.run.config.claim_timeout + 1)
+    while (top := head(stores.lake, table.name)) is not None and top["run_id"] == lost.parent and \
             time.monotonic() < deadline:
         time.sleep(0.5)
     if top is None or top["run_id"] == lost.parent:
         return None
-    committed = rebase(cycle.state, cycle.lake, table.name, top, report, cycle.engine)
-    with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=cycle.state.root) as tmp:
-        changes = cycle.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
-                                    stamp={})
-    return None if changes or changes.schema_changed else top["run_id"]
+    committed = rebase(stores.state, stores.lake, table.name, top, report, stores.engine)
+    with tempfile.TemporaryDirectory(prefix="cdc-race-", dir=stores.state.root) as tmp:
+        changes = stores.engine.diff(committed.snapshot, lost.snapshot, table, output=Path(tmp) / "changes.parquet",
+                                     stamp={})
+    return None if changes or changes.schema_changed else Winner(top["run_id"])
 
-def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> bool:
-    """Commit an entry into the lake, then locally; False when another writer won (the entry is discarded)."""
-    clock = time.perf_counter()
+
+def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> None:
+    """Commit an entry into the lake, then locally; raises `LostRace` when another writer won (the entry is
+    discarded, its snapshot kept for `winner_with_same_data`)."""
+    clock, state, config = time.perf_counter(), cycle.stores.state, cycle.run.config
     try:
-        top = publish(entry, cycle.state, cycle.lake, checkpoint_every=cycle.config.checkpoint_every,
-                      transfer=cycle.transfer)
-        report.uploads += uploads(entry, cycle.state)
+        top = publish(entry, state, cycle.stores.lake, checkpoint_every=config.checkpoint_every,
+                      transfer=cycle.listeners.transfer)
+        report.uploads += uploads(entry, state)
     except LakeError as exc:
         raise LakeError(f'Table "{entry.table}": run {entry.run_id} stays in the outbox and goes out first next '
                         f"cycle: {exc}") from None
     except LostRace as lost:
-        kept = cycle.state.discard(entry)  # kept for a look (and for the comparison with the winner's data)
-        lost.snapshot = cycle.state.snapshot_of(replace(entry, dir=kept))
-        version = entry.meta.get("source_version")
-        if not (version and lost.winner and lost.winner.get("source_version") == version):
-            raise
-        report.status = "unchanged"  # the other writer captured this very version: nothing is missing
-        report.counts = {"I": 0, "U": 0, "D": 0}
-        cycle.progress(entry.table, f"no changes: another writer captured source version {version} first "
-                                    f"(run {lost.winner['run_id']})")
-        return False
-    project(cycle, report, top, cycle.state.snapshot_of(entry), entry.changes)
+        kept = state.outbox.discard(entry)  # kept for a look (and for the comparison with the winner's data)
+        raise lost.kept(state.snapshot_of(kept)) from None
+    project(cycle, report, top, state.snapshot_of(entry), entry.changes)
     if top.get("checkpoint") and top["run_id"] == entry.run_id:
         tidy_lake(cycle, top)
     clock = _lap(report, "publish", clock)
-    cycle.state.commit(entry, keep=cycle.config.retention)
-    remember_rows(cycle.state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
+    state.commit(entry, keep=config.retention)
+    remember_rows(state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
     _lap(report, "commit", clock)
-    return True
 
 def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
     """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run
     is committed whatever happens here: a projection left behind is a warning, and the next cycle catches it up."""
+    stores = cycle.stores
     try:
-        if (written := refresh_full_load(cycle.lake, top, snapshot)) is not None:
+        if (written := refresh_full_load(stores.lake, top, snapshot)) is not None:
             report.uploads.append(written)
         faults.point("after_put_full", top["table"])
-        if cycle.table_format is not None:
-            with tempfile.TemporaryDirectory(prefix="cdc-format-", dir=cycle.state.root) as scratch:
-                catch_up(cycle.table_format, cycle.lake, top, snapshot, changes, Path(scratch))
+        if stores.table_format is not None:
+            with tempfile.TemporaryDirectory(prefix="cdc-format-", dir=stores.state.root) as scratch:
+                catch_up(stores.table_format, stores.lake, top, snapshot, changes, Path(scratch))
             faults.point("after_format", top["table"])
     except LakeError as exc:
         warning = f"run {top['run_id']} is committed, but {behind(exc)} — the next cycle catches it up"
@@ -97,7 +110,7 @@ def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, change
 def tidy_lake(cycle: Cycle, top: dict) -> None:
     """At a checkpoint: remove what no run lists, and the runs `lake_retention` lets go (tidying: never fatal)."""
     try:
-        tidy(cycle.lake, top, cycle.config.lake_retention)
+        tidy(cycle.stores.lake, top, cycle.run.config.lake_retention)
     except LakeError as exc:
         log.warning("%s: could not tidy the lake at checkpoint %s (%s)", top["table"], top["run_id"], exc)
 
@@ -107,17 +120,17 @@ def behind(exc: LakeError) -> str:
 
 def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, committed, preview: Entry | None) -> None:
     """Publish exactly the change set a dry run (or a held capture) sealed, if the lake is still where it was."""
-    name, state = table.name, cycle.state
-    if preview is None and committed is not None and committed.run_id == cycle.run_id:
+    name, state = table.name, cycle.stores.state
+    if preview is None and committed is not None and committed.run_id == cycle.run.id:
         report.status = "unchanged"  # published already (a second --publish, a retried job): nothing to do
-        cycle.progress(name, f"run {cycle.run_id} is already published — nothing to do")
+        cycle.listeners.progress(name, f"run {cycle.run.id} is already published — nothing to do")
         return
     if preview is None:
-        raise StateError(f'Table "{name}": there is no preview of run {cycle.run_id} (a later dry run replaced it, '
+        raise StateError(f'Table "{name}": there is no preview of run {cycle.run.id} (a later dry run replaced it, '
                          "or it was published) — preview again")
     parent = committed.run_id if committed else None
     if preview.meta.get("parent") != parent:  # it can never be published now: do not keep it
-        shutil.rmtree(preview.dir, ignore_errors=True)
+        state.outbox.drop(preview)
         raise StateError(f'Table "{name}": the preview of run {preview.run_id} was diffed against run '
                          f'{preview.meta.get("parent")}, but the lake is at run {parent} now — preview again')
     report.rows, report.counts = preview.meta["rows"], dict(preview.meta["counts"])
@@ -126,10 +139,10 @@ def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, commi
     if preview.meta["kind"] == "unchanged":
         report.status = "unchanged"
         state.record_version(name, report.source_version)
-        shutil.rmtree(preview.dir, ignore_errors=True)
+        state.outbox.drop(preview)
         return
-    if preview.meta.get("held") and name not in cycle.accept_held:
+    if preview.meta.get("held") and name not in cycle.run.accept_held:
         raise HeldError(preview.meta["held"])
     report.status = preview.meta["kind"]
-    cycle.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.lake.url}")
-    publish_entry(cycle, state.add_entry(preview.dir, preview.meta), report)
+    cycle.listeners.progress(name, f"publishing the previewed run {preview.run_id} to {cycle.stores.lake.url}")
+    publish_entry(cycle, state.outbox.release(preview), report)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .state import read_json, write_json_atomic
+from .jsonfile import read_json, write_json_atomic
 
 KEEP = 1000  # more than any sane window
 

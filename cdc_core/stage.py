@@ -24,10 +24,11 @@ from .engines import said_once, schema_of
 from .errors import HeldError, InputError
 from .lake import Lake
 from .layout import full_load_key
+from .outbox import Entry
 from .recent import recent_rows
 from .replay import replay
 from .report import TableReport
-from .state import Committed, Entry, State
+from .state import Committed, State
 
 if TYPE_CHECKING:
     from .engines import Engine
@@ -79,7 +80,7 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
           options: CdcOptions) -> Entry | None:
     """Snapshot and diff one table into an outbox entry (a sealed preview in a dry run); None when nothing changed."""
     name, clock = table.name, time.perf_counter()
-    folder = state.staging(name, run_id)
+    folder = state.outbox.start(name, run_id)
     snap = engine.load_snapshot(file, table, folder / "snapshot.parquet",
                                 previous=schema_of(previous.path) if previous else None)
     report.rows, clock = snap.rows, _lap(report, "snapshot", clock)
@@ -109,9 +110,9 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
             if dry_run:  # the preview remembers that nothing changed (publishing it records the version)
                 for leftover in folder.iterdir():
                     leftover.unlink()
-                state.seal_preview(folder, {**meta, "kind": "unchanged"})
+                state.outbox.seal_preview(folder, {**meta, "kind": "unchanged"})
             else:
-                shutil.rmtree(folder, ignore_errors=True)
+                state.outbox.abandon(folder)
             return None
         if changes.held_keys is not None:  # date_field mode: what the change set does not capture stays as it was
             engine.hold_back(previous.path, snap.path, changes.held_keys, table.pk, folder / "held.parquet")
@@ -128,11 +129,11 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
                     f'{name} (or the TUI\'s upload screen), or change "guards" in the config')
             meta["held"] = held  # the preview shows it; publishing the preview needs the same acceptance
             if not dry_run:  # kept as it was diffed: --accept-held publishes exactly this change set
-                state.seal_preview(folder, meta)
+                state.outbox.hold(folder, meta)
                 raise HeldError(held)
     if dry_run:
-        return state.seal_preview(folder, meta)
-    entry = state.add_entry(folder, meta)
+        return state.outbox.seal_preview(folder, meta)
+    entry = state.outbox.seal(folder, meta)
     _lap(report, "seal", clock)
     faults.point("after_stage", name)
     return entry

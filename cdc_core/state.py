@@ -6,9 +6,7 @@ data_dir/
   fetch/current/                     the last fetched CSV files + fetch.json (what --skip-download re-reads)
   state/{table}.json                 the committed capture: run id, source version, snapshot file, rows
   snapshots/{table}/{table}_{run}.parquet   committed snapshots ("previous" of the next diff)
-  outbox/{table}/{run}/              captured but not yet published: entry.json, snapshot.parquet, changes.parquet
-  outbox/{table}/.preview-{run}/     a dry run's sealed entry: publishing the preview publishes exactly this
-  sent/{table}/{run}/                published and committed entries
+  outbox/, sent/, discarded/         captured runs on their way to the lake, one state each (see `outbox`)
 ```
 Every state file is replaced atomically (temporary file, fsync, rename), and a table's state only moves forward
 after its entry is published: a crash leaves either the old state (the cycle is redone) or a pending entry that
@@ -21,41 +19,21 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from . import faults
-from .durable import fsync_dir, fsync_file, fsync_tree
+from .durable import fsync_dir, fsync_file
 from .errors import BusyError, StateError
+from .jsonfile import read_json, write_json_atomic
+from .outbox import Entry, Outbox
+
+__all__ = ["Committed", "State", "read_json", "write_json_atomic"]  # the JSON helpers, as they always were here
 
 RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace `path` with `data` as JSON so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)  # key order kept: a manifest lists columns in file order
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StateError(f"State file {path} is damaged ({exc}) — restore it from a backup or delete the "
-                         "table's state to capture it afresh") from None
 
 
 @dataclass(frozen=True)
@@ -70,26 +48,12 @@ class Committed:
     committed_at: str
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One captured table run waiting in the outbox (or already sent)."""
-
-    table: str
-    run_id: str
-    dir: Path
-    meta: dict
-
-    @property
-    def changes(self) -> Path | None:
-        path = self.dir / "changes.parquet"
-        return path if self.meta.get("has_changes") else None
-
-
 class State:
     """The local state of one data dir."""
 
     def __init__(self, data_dir: Path):
         self.root = Path(data_dir)
+        self.outbox = Outbox(self.root)  # the captured runs on their way to the lake
 
     # --- lock -------------------------------------------------------------------------------------------
     @contextmanager
@@ -127,7 +91,7 @@ class State:
                 used.append(str(json.loads(path.read_text(encoding="utf-8"))["run_id"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-        used += [e.name for e in (self.root / "outbox").glob("*/*") if not e.name.startswith(".")]
+        used += self.outbox.run_ids()
         return max(used, default=None)
 
     def new_run_id(self, now: datetime | None = None, after: str | None = None) -> str:
@@ -173,18 +137,6 @@ class State:
         (self.root / "state" / f"{table}.json").unlink(missing_ok=True)
         fsync_dir(self.root / "state")
 
-    def discard(self, entry: Entry) -> Path:
-        """Drop a pending entry that lost the race to commit (kept in `discarded/` for a look, then pruned); where
-        it is now."""
-        target = self.root / "discarded" / entry.table / entry.run_id
-        shutil.rmtree(target, ignore_errors=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(entry.dir, target)
-        fsync_dir(entry.dir.parent)
-        for old in sorted(target.parent.iterdir())[:-3]:
-            shutil.rmtree(old, ignore_errors=True)
-        return target
-
     def record_version(self, table: str, source_version: str | None) -> None:
         """Note that the committed snapshot is also the table at `source_version` (a capture found no change)."""
         path = self.root / "state" / f"{table}.json"
@@ -195,56 +147,7 @@ class State:
     def all_committed(self) -> list[Committed]:
         return [c for p in sorted((self.root / "state").glob("*.json")) if (c := self.committed(p.stem))]
 
-    # --- outbox -----------------------------------------------------------------------------------------------
-    def staging(self, table: str, run_id: str) -> Path:
-        """A fresh folder to build an outbox entry in (not visible as pending until `add_entry`)."""
-        path = self.root / "outbox" / table / f".staging-{run_id}"
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
-
-    def add_entry(self, staging: Path, meta: dict) -> Entry:
-        """Seal a staged entry (or a preview): write its entry.json, then make it pending with one rename."""
-        return self._seal(staging, meta, meta["run_id"])
-
-    def seal_preview(self, staging: Path, meta: dict) -> Entry:
-        """Keep a dry run's entry exactly as it was shown; it replaces any older preview of the table."""
-        for old in (self.root / "outbox" / meta["table"]).glob(".preview-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        return self._seal(staging, meta, f".preview-{meta['run_id']}")
-
-    def preview(self, table: str, run_id: str) -> Entry | None:
-        """The sealed preview of `table` from the dry run `run_id`, if it is still there."""
-        path = self.root / "outbox" / table / f".preview-{run_id}"
-        meta = read_json(path / "entry.json")
-        return Entry(table=table, run_id=run_id, dir=path, meta=meta) if meta is not None else None
-
-    def held(self, table: str) -> Entry | None:
-        """The capture a guard held (kept sealed, as a preview, until a person accepts it), if there is one."""
-        for path in sorted((self.root / "outbox" / table).glob(".preview-*"), reverse=True):
-            meta = read_json(path / "entry.json")
-            if meta is not None and meta.get("held"):
-                return Entry(table=table, run_id=meta["run_id"], dir=path, meta=meta)
-        return None
-
-    def _seal(self, staging: Path, meta: dict, name: str) -> Entry:
-        if not (staging / "entry.json").is_file() or read_json(staging / "entry.json") != meta:
-            write_json_atomic(staging / "entry.json", meta)
-        fsync_tree(staging)  # the snapshot and change files DuckDB wrote are on disk before the entry exists
-        final = staging.parent / name
-        os.replace(staging, final)
-        fsync_dir(final.parent)
-        return Entry(table=meta["table"], run_id=meta["run_id"], dir=final, meta=meta)
-
-    def pending(self, table: str) -> list[Entry]:
-        """Sealed entries not yet committed, oldest first."""
-        entries = []
-        for path in sorted((self.root / "outbox" / table).glob("[0-9]*")):
-            meta = read_json(path / "entry.json")
-            if meta is not None:
-                entries.append(Entry(table=table, run_id=path.name, dir=path, meta=meta))
-        return entries
-
+    # --- snapshots of entries ------------------------------------------------------------------------------
     def snapshot_of(self, entry: Entry) -> Path:
         """Where an entry's snapshot is: in the entry, or already moved to snapshots/ by an unfinished commit."""
         inside = entry.dir / "snapshot.parquet"
@@ -268,25 +171,17 @@ class State:
                 "snapshot": target.relative_to(self.root).as_posix(), "rows": entry.meta["rows"],
                 "committed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
             faults.point("commit_after_state", entry.table)
-        sent = self.root / "sent" / entry.table / entry.run_id
-        shutil.rmtree(sent, ignore_errors=True)
-        sent.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(entry.dir, sent)
-        fsync_dir(sent.parent)
-        faults.point("commit_after_sent", entry.table)
+        self.outbox.send(entry, keep)
         self._prune(entry.table, keep)
         return self.committed(entry.table)
 
     def _prune(self, table: str, keep: int) -> None:
-        """Retention: only published, committed files are ever removed; the committed snapshot always stays."""
+        """Retention: only committed snapshots are ever removed, and the committed one always stays."""
         committed = self.committed(table)
         snapshots = sorted((self.root / "snapshots" / table).glob("*.parquet"))
         for old in snapshots[:-keep] if keep else snapshots:
             if committed is None or old != committed.snapshot:
                 old.unlink(missing_ok=True)
-        sent = sorted((self.root / "sent" / table).glob("[0-9]*"))
-        for old in sent[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
 
     # --- last fetch ------------------------------------------------------------------------------------------
     @property
@@ -320,8 +215,3 @@ class State:
         fsync_dir(incoming.parent)
         if previous is not None and previous != incoming.resolve():
             shutil.rmtree(previous, ignore_errors=True)
-
-    def clean_staging(self, table: str) -> None:
-        """Remove half-built outbox entries left by a run that was killed (never sealed, never published)."""
-        for old in (self.root / "outbox" / table).glob(".staging-*"):
-            shutil.rmtree(old, ignore_errors=True)

@@ -145,7 +145,7 @@ async def test_confirm_yes_publishes_the_preview_and_commits(captured: Config):
             assert state.committed(name).run_id == preview.run_id > before[name]
         else:
             assert state.committed(name).run_id == before[name]
-        assert state.pending(name) == []
+        assert state.outbox.pending(name) == []
 
 
 async def test_a_held_capture_is_shown_and_published_only_when_accepted(tmp_path: Path, monkeypatch):
@@ -203,7 +203,7 @@ async def test_declining_goes_back_to_the_preview_which_still_publishes_exactly(
         assert any("Nothing was written" in n.message for n in app._notifications)
         assert lake_listing(captured) == before_lake
         assert {name: state.committed(name) for name in captured.table_names} == before_state
-        assert all(state.pending(name) == [] for name in captured.table_names)
+        assert all(state.outbox.pending(name) == [] for name in captured.table_names)
         await pilot.press("c")  # changed our mind: the same preview is still there to publish
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")

@@ -70,7 +70,7 @@ def load_overview(config: Config) -> list[TableOverview]:
     for table in config.tables:
         try:
             committed = state.committed(table.name)
-            pending = tuple(entry.run_id for entry in state.pending(table.name))
+            pending = tuple(entry.run_id for entry in state.outbox.pending(table.name))
             top = head(lake, table.name, repair=False)
             recent = recent_runs(lake, table.name, top, HISTORY_RUNS) if top else []
             history = tuple(with_versions(recent, table_format) if recent else recent)
@@ -113,7 +113,7 @@ def previous_snapshot(state: State, table: str, parent: str | None) -> Path | No
         committed = None
     if committed is not None and committed.run_id == parent:
         return committed.snapshot
-    entry = next((e for e in state.pending(table) if e.run_id == parent), None)
+    entry = next((e for e in state.outbox.pending(table) if e.run_id == parent), None)
     path = state.snapshot_of(entry) if entry is not None else None
     return path if path is not None and path.is_file() else None
 

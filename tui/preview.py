@@ -89,7 +89,7 @@ class PreviewScreen(Screen[None]):
         """The pipeline's dry run, then the change rows of each table read as Arrow (all in this thread)."""
         try:
             state = State(self.app.config.data_dir)
-            pending = {name: [entry.run_id for entry in state.pending(name)] for name in self.tables}
+            pending = {name: [entry.run_id for entry in state.outbox.pending(name)] for name in self.tables}
             report = run_once(self.app.config, tables=self.tables, skip_download=self.skip_download, dry_run=True,
                               on_progress=self._progress)
             if get_current_worker().is_cancelled:  # the screen was closed while the core ran: nothing to show
