@@ -62,6 +62,12 @@ def test_the_workflow_runs_the_same_command_as_ci_on_push_and_pull_requests():
     assert step["env"]["PYTHON"] == "${{ steps." + setup["id"] + ".outputs.python-path }}"
 
 
+def test_the_workflow_checks_the_import_layers_in_a_job_of_its_own():
+    layers = workflow()["jobs"]["layers"]
+    assert runs(layers)[-1] == "lint-imports"
+    assert "import-linter" in " ".join(runs(layers))
+
+
 def test_the_wheel_job_builds_it_and_runs_the_demo_from_a_fresh_venv_without_extras():
     job = workflow()["jobs"]["wheel"]
     commands_run = runs(job)
