@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
+
+T = TypeVar("T")
 
 OPS = ("I", "U", "D")
 NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
@@ -76,6 +78,18 @@ class ChangeSet:
         return (f"<div><p>Change set by {html.escape(', '.join(self.key))}: {counts}</p>"
                 + (f"<ul>{notes}</ul>" if notes else "") + shown.to_html(index=False, border=0)
                 + (f"<p>… and {more:,} more row(s)</p>" if more > 0 else "") + "</div>")
+
+
+@dataclass
+class Side(Generic[T]):
+    """One input of a comparison as an engine holds it (`data`: a DuckDB relation's name, a Spark DataFrame), with
+    its exact column names, their types, its row count, its label in messages and its timestamp layouts."""
+
+    data: T
+    columns: dict[str, str]
+    rows: int
+    label: str
+    layouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -10,7 +10,6 @@ written as `B` rows right before their `U` (Delta's update_preimage / update_pos
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,6 +20,7 @@ from ..changeset import (
     ChangeSet,
     DiffStats,
     Output,
+    Side,
     ambiguous_keys,
     common_types,
     keys_in_doubt,
@@ -34,18 +34,7 @@ from .snapshot import check_keys
 _names = itertools.count()
 
 
-@dataclass
-class Side:
-    """One input as a DuckDB relation, with its exact column names, types, layouts, row count and a label."""
-
-    relation: str
-    columns: dict[str, str]
-    rows: int
-    label: str
-    layouts: dict[str, str] = field(default_factory=dict)
-
-
-def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None, detect: str,
+def compare(con, prev: Side[str], cur: Side[str], key: tuple[str, ...], date_field: str | None, detect: str,
             output: Output) -> ChangeSet:
     """The change set of `cur` against `prev` (see the module's docstring)."""
     result = ChangeSet(key=key)
@@ -89,8 +78,8 @@ def compare(con, prev: Side, cur: Side, key: tuple[str, ...], date_field: str | 
         CREATE TEMP TABLE {work} AS
         SELECT *, ({changed}) AS __cdc_changed FROM (
             SELECT {', '.join(select)}
-            FROM (SELECT {side(prev)} FROM {prev.relation}) p
-            FULL OUTER JOIN (SELECT {side(cur)} FROM {cur.relation}) c ON {on}
+            FROM (SELECT {side(prev)} FROM {prev.data}) p
+            FULL OUTER JOIN (SELECT {side(cur)} FROM {cur.data}) c ON {on}
         ) WHERE op <> 'U' OR {changed} OR __cdc_bumped OR __cdc_backwards""")
     try:
         is_update = "__cdc_changed" if detect == "content" else "__cdc_bumped"
@@ -166,5 +155,5 @@ def _check_keys(con, work: str, prev: Side, cur: Side, key: tuple[str, ...], ali
                                  HAVING count(*) > 1 OR {' OR '.join(f'{a} IS NULL' for a in aliases)})""")
     if keys_in_doubt(bool(suspicious.fetchall()[0][0]), prev.rows, cur.rows, stats):
         for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
-            check_keys(con, side.relation, key, opening(side.label))
+            check_keys(con, side.data, key, opening(side.label))
         raise ambiguous_keys(prev.label, cur.label, key)

@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 
 from ...config import TableConfig
 from ...types import Column, read_layouts
-from ..changeset import OPS, ChangeSet, Output, check_side, missing_input, not_comparable
+from ..changeset import OPS, ChangeSet, Output, Side, check_side, missing_input, not_comparable
 from ..rules import is_parquet, said_once
-from .compare import Side, compare
+from .compare import compare
 from .connection import connect, literal
 from .snapshot import load_snapshot
 
@@ -141,4 +141,4 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     columns = {name: row[1] for name, row in zip(names, described, strict=True)}
     check_side(label, columns, csv.pk, csv.date_field)
-    return Side(relation=relation, columns=columns, rows=rows, label=label, layouts=layouts)
+    return Side(data=relation, columns=columns, rows=rows, label=label, layouts=layouts)

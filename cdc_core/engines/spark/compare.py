@@ -8,7 +8,6 @@ classic Spark and on Spark Connect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..changeset import (
     ChangeSet,
     DiffStats,
     Output,
+    Side,
     ambiguous_keys,
     check_side,
     common_types,
@@ -36,17 +36,6 @@ from . import types as st
 from .parquet import file_rows, file_types, spark_type, write_single
 from .snapshot import ERRORS, check_keys
 from .types import col
-
-
-@dataclass
-class Side:
-    """One input (a Parquet file) as a DataFrame, with its exact column names, DuckDB types, layouts, rows."""
-
-    df: object
-    columns: dict[str, str]
-    rows: int
-    label: str
-    layouts: dict[str, str] = field(default_factory=dict)
 
 
 def open_side(spark, path: Path, key: tuple[str, ...], date_field: str | None) -> Side:
@@ -92,7 +81,7 @@ def _compare(prev: Side, cur: Side, key: tuple[str, ...], date_field: str | None
             else:
                 value = (col(c) if have else F.lit(None)).cast(spark_type(types[c]))
             out.append(value.alias(alias[c]))
-        return s.df.select(out).alias(name)
+        return s.data.select(out).alias(name)
 
     def p(c: str) -> Column:
         return F.col(f"p.{alias[c]}")
@@ -178,5 +167,5 @@ def _check_keys(work, prev: Side, cur: Side, key: tuple[str, ...], aliases: list
                   .where((F.col("__n") > 1) | F.col("__null")).limit(1).count())
     if keys_in_doubt(bool(suspicious), prev.rows, cur.rows, stats):
         for s in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
-            check_keys(s.df, key, opening(s.label))
+            check_keys(s.data, key, opening(s.label))
         raise ambiguous_keys(prev.label, cur.label, key)
