@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from . import extras, interrupt
 from .commands import diff_command, replay_command, verify_command
 from .config import load_config
+from .engines import KNOWN_ENGINES
 from .errors import CdcError, ConfigError
 from .logs import redact, setup_logging
 from .monitored import run_once
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", required=True, metavar="OUT.parquet", help="where to write the change rows")
     d.add_argument("--stat", action="store_true",
                    help="also print each changed column with its number of updated rows")
-    d.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+    d.add_argument("--engine", choices=tuple(KNOWN_ENGINES), default="duckdb",
                    help="where to diff: DuckDB in this process (default) or Spark (local[*]; needs cdc-core[spark])")
     d.add_argument("--changed-columns", action="store_true",
                    help="add _cdc_changed (each U row's changed columns) to the change rows")

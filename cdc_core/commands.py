@@ -100,8 +100,6 @@ def verify_command(config, tables: list[str] | None) -> int:
 
 
 def diff_command(args: argparse.Namespace) -> int:
-    from .engines.duckdb import diff
-
     try:
         _check_dialect(args)
         if args.detect == "date_field" and not args.date_field:
@@ -116,12 +114,7 @@ def diff_command(args: argparse.Namespace) -> int:
               f"path{'s' if len(missing) > 1 else ''}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        if args.engine == "spark":
-            changes = _spark_diff(args, output)
-        else:
-            changes = diff(args.previous, args.current, args.key, date_field=args.date_field, detect=args.detect,
-                           sep=args.sep, quote_char=args.quote, escape_char=args.escape, output=output,
-                           changed_columns=args.changed_columns)
+        changes = _diff_files(args, output)
     except CdcError as exc:
         message = re.sub(r'^Table "[^"]*": ', "", str(exc))
         for key, option in (("pk", "--key"), ("sep", "--sep"), ("date_field", "--date-field"),
@@ -152,14 +145,15 @@ def _check_dialect(args: argparse.Namespace) -> None:
             raise ConfigError(f"{option} {value!r} must be one character, or '' for none")
 
 
-def _spark_diff(args: argparse.Namespace, output: Path):
-    """The diff command on the Spark engine (a local session unless a Spark session is already active)."""
+def _diff_files(args: argparse.Namespace, output: Path):
+    """The diff command on the engine `--engine` names (Spark: a local session unless one is already active)."""
     from .config import EngineConfig, TableConfig
     from .engines import engine_class
 
     table = TableConfig(name="", pk=tuple(args.key), date_field=args.date_field, sep=args.sep, quote=args.quote,
                         escape=args.escape, detect=args.detect)
-    engine = engine_class("spark")(settings=EngineConfig(type="spark", master="local[*]"))
+    settings = EngineConfig(type="spark", master="local[*]") if args.engine == "spark" else EngineConfig()
+    engine = engine_class(args.engine)(settings=settings)
     try:
         return engine.diff_files(Path(args.previous), Path(args.current), table, output=output,
                                  changed_columns=args.changed_columns)

@@ -57,6 +57,12 @@ class Engine(Protocol):
         messages name the two inputs. NULL and duplicate keys of either input raise InputError."""
         ...
 
+    def diff_files(self, previous: Path, current: Path, table: TableConfig, *, output: Path,
+                   changed_columns: bool = False) -> ChangeSet:
+        """The `diff` command: two files (CSV in the table's dialect, gzipped CSV or Parquet) typed as a capture
+        types them (the current CSV keeps the previous one's types while it fits them), then `diff`."""
+        ...
+
     def hold_back(self, previous: Path, current: Path, held: Path, key: Sequence[str], out: Path) -> None:
         """`current`, except that the rows whose keys are in `held` keep their `previous` values."""
         ...

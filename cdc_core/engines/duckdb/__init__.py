@@ -22,9 +22,9 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, config: Config | None = None):
-        """With a config: its `engine` settings, spilling to `data_dir/tmp`; without: DuckDB's defaults."""
-        self.settings = config.engine if config else EngineConfig()
+    def __init__(self, config: Config | None = None, *, settings: EngineConfig | None = None):
+        """With a config: its `engine` settings, spilling to `data_dir/tmp`; else `settings` (or DuckDB's defaults)."""
+        self.settings = config.engine if config else settings or EngineConfig()
         self.spill = config.data_dir / "tmp" if config else None
         compression = config.compression if config else "snappy"
         self.codec = "uncompressed" if compression == "none" else compression
@@ -48,6 +48,13 @@ class DuckDBEngine:
                         output=output, compression=self.codec, constants=constants,
                         changed_columns=changed_columns, before_image=before_image, details=details,
                         labels=labels)
+
+    def diff_files(self, previous: Path, current: Path, table: TableConfig, *, output: Path,
+                   changed_columns: bool = False) -> ChangeSet:
+        with self._connect() as con:
+            return diff(previous, current, table.pk, date_field=table.date_field, detect=table.detect,
+                        sep=table.sep, quote_char=table.quote, escape_char=table.escape, con=con, output=output,
+                        compression=self.codec, changed_columns=changed_columns)
 
     def hold_back(self, previous: Path, current: Path, held: Path, key: Sequence[str], out: Path) -> None:
         with self._connect() as con:
