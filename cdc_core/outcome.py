@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state import read_json, write_json_atomic
+from .jsonfile import read_json, write_json_atomic
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .report import RunReport
@@ -60,8 +61,8 @@ def record_outcome(data_dir: Path, report: RunReport) -> dict[str, dict[str, Any
 
 def _sent_counts(data_dir: Path, table: str, run_id: str) -> dict[str, int]:
     """The I/U/D counts of a run that was pending in the outbox and went out in this cycle (from its entry)."""
-    entry = read_json(Path(data_dir) / "sent" / table / run_id / "entry.json") or {}
-    return entry.get("counts") or {}
+    entry = Outbox(Path(data_dir)).sent(table, run_id)
+    return (entry.meta.get("counts") if entry else None) or {}
 
 
 def parse_time(text: str | None) -> float | None:

@@ -31,7 +31,7 @@ from .errors import BusyError, StateError
 from .jsonfile import read_json, write_json_atomic
 from .outbox import Entry, Outbox
 
-__all__ = ["Committed", "State", "read_json", "write_json_atomic"]  # the JSON helpers, as they always were here
+__all__ = ["Committed", "State"]
 
 RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
 
