@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stat", action="store_true",
                    help="also print each changed column with its number of updated rows")
     d.add_argument("--engine", choices=tuple(KNOWN_ENGINES), default="duckdb",
-                   help="where to diff: DuckDB in this process (default) or Spark (local[*]; needs cdc-core[spark])")
+                   help="the engine that types and diffs: DuckDB in this process (default), or Spark (local[*]; needs "
+                        "cdc-core[spark])")
     d.add_argument("--changed-columns", action="store_true",
                    help="add _cdc_changed (each U row's changed columns) to the change rows")
     r = commands.add_parser("replay", help="rebuild a table from the lake alone, as of any committed run",

@@ -146,14 +146,14 @@ def _check_dialect(args: argparse.Namespace) -> None:
 
 
 def _diff_files(args: argparse.Namespace, output: Path):
-    """The diff command on the engine `--engine` names (Spark: a local session unless one is already active)."""
-    from .config import EngineConfig, TableConfig
+    """The diff command on the engine `--engine` names, with its settings for this machine alone (Spark: a local
+    session unless one is already active)."""
+    from .config import TableConfig
     from .engines import engine_class
 
     table = TableConfig(name="", pk=tuple(args.key), date_field=args.date_field, sep=args.sep, quote=args.quote,
                         escape=args.escape, detect=args.detect)
-    settings = EngineConfig(type="spark", master="local[*]") if args.engine == "spark" else EngineConfig()
-    engine = engine_class(args.engine)(settings=settings)
+    engine = engine_class(args.engine)()
     try:
         return engine.diff_files(Path(args.previous), Path(args.current), table, output=output,
                                  changed_columns=args.changed_columns)

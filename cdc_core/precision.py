@@ -10,32 +10,6 @@ PostgreSQL's `infinity`, `-infinity` and timestamps past the year 294,247 are fo
 
 from __future__ import annotations
 
-from .errors import InputError
-from .sql import literal, quote
-
-
-def nanosecond_columns(con, relation: str, described: list[tuple], date_field: str | None,
-                       at: str) -> dict[str, str]:
-    """{the date field: SQL for its values truncated to microseconds} when it is a nanosecond column; raises
-    `InputError` for any other nanosecond column with a value finer than a microsecond."""
-    nanos = [name for name, kind, *_ in described if kind.replace(" ", "").upper().endswith("_NS")]
-    others = [name for name in nanos if name != date_field]
-    if others:
-        probes = ", ".join(f"min(strftime({quote(c)}, '%Y-%m-%d %H:%M:%S.%n')) FILTER (WHERE epoch_ns({quote(c)}) "
-                           "% 1000 <> 0)" for c in others)
-        found = con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0]
-        for name, example in zip(others, found, strict=True):
-            if example is not None:
-                raise InputError(f'{at}: column "{name}" holds {example}, finer than the microseconds a lake '
-                                 "timestamp holds, and a value is never rounded — truncate it to microseconds at "
-                                 "the source, or write it there as text")
-    if date_field not in nanos:
-        return {}
-    ns = f"epoch_ns({quote(date_field)})"
-    return {date_field: f"(make_timestamp(({ns} - ({ns} % 1000 + 1000) % 1000) // 1000) AT TIME ZONE "
-                        f"{literal('UTC')})"}
-
-
 # PostgreSQL's ±infinity are the extreme int64 (int32 for dates) of its own epoch, 2000-01-01; shifted to 1970 by
 # its driver they wrap below the earliest value PostgreSQL has (4714 BC), as do timestamps past the year 294,247
 PG_EPOCH_US, PG_EPOCH_DAYS = 946_684_800_000_000, 10_957

@@ -18,8 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sql import literal, quote
-
 TEXT, INT, DOUBLE, BOOL, DATE, TZ, BLOB = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE",
                                            "TIMESTAMP WITH TIME ZONE", "BLOB")
 LAKE_TYPES = (TEXT, INT, DOUBLE, BOOL, DATE, TZ, BLOB)
@@ -95,66 +93,6 @@ def lake_type_of(duckdb_type: str) -> str:
     return TEXT  # VARCHAR, TIME, UUID, JSON, INTERVAL, lists and structs: as text
 
 
-def text_of(expr: str, kind: str, layout: str | None = None) -> str:
-    """SQL for the text a typed value was read from (its canonical text when it came typed)."""
-    if kind == TEXT:
-        return expr
-    if layout and kind in (TZ, DATE):
-        return f"strftime({expr}, {literal(layout)})"
-    return f"CAST({expr} AS VARCHAR)"
-
-
-def parse(expr: str, kind: str, layout: str | None = None, hint: str | None = None) -> str:
-    """SQL that reads text as `kind` (NULL where it does not parse).
-
-    A timestamp reads as DuckDB's `TRY_CAST(… AS TIMESTAMP WITH TIME ZONE)` reads it (offsets and zone names
-    honoured, else UTC). Text written exactly in an ISO layout (`layout`, or the `hint` of how the column is
-    likely written) has no zone to honour: it takes a fast path that skips the time-zone library, with the same
-    result.
-    """
-    if kind == TEXT:
-        return expr
-    if layout and layout not in LAYOUTS and kind in (TZ, DATE):
-        return f"CAST(TRY_STRPTIME({expr}, {literal(layout)}) AS {kind})"
-    form = layout or hint
-    if kind == TZ and form in LAYOUTS:
-        return (f"CASE WHEN {_written_in(expr, form)} THEN make_timestamptz(epoch_us({_naive(expr)})) "
-                f"ELSE TRY_CAST({expr} AS {TZ}) END")
-    return f"TRY_CAST({expr} AS {kind})"
-
-
-def exact(raw: str, parsed: str, kind: str, layout: str | None = None) -> str:
-    """SQL that is true when `parsed` (= `parse(raw)`) prints back to exactly `raw` (`text_of(parsed) = raw`).
-
-    A timestamp in an ISO layout is printed from its UTC wall time without the time-zone library (fast).
-    """
-    if kind == TZ and layout in LAYOUTS:
-        return _prints_as(f"make_timestamp(epoch_us({parsed}))", layout, raw)  # its UTC wall time
-    return f"{text_of(parsed, kind, layout)} = {raw}"
-
-
-def _naive(expr: str) -> str:
-    return f"TRY_CAST({expr} AS TIMESTAMP)"
-
-
-def _written_in(expr: str, layout: str) -> str:
-    """True where text `expr` is a finite timestamp written exactly in the ISO `layout` (zone-less, or `Z`)."""
-    return _prints_as(_naive(expr), layout, expr)
-
-
-def _prints_as(naive: str, layout: str, text: str) -> str:
-    """True where the zone-less timestamp `naive` is finite and prints in `layout` as exactly `text`."""
-    return f"(isfinite({naive}) AND strftime({naive}, {literal(layout)}) = {text})"
-
-
-def nullable(expr: str) -> str:
-    """`expr`, as a column a Parquet file declares optional. DuckDB 2 writes a column as `required` when the
-    statistics of what it reads show no NULL (a Parquet input, a snapshot): then a CDC file or a replay would
-    declare `not null` a column that other files of the same table hold NULLs in, and pyarrow builds tables whose
-    schema lies. A CASE is something the statistics cannot see through."""
-    return f"CASE WHEN {expr} IS NULL THEN NULL ELSE {expr} END"
-
-
 def _shape(layout: str) -> str:
     """A layout's text with every digit as 0 (`%Y-%m-%d` → `0000-00-00`)."""
     for code, digits in (("%Y", "0000"), ("%m", "00"), ("%d", "00"), ("%H", "00"), ("%M", "00"), ("%S", "00"),
@@ -205,18 +143,6 @@ class Column:
     layout: str | None = None
 
 
-def file_columns(con, path: Path) -> dict[str, tuple[str, str]]:
-    """A Parquet file's exact column names → (the name DuckDB reads it under, its DuckDB type).
-
-    DuckDB renames a column whose name differs only in case from an earlier one (`Nome` → `Nome_1`); the
-    file's own schema keeps the exact names, in the same order.
-    """
-    import pyarrow.parquet as pq
-
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(path))})").fetchall()
-    return {name: (row[0], row[1]) for name, row in zip(pq.read_schema(path).names, described, strict=True)}
-
-
 def read_layouts(path: Path) -> dict[str, str]:
     """The timestamp layouts a Parquet file written by cdc_core records in its key-value metadata."""
     import pyarrow.parquet as pq
@@ -235,37 +161,3 @@ def read_layouts(path: Path) -> dict[str, str]:
 def layouts_metadata(layouts: dict[str, str]) -> dict[bytes, bytes] | None:
     """The same record as Arrow schema metadata (for files pyarrow writes)."""
     return {META_KEY.encode(): json.dumps({"formats": layouts}, sort_keys=True).encode()} if layouts else None
-
-
-def kv_metadata(layouts: dict[str, str]) -> str:
-    """The COPY option that records the columns' layouts in a Parquet file (empty when there are none)."""
-    meta = layouts_metadata(layouts)
-    return f", KV_METADATA {{{META_KEY}: {literal(meta[META_KEY.encode()].decode())}}}" if meta else ""
-
-
-def project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, ops: bool = False,
-            forget: frozenset[str] = frozenset()) -> str:
-    """SELECT of one lake file as the target's columns (by exact name) and types; a column it lacks (or one to
-    `forget`) is NULL.
-
-    A column that was typed in the file but is text in the target becomes the text its values were read from.
-    """
-    have, layouts = file_columns(con, path), read_layouts(path)
-    out = []
-    for col, kind in columns.items():
-        if col not in have or col in forget:
-            out.append(f"CAST(NULL AS {kind}) AS {alias[col]}")
-            continue
-        name, file_type = have[col]
-        if file_type == kind:
-            value = quote(name)
-        elif kind == "VARCHAR":
-            value = text_of(quote(name), file_type, layouts.get(col))
-        else:
-            value = f"CAST({quote(name)} AS {kind})"
-        out.append(f"{value} AS {alias[col]}")
-    if not ops:
-        return f"SELECT {', '.join(out)} FROM read_parquet({literal(str(path))})"
-    # change rows only: `op` I/U/D (other ops, like before-images, are not part of the table)
-    return (f"SELECT op, _cdc_run_id, {', '.join(out)} FROM read_parquet({literal(str(path))}) "
-            "WHERE op IN ('I', 'U', 'D')")

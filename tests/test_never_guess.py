@@ -25,9 +25,10 @@ from cdc_core.engines import schema_of
 from cdc_core.engines.csvquotes import check_spaced_quotes
 from cdc_core.engines.duckdb.connection import connect, literal
 from cdc_core.engines.duckdb.diff import diff
+from cdc_core.engines.duckdb.law import exact, parse
 from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.errors import InputError
-from cdc_core.types import LAYOUTS, TZ, exact, parse
+from cdc_core.types import LAYOUTS, TZ
 
 from .conftest import write_config
 

@@ -17,13 +17,14 @@ import pyarrow.parquet as pq
 from cdc_core.chain import head, recent_runs
 from cdc_core.config import Config, TableConfig
 from cdc_core.engines.duckdb.connection import connect, literal, quote
+from cdc_core.engines.duckdb.law import text_of
 from cdc_core.errors import CdcError
 from cdc_core.formats import make_format, with_versions
 from cdc_core.jsonfile import read_json
 from cdc_core.lake import make_lake
 from cdc_core.report import RunReport, TableReport
 from cdc_core.state import Committed, State
-from cdc_core.types import read_layouts, text_of
+from cdc_core.types import read_layouts
 
 HISTORY_RUNS = 24  # how many recent captures the history chart shows
 OPS = ("I", "U", "D")

@@ -2,12 +2,14 @@
 
 Every engine gives the same results on the same files: the same column types (see `types`), the same change rows
 (I/U/D, NULL-safe, dates as UTC instants, composite keys, widened columns compared on their read text), the same
-one-line errors for duplicate or NULL keys. The pipeline, replay, verify, the TUI and the notebooks only talk to
-this interface; an engine's library is imported when the engine is made, and its absence names the extra.
+one-line errors for duplicate or NULL keys. A capture, a replay and the `diff` command talk to this interface only;
+an engine's library is imported when the engine is made, and its absence names the extra. DuckDB is also the
+core's query tool, whatever engine captures: `verify`, `read_changes`, the notebooks and the TUI read the lake's
+Parquet files with it (`duckdb.connection`, and `duckdb.diff` for `verify`'s comparison).
 
 Layout: the rules every engine follows are here, once — `rules` (the column plan, the CSV dialect rule, the
 checks and their one-line errors, `Snapshot`), `changeset` (the change-row shape, the diff's counts, warnings and
-errors), `csvfile`, `csvquotes` and `csvlines` (reading a CSV's header and refusing what readers take
+errors), `csvfile`, `csvtext`, `csvquotes` and `csvlines` (reading a CSV's header and refusing what readers take
 differently); each engine's package (`duckdb/`, `spark/`) holds only its own expressions and imports no other
 engine's. A new engine is a package and a line in `KNOWN_ENGINES` (docs/engines.md).
 """

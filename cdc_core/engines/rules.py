@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from ..config import TableConfig
 from ..errors import InputError
 from ..names import check_names, lake_names
+from ..sql import literal
 from ..types import DATE, TEXT, TZ, Column, guess, lake_type_of, read_layouts
 
 EXAMPLES = 5  # values shown in an error
@@ -65,8 +66,6 @@ def said_once(warnings: list[str], widenings: dict[str, str]) -> list[str]:
 def schema_of(path: Path) -> dict[str, Column]:
     """The columns (exact names, lake types, timestamp layouts) of a snapshot any engine wrote."""
     import duckdb  # the core's own reader of Parquet types, whichever engine wrote the file
-
-    from ..types import file_columns
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
@@ -159,7 +158,7 @@ class Expressions(Protocol[E]):
         ...
 
     def text_of(self, value: E, kind: str) -> E:
-        """The text a value of lake type `kind` prints as (`types.text_of`): keys, and columns widened to text."""
+        """The text a value of lake type `kind` prints as (DuckDB's `law.text_of`): keys, and columns widened to text."""
         ...
 
 
@@ -285,3 +284,15 @@ def snapshot_of(table: TableConfig, path: Path, rows: int, plans: list[Plan], wi
     """The snapshot a write of these plans made."""
     return Snapshot(table=table.name, path=path, rows=rows, columns={p.name: p.type for p in plans},
                     layouts={p.name: p.layout for p in plans if p.layout}, widened=widened, quality=found)
+
+
+def file_columns(con, path: Path) -> dict[str, tuple[str, str]]:
+    """A Parquet file's exact column names → (the name DuckDB reads it under, its DuckDB type).
+
+    DuckDB renames a column whose name differs only in case from an earlier one (`Nome` → `Nome_1`); the
+    file's own schema keeps the exact names, in the same order.
+    """
+    import pyarrow.parquet as pq
+
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(path))})").fetchall()
+    return {name: (row[0], row[1]) for name, row in zip(pq.read_schema(path).names, described, strict=True)}

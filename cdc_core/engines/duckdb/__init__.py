@@ -9,11 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 from ...config import Config, EngineConfig, TableConfig
-from ...types import Column, kv_metadata, nullable, project
+from ...types import Column
 from ..changeset import ChangeSet
 from ..rules import Snapshot
 from .connection import connect, literal, quote
 from .diff import diff
+from .law import kv_metadata, nullable, project
 from .snapshot import hold_back, load_snapshot
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ...types import kv_metadata, layouts_metadata, nullable, text_of
+from ...types import layouts_metadata
 from ..changeset import (
     TZ,
     ChangeSet,
@@ -29,6 +29,7 @@ from ..changeset import (
     warn,
 )
 from .connection import literal, quote
+from .law import kv_metadata, nullable, text_of
 from .snapshot import check_keys
 
 _names = itertools.count()

@@ -10,7 +10,7 @@ set onto `previous` gives `current`.
 
 Column names are exact: inside the SQL every column goes by a positional alias, so `nome` and `Nome` (a header
 whose case changed) are two columns, one removed and one added. A column that widened to text compares on the
-text its old values were read from (`types.text_of`), so the widening alone changes no row.
+text its old values were read from (`law.text_of`), so the widening alone changes no row.
 
 One FULL OUTER JOIN does the work; only changed rows are kept. Duplicate and NULL keys are caught from its result
 at no extra pass: NULL and unmatched duplicate keys show up as repeated or empty keys among the change rows, and

@@ -2,7 +2,7 @@
 
 The columns are planned by the rules (`rules.csv_plans`, `rules.parquet_plans`); here is only how DuckDB reads
 them (`csv_relation`), guesses a type from each column's smallest and largest value, parses and checks each value
-(`types.parse`, `types.exact`) and writes the file in one COPY that stops at the first value that does not fit —
+(`law.parse`, `law.exact`) and writes the file in one COPY that stops at the first value that does not fit —
 then one query finds which columns failed, and `rules.settle_types` widens or refuses them and writes again.
 """
 
@@ -16,22 +16,7 @@ import pyarrow.parquet as pq
 
 from ...config import TableConfig
 from ...errors import InputError
-from ...precision import nanosecond_columns
-from ...types import (
-    LAYOUTS,
-    TZ,
-    Column,
-    exact,
-    file_columns,
-    kv_metadata,
-    layout_of,
-    nullable,
-    parse,
-    project,
-    read_layouts,
-    safe_form,
-    text_of,
-)
+from ...types import LAYOUTS, TZ, Column, layout_of, read_layouts, safe_form
 from .. import csvfile
 from ..csvlines import MAX_LINE
 from ..rules import (
@@ -43,6 +28,7 @@ from ..rules import (
     csv_plans,
     duplicate_keys,
     empty_keys,
+    file_columns,
     infer,
     is_parquet,
     parquet_names,
@@ -53,6 +39,7 @@ from ..rules import (
     unreadable_parquet,
 )
 from .connection import connect, literal, quote
+from .law import exact, kv_metadata, nanosecond_columns, nullable, parse, project, text_of
 
 STOP = "error('cdc: a value does not fit its column type')"  # stops the COPY; `failures` finds which, as data
 

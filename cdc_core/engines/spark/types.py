@@ -31,7 +31,7 @@ def col(name: str) -> Column:
 
 
 def parse(raw: Column, kind: str, layout: str | None = None) -> Column:
-    """`raw` (text) read as `kind`; NULL where it does not read (the twin of `types.parse`)."""
+    """`raw` (text) read as `kind`; NULL where it does not read (the twin of DuckDB's `law.parse`)."""
     if kind == TEXT:
         return raw
     if layout and layout not in LAYOUTS and kind in (TZ, DATE):
@@ -46,12 +46,12 @@ def parse(raw: Column, kind: str, layout: str | None = None) -> Column:
 
 
 def exact(raw: Column, parsed: Column, kind: str, layout: str | None = None) -> Column:
-    """True where `parsed` prints back to exactly `raw` (the twin of `types.exact`: the law itself)."""
+    """True where `parsed` prints back to exactly `raw` (the twin of DuckDB's `law.exact`: the law itself)."""
     return text_of(parsed, kind, layout) == raw
 
 
 def text_of(value: Column, kind: str, layout: str | None = None) -> Column:
-    """The text a typed value was read from, as DuckDB prints it (the twin of `types.text_of`).
+    """The text a typed value was read from, as DuckDB prints it (the twin of DuckDB's `law.text_of`).
 
     Not alike for DOUBLE (DuckDB prints `1e+20`, Spark `1.0E20`) and BLOB values (DuckDB escapes bytes): a column of
     those types that drifts to text compares on Spark's text.
@@ -128,7 +128,7 @@ def _tokens(layout: str) -> list[tuple[str | None, str]]:
 
 
 def project(spark, path: Path, columns: dict[str, str], *, ops: bool = False, forget: frozenset[str] = frozenset()):
-    """One lake file as the target's columns (by exact name, aliased `c{i}`) and types (twin of `types.project`)."""
+    """One lake file as the target's columns (by exact name, aliased `c{i}`) and types (twin of DuckDB's `law.project`)."""
     have, layouts = file_types(path), read_layouts(path)
     df = spark.read.parquet(str(path))
     out = []
