@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .commit import Transfer
 from .config import Config
 from .engines import Engine
 from .errors import CdcError
@@ -16,7 +17,6 @@ from .sources import Fetch
 from .state import State
 
 Progress = Callable[[str, str], None]  # (table or "", message)
-Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
 
 
 @dataclass(frozen=True)

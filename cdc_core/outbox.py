@@ -22,6 +22,7 @@ start → STAGING ─seal──────────▶ PENDING ─send──
           ├─seal_preview─▶ PREVIEW ─release─▶ PENDING
           └─hold─────────▶ HELD    ─release─▶ PENDING          (accepted by a person)
 abandon, clean: STAGING → gone;  drop: any sealed entry that can never be published → gone
+seal_preview, hold: the table's older PREVIEW or HELD entry → gone (the newest capture is the one to look at)
 ```
 """
 

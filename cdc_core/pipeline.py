@@ -37,8 +37,6 @@ log = logging.getLogger("cdc_core")
 Observer = Callable[[RunReport, bool], None]
 
 
-
-
 def run_once(config: Config, *, tables: list[str] | None = None, skip_download: bool = False,
              dry_run: bool = False, publish_preview: str | None = None, accept_held: Collection[str] = (),
              on_progress: Progress | None = None, on_transfer: Transfer | None = None,
@@ -135,14 +133,6 @@ def _tell(observers: Sequence[Observer], report: RunReport, *, quiet: bool = Fal
                                      "itself is not affected"))
 
 
-
-
-
-
-
-
-
-
 def _capture(cycle: Cycle, table: TableConfig, report: TableReport) -> None:
     """One table's part of the cycle; what each stage took goes to the debug log (and the report)."""
     try:
@@ -217,8 +207,6 @@ def _capture_table(cycle: Cycle, table: TableConfig, report: TableReport) -> Non
     except Exception as exc:  # a bug: report it on this table (with its traceback in the log) and go on
         report.status, report.error = "failed", redact(f'Table "{name}": unexpected {type(exc).__name__}: {exc}')
         log.exception("Table %s failed", name, extra=SUMMARISED)
-
-
 
 
 def _no_changes(cycle: Cycle, report: TableReport, winner: Winner) -> None:

@@ -22,7 +22,7 @@ from .projections import catch_up, refresh_full_load
 from .recent import remember_rows
 from .report import TableReport
 from .retention import tidy
-from .stage import _lap, rebase
+from .stage import lap, rebase
 
 log = logging.getLogger("cdc_core")
 CLAIM_WAIT = 60.0  # seconds a writer that lost waits for the winner's run to be committed
@@ -85,10 +85,10 @@ def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> None:
     project(cycle, report, top, state.snapshot_of(entry), entry.changes)
     if top.get("checkpoint") and top["run_id"] == entry.run_id:
         tidy_lake(cycle, top)
-    clock = _lap(report, "publish", clock)
+    clock = lap(report, "publish", clock)
     state.commit(entry, keep=config.retention)
     remember_rows(state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
-    _lap(report, "commit", clock)
+    lap(report, "commit", clock)
 
 def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
     """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run

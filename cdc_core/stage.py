@@ -83,7 +83,7 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
     folder = state.outbox.start(name, run_id)
     snap = engine.load_snapshot(file, table, folder / "snapshot.parquet",
                                 previous=schema_of(previous.path) if previous else None)
-    report.rows, clock = snap.rows, _lap(report, "snapshot", clock)
+    report.rows, clock = snap.rows, lap(report, "snapshot", clock)
     faults.point("after_snapshot", name)
     meta = {"table": name, "run_id": run_id, "token": uuid.uuid4().hex,  # this capture, whoever else picks run_id
             "parent": previous.run_id if previous else None,
@@ -102,7 +102,7 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
                               details=folder / "details.parquet" if dry_run else None,
                               labels=(f'Table "{name}": the last capture', f'Table "{name}": {file.name}'))
         faults.point("after_diff", name)
-        clock = _lap(report, "diff", clock)
+        clock = lap(report, "diff", clock)
         warnings = said_once(changes.warnings, snap.widenings())  # a widening is said once, with its example
         report.counts, report.warnings = dict(changes.counts), warnings
         report.column_counts = dict(changes.column_counts)
@@ -134,12 +134,12 @@ def stage(engine: Engine, state: State, table: TableConfig, file: Path, previous
     if dry_run:
         return state.outbox.seal_preview(folder, meta)
     entry = state.outbox.seal(folder, meta)
-    _lap(report, "seal", clock)
+    lap(report, "seal", clock)
     faults.point("after_stage", name)
     return entry
 
 
-def _lap(report: TableReport, stage: str, since: float) -> float:
+def lap(report: TableReport, stage: str, since: float) -> float:
     """Record the seconds a stage took (the run report and the debug log show them); returns the new lap start."""
     now = time.perf_counter()
     report.timings[stage] = round(report.timings.get(stage, 0) + now - since, 3)

@@ -68,7 +68,3 @@ def differences(actual: pa.Table, expected: pa.Table, key: tuple[str, ...]) -> s
     from .changes import differences as compare
 
     return compare(actual, expected, key)
-
-
-__all__ = ["KNOWN_FORMATS", "CommitConflict", "FormatRun", "TableFormat", "differences", "make_format", "run_number",
-           "with_versions"]
