@@ -26,6 +26,7 @@ def intended(lake: Lake, heads: dict[str, dict | None], errors: dict[str, CdcErr
             errors[name] = exc
     return found
 
+
 def fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_download: bool,
            progress: Progress, heads: dict[str, dict | None]) -> Fetch:
     if skip_download:
@@ -63,6 +64,7 @@ def fetch(source, state: State, tables: list[TableConfig], run_id: str, skip_dow
     fetched.files = {name: state.fetch_dir / path.name for name, path in fetched.files.items()}
     return fetched
 
+
 def captured_version(state: State, table: str, top: dict | None) -> str | None:
     """The source version a table was last captured at: pending in the outbox, else committed in the lake (the
     local state knows more when it is on the lake's head: an unchanged capture records its version there)."""
@@ -76,6 +78,7 @@ def captured_version(state: State, table: str, top: dict | None) -> str | None:
     if committed is not None and (top is None or committed.run_id == top["run_id"]):
         return committed.source_version
     return top.get("source_version") if top else None
+
 
 def latest(versions: set[str | None]) -> str | None:
     """The latest committed source version (numbers compare as numbers), None before any capture."""

@@ -90,6 +90,7 @@ def publish_entry(cycle: Cycle, entry: Entry, report: TableReport) -> None:
     remember_rows(state.root, entry.table, entry.meta["rows"], accepted=bool(entry.meta.get("held")))
     lap(report, "commit", clock)
 
+
 def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, changes: Path | None = None) -> None:
     """Bring the full load and the table format up to the head run `top` (whose whole table is `snapshot`). The run
     is committed whatever happens here: a projection left behind is a warning, and the next cycle catches it up."""
@@ -107,6 +108,7 @@ def project(cycle: Cycle, report: TableReport, top: dict, snapshot: Path, change
         report.warnings.append(warning)
         log.warning("%s: %s", top["table"], warning)
 
+
 def tidy_lake(cycle: Cycle, top: dict) -> None:
     """At a checkpoint: remove what no run lists, and the runs `lake_retention` lets go (tidying: never fatal)."""
     try:
@@ -114,9 +116,11 @@ def tidy_lake(cycle: Cycle, top: dict) -> None:
     except LakeError as exc:
         log.warning("%s: could not tidy the lake at checkpoint %s (%s)", top["table"], top["run_id"], exc)
 
+
 def behind(exc: LakeError) -> str:
     text = redact(str(exc))
     return f"a projection is behind ({text[0].lower()}{text[1:]})" if text else "a projection is behind"
+
 
 def publish_preview(cycle: Cycle, table: TableConfig, report: TableReport, committed, preview: Entry | None) -> None:
     """Publish exactly the change set a dry run (or a held capture) sealed, if the lake is still where it was."""

@@ -42,6 +42,8 @@ STARTER = {
         {"name": "transacao_produto", "pk": "idTransacaoProduto", "sep": ";"},
     ],
 }
+
+
 def write_starter(path: Path, *, force: bool = False) -> Path:
     """Write the starter config to `path` (refusing to replace an existing file unless `force`)."""
     if path.is_dir():
