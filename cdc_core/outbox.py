@@ -119,32 +119,23 @@ class Outbox:
     # --- what is there -------------------------------------------------------------------------------------------
     def pending(self, table: str) -> list[Entry]:
         """Sealed entries not yet committed, oldest first."""
-        entries = []
-        for path in self._all(EntryState.PENDING, table):
-            meta = read_json(path / "entry.json")
-            if meta is not None:
-                entries.append(Entry(table=table, run_id=path.name, dir=path, meta=meta))
-        return entries
+        return [e for path in self._all(EntryState.PENDING, table) if (e := _read(path, table, path.name))]
 
     def preview(self, table: str, run_id: str) -> Entry | None:
         """The sealed preview of `table` from the dry run `run_id` (held or not), if it is still there."""
-        path = self.folder(EntryState.PREVIEW, table, run_id)
-        meta = read_json(path / "entry.json")
-        return Entry(table=table, run_id=run_id, dir=path, meta=meta) if meta is not None else None
+        return _read(self.folder(EntryState.PREVIEW, table, run_id), table, run_id)
 
     def held(self, table: str) -> Entry | None:
         """The capture a guard held (kept sealed, as a preview, until a person accepts it), if there is one."""
         for path in reversed(self._all(EntryState.HELD, table)):
-            meta = read_json(path / "entry.json")
-            if meta is not None and meta.get("held"):
-                return Entry(table=table, run_id=meta["run_id"], dir=path, meta=meta)
+            entry = _read(path, table)
+            if entry is not None and entry.meta.get("held"):
+                return entry
         return None
 
     def sent(self, table: str, run_id: str) -> Entry | None:
         """A published entry, while retention keeps it."""
-        path = self.folder(EntryState.SENT, table, run_id)
-        meta = read_json(path / "entry.json")
-        return Entry(table=table, run_id=run_id, dir=path, meta=meta) if meta is not None else None
+        return _read(self.folder(EntryState.SENT, table, run_id), table, run_id)
 
     def run_ids(self) -> list[str]:
         """The runs waiting in the outbox, of every table (their entry read or not; no staging, no preview)."""
@@ -188,7 +179,7 @@ class Outbox:
     def discard(self, entry: Entry) -> Entry:
         """PENDING → DISCARDED: an entry that lost the race to commit, kept for a look (the newest few)."""
         kept = self._replace(entry, EntryState.DISCARDED)
-        for old in sorted(kept.dir.parent.iterdir())[:-DISCARDED_KEPT]:
+        for old in self._all(EntryState.DISCARDED, entry.table)[:-DISCARDED_KEPT]:
             shutil.rmtree(old, ignore_errors=True)
         return kept
 
@@ -224,3 +215,9 @@ class Outbox:
         fsync_dir(target.parent)
         fsync_dir(entry.dir.parent)
         return Entry(table=entry.table, run_id=entry.run_id, dir=target, meta=entry.meta)
+
+
+def _read(path: Path, table: str, run_id: str | None = None) -> Entry | None:
+    """The entry in folder `path` (its run id: `run_id`, else its entry.json's), None when it has no entry.json."""
+    meta = read_json(path / "entry.json")
+    return Entry(table=table, run_id=run_id or meta["run_id"], dir=path, meta=meta) if meta is not None else None
