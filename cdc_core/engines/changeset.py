@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
+from ..types import TZ
 
 T = TypeVar("T")
 
 OPS = ("I", "U", "D")
 NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
            "UHUGEINT", "FLOAT", "DOUBLE"}
-TEMPORAL = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
-TZ = "TIMESTAMP WITH TIME ZONE"
+TEMPORAL = {"DATE", "TIMESTAMP", TZ, "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
 
 
 @dataclass

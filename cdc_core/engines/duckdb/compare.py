@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ...types import layouts_metadata
+from ...types import TZ, layouts_metadata
 from ..changeset import (
-    TZ,
     ChangeSet,
     DiffStats,
     Output,
