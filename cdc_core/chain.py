@@ -158,8 +158,8 @@ def put_bytes(lake: Lake, data: bytes, key: str) -> None:
 
 
 def create_bytes(lake: Lake, data: bytes, key: str) -> bool:
-    """Create `key` with `data` if absent; True if created (or it already held these very bytes)."""
-    return _with_file(data, lambda path: lake.create(path, key) or lake.get(key) == data)
+    """Create `key` with `data` if absent; True if created."""
+    return _with_file(data, lambda path: lake.create(path, key))
 
 
 def _with_file(data: bytes, use: Callable[[Path], object]):

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from . import faults
 from .chain import create_bytes, head, write_pointer
 from .errors import CdcError, LakeError
-from .jsonfile import read_json, write_json_atomic
+from .jsonfile import write_json_atomic
 from .lake import Lake
 from .layout import base_key, cdc_key, full_load_key, link_key, manifest_key, sha256
 from .outbox import Entry
@@ -107,11 +107,13 @@ def publish(entry: Entry, state: State, lake: Lake, *, checkpoint_every: int,
         entry.meta["since_base"] = 0 if _checkpoint(entry) else int(top.get("since_base", 0)) + 1
         write_json_atomic(entry.dir / "entry.json", entry.meta)
     manifest = _manifest(entry, state)  # written once into the entry: every checksum computed once
-    create_bytes(lake, _intent(entry, manifest), _intent_key(entry))  # what to remove if it never links its run
+    committed = json.loads(manifest.read_bytes())
+    create_bytes(lake, _intent(entry, committed), _intent_key(entry))  # what to remove if it never links its run
+    sums = {f["key"]: f["sha256"] for f in committed["files"]}
     written = []
     for local, key, fault in _files(entry, state):
-        created = lake.create(local, key, _meter(transfer, table, key, local.stat().st_size))
-        if not created and lake.checksum(key) not in (sha256(local), ""):  # not our bytes from a killed try
+        created = lake.create(local, key, _meter(transfer, table, key, local.stat().st_size), digest=sums[key])
+        if not created and lake.checksum(key) not in (sums[key], ""):  # not our bytes from a killed try
             _remove_own(lake, entry, written, None)
             raise _lost(entry, None, f"wrote run {run_id}'s {key.split('/')[0]} file first")
         written.append(key)
@@ -122,9 +124,8 @@ def publish(entry: Entry, state: State, lake: Lake, *, checkpoint_every: int,
             _remove_own(lake, entry, written, winner)
             raise _lost(entry, winner, "committed run {winner} on the same parent first")
     faults.point("after_link", table)
-    committed = json.loads(manifest.read_bytes())
     _remove_intents(lake, entry, committed)
-    create_bytes(lake, manifest.read_bytes(), manifest_key(table, run_id))
+    lake.create(manifest, manifest_key(table, run_id))
     faults.point("after_put_manifest", table)
     write_pointer(lake, table, committed)
     return committed
@@ -141,13 +142,13 @@ def _manifest(entry: Entry, state: State | None = None) -> Path:
     path = entry.dir / "manifest.json"
     if path.is_file() or state is None:
         return path
-    snapshot = state.snapshot_of(entry)
-    files = [{"key": key, "bytes": local.stat().st_size, "sha256": sha256(local),
+    snapshot, sums = state.snapshot_of(entry), {}
+    files = [{"key": key, "bytes": local.stat().st_size, "sha256": sums.setdefault(local, sha256(local)),
               "rows": pq.ParquetFile(local).metadata.num_rows} for local, key, _ in _files(entry, state)]
-    files.append({"key": full_load_key(entry.table), "bytes": snapshot.stat().st_size, "sha256": sha256(snapshot),
+    digest = sums[snapshot] if snapshot in sums else sha256(snapshot)  # a base is the snapshot: hashed once
+    files.append({"key": full_load_key(entry.table), "bytes": snapshot.stat().st_size, "sha256": digest,
                   "rows": entry.meta["rows"]})
-    meta = read_json(entry.dir / "entry.json") or entry.meta
-    write_json_atomic(path, {**meta, "files": files})
+    write_json_atomic(path, {**entry.meta, "files": files})
     return path
 
 
@@ -178,9 +179,9 @@ def intended_runs(lake: Lake, table: str, parent: str | None) -> list[str]:
             if key.endswith(".intent")]
 
 
-def _intent(entry: Entry, manifest: Path) -> bytes:
+def _intent(entry: Entry, manifest: dict) -> bytes:
     """The data keys (and checksums) this run is about to write: its manifest's, but the full load's."""
-    files = [f for f in json.loads(manifest.read_bytes())["files"] if f["key"] != full_load_key(entry.table)]
+    files = [f for f in manifest["files"] if f["key"] != full_load_key(entry.table)]
     return json.dumps({"run_id": entry.run_id, "token": entry.meta.get("token"),
                        "files": [{"key": f["key"], "sha256": f["sha256"]} for f in files]}).encode()
 

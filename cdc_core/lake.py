@@ -56,7 +56,10 @@ class Lake(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
 
-    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool: ...
+    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None,
+               digest: str | None = None) -> bool:
+        """Put `local` (whose SHA-256 is `digest`, when known) at `key` only if absent; False if it exists."""
+        ...
 
     def checksum(self, key: str) -> str | None: ...
 
@@ -124,7 +127,8 @@ class LocalLake:
         if on_bytes:
             on_bytes(target.stat().st_size)
 
-    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool:
+    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None,
+               digest: str | None = None) -> bool:
         """Put `local` at `key` only if `key` does not exist (an exclusive link of a complete file); False if it
         does. Files cdc_core hands over are complete and never change, so a hard link shares their bytes."""
         target, tmp = self._path(key), None

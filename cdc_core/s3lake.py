@@ -38,14 +38,20 @@ class S3Lake:
         except _s3_errors() as exc:
             raise self._error(exc, f"Cannot upload {key} to {self.url}") from None
 
-    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> bool:
+    def create(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None,
+               digest: str | None = None) -> bool:
         """Write `key` only if it does not exist; False if it does (S3 refuses a second create with 412: one
         conditional PUT, or a multipart upload completed with `If-None-Match: *` above the multipart threshold)."""
-        return self._conditional(local, key, {"IfNoneMatch": "*"}, on_bytes)
+        return self._conditional(local, key, {"IfNoneMatch": "*"}, on_bytes, digest)
 
     def version(self, key: str) -> str | None:
+        head = self._head(key)
+        return None if head is None else head["ETag"]
+
+    def _head(self, key: str) -> dict | None:
+        """The object's HEAD (its ETag, its metadata), None when it does not exist."""
         try:
-            return self.client.head_object(Bucket=self.config.bucket, Key=self._key(key))["ETag"]
+            return self.client.head_object(Bucket=self.config.bucket, Key=self._key(key))
         except _s3_errors() as exc:
             if _missing(exc):
                 return None
@@ -120,13 +126,8 @@ class S3Lake:
 
     def checksum(self, key: str) -> str | None:
         """The SHA-256 recorded with the object when cdc_core wrote it (None if the object does not exist)."""
-        try:
-            head = self.client.head_object(Bucket=self.config.bucket, Key=self._key(key))
-        except _s3_errors() as exc:
-            if _missing(exc):
-                return None
-            raise self._error(exc, f"Cannot read {key} from {self.url}", "check the lake and try again") from None
-        return head.get("Metadata", {}).get("sha256", "")
+        head = self._head(key)
+        return None if head is None else head.get("Metadata", {}).get("sha256", "")
 
     def delete(self, key: str) -> None:
         try:
