@@ -10,15 +10,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from . import extras, interrupt
-from .commands import diff_command, replay_command, verify_command
+from .commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, diff_command, replay_command, verify_command
 from .config import load_config
 from .engines import KNOWN_ENGINES
 from .errors import CdcError, ConfigError
+from .layout import RUN_ID, parse_key
 from .logs import redact, setup_logging
 from .monitored import run_once
 from .report import RunReport
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             return replay_command(config, args)
         if args.command == "verify":
             return verify_command(config, tables)
-        if args.publish and not re.fullmatch(r"\d{8}_\d{6}", args.publish):
+        if args.publish and not re.fullmatch(RUN_ID, args.publish):
             raise ConfigError(f"--publish takes the run id a dry run printed (like 20250601_060000), not "
                               f"{args.publish!r}")
         if args.publish and (args.dry_run or args.skip_download):
             raise ConfigError("--publish sends what a dry run sealed: it cannot be combined with --dry-run or "
                               "--skip-download")
         before = interrupt.committed_runs(config)
-        if args.publish and interrupt.already_published(config, tables, args.publish):
+        if args.publish and interrupt.already_published(config, tables, args.publish, before):
             print(f"Run {args.publish} is already published — nothing to do")
             return EXIT_OK
         if not args.once and not args.dry_run and not args.publish:
@@ -218,8 +217,8 @@ def print_report(report: RunReport) -> None:
         for upload in t.uploads if report.dry_run else []:
             rows = f"{upload.rows:>10,} rows" if upload.rows is not None else " " * 15
             size = f"{upload.bytes:>12,} bytes" if upload.bytes else ""
-            run = re.search(r"_(\d{8}_\d{6})[._]", upload.key)
-            earlier = f"  (pending run {run[1]}, captured earlier)" if run and run[1] != report.run_id else ""
+            run = parse_key(upload.key).run_id
+            earlier = f"  (pending run {run}, captured earlier)" if run and run != report.run_id else ""
             print(f"  {'':<{width}}  would upload {upload.key:<60} {rows} {size}{earlier}".rstrip())
     failed = sum(t.status == "failed" for t in report.tables)
     if failed:

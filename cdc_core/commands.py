@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .errors import CdcError, ConfigError
+from .layout import RUN_ID, RUN_ID_FORMAT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -64,8 +65,8 @@ def as_of_run(text: str | None) -> str | None:
     if text is None:
         return text
     try:
-        if re.fullmatch(r"\d{8}_\d{6}", text):
-            datetime.strptime(text, "%Y%m%d_%H%M%S")  # a real moment (not 20261399_999999)
+        if re.fullmatch(RUN_ID, text):
+            datetime.strptime(text, RUN_ID_FORMAT)  # a real moment (not 20261399_999999)
             return text
         moment = datetime.fromisoformat(text)
         if re.fullmatch(r"\d{4}-?\d\d-?\d\d", text.strip()):  # a date: every run of that day counts
@@ -74,7 +75,7 @@ def as_of_run(text: str | None) -> str | None:
         raise ConfigError(f"--as-of {text!r} is neither a run id (YYYYMMDD_HHMMSS, e.g. 20250922_143000) nor an "
                           "ISO date or time (e.g. 2025-09-22 or 2025-09-22T14:30:00Z)") from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.strftime("%Y%m%d_%H%M%S")
+    return moment.strftime(RUN_ID_FORMAT)
 
 
 def verify_command(config, tables: list[str] | None) -> int:

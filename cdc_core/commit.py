@@ -37,6 +37,7 @@ from .report import Upload
 from .state import State
 
 log = logging.getLogger("cdc_core")
+INTENT = ".intent"  # the suffix of an intent: `commits/{t}/{t}_{P}.{run id}.{token}.intent`
 Transfer = Callable[[str, str, int, int], None]  # (table, key, bytes done, bytes in all)
 
 
@@ -165,7 +166,7 @@ def _lost(entry: Entry, winner: dict | None, what: str) -> LostRace:
 
 
 def _intent_key(entry: Entry) -> str:
-    return f"{intents_prefix(entry.table, entry.meta.get('parent'))}{entry.run_id}.{entry.meta.get('token')}.intent"
+    return f"{intents_prefix(entry.table, entry.meta.get('parent'))}{entry.run_id}.{entry.meta.get('token')}{INTENT}"
 
 
 def intents_prefix(table: str, parent: str | None) -> str:
@@ -173,10 +174,14 @@ def intents_prefix(table: str, parent: str | None) -> str:
     return f"commits/{table}/{table}_{parent or 'root'}."
 
 
+def intent_keys(lake: Lake, prefix: str) -> list[str]:
+    """The intents whose keys start with `prefix` (the log's links and pointer share their folder)."""
+    return [key for key in lake.list(prefix) if key.endswith(INTENT)]
+
+
 def intended_runs(lake: Lake, table: str, parent: str | None) -> list[str]:
     """The run ids other writers are (or were, if killed) committing on `parent`: a new run id goes after them."""
-    return [key.rsplit("/", 1)[-1].split(".")[1] for key in lake.list(intents_prefix(table, parent))
-            if key.endswith(".intent")]
+    return [key.rsplit("/", 1)[-1].split(".")[1] for key in intent_keys(lake, intents_prefix(table, parent))]
 
 
 def _intent(entry: Entry, manifest: dict) -> bytes:
@@ -190,9 +195,7 @@ def _remove_intents(lake: Lake, entry: Entry, committed: dict) -> None:
     """Once this run is linked, no other run on its parent can ever commit: remove the data their writers left (a
     writer killed before its link), then their intents and this run's own."""
     listed = {f["key"] for f in committed["files"]}
-    for key in lake.list(intents_prefix(entry.table, entry.meta.get("parent"))):
-        if not key.endswith(".intent"):
-            continue
+    for key in intent_keys(lake, intents_prefix(entry.table, entry.meta.get("parent"))):
         if key != _intent_key(entry):
             try:
                 other = json.loads(lake.read(key))

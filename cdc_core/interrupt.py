@@ -24,10 +24,11 @@ def committed_runs(config: Config) -> dict[str, str | None]:
     return runs
 
 
-def already_published(config: Config, tables: Sequence[str] | None, run_id: str) -> bool:
-    """True when every selected table has committed `run_id` and holds no preview of it any more (a second
-    `--publish RUN_ID`)."""
-    state, committed = State(config.data_dir), committed_runs(config)
+def already_published(config: Config, tables: Sequence[str] | None, run_id: str,
+                      committed: dict[str, str | None]) -> bool:
+    """True when every selected table has committed `run_id` (`committed`: `committed_runs`) and holds no preview
+    of it any more (a second `--publish RUN_ID`)."""
+    state = State(config.data_dir)
     return all(state.outbox.preview(name, run_id) is None and committed[name] == run_id
                for name in tables or config.table_names)
 

@@ -1,6 +1,6 @@
 """The lake: where full loads, change sets and manifests are published — a folder (`LocalLake`) or S3 (`S3Lake`).
 
-What the keys are and what a manifest must hold to be believed is `layout` (re-exported here); how runs commit is
+What the keys are and what a manifest must hold to be believed is `layout`; how runs commit is
 `chain` and `commit`. Every local write is atomic (a temporary file renamed into place) and flushed to disk.
 Manifests never change once written, so each is read once per process (`read_manifests`).
 """
@@ -20,21 +20,7 @@ from typing import Protocol
 from .config import LakeConfig
 from .durable import fsync_dir, hold_lock
 from .errors import LakeError
-from .layout import (  # noqa: F401 — the layout's names, re-exported: `from cdc_core.lake import cdc_key` keeps working
-    RUN_ID,
-    TABLE,
-    LakeKey,
-    base_key,
-    cdc_key,
-    check_manifest,
-    full_load_key,
-    inside,
-    link_key,
-    manifest_file,
-    manifest_key,
-    parse_key,
-    sha256,
-)
+from .layout import check_manifest, inside, sha256
 
 SWAP_WAIT = 30.0  # seconds a local compare-and-swap waits for a writer holding the same key's lock
 _manifest_cache: dict[tuple[str, str], dict] = {}

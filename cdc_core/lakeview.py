@@ -30,7 +30,7 @@ from .errors import CdcError, LakeError
 from .formats import TableFormat, make_format
 from .lake import Lake, LocalLake, make_lake, read_manifests
 from .layout import full_load_key, manifest_file
-from .reader import committed_runs
+from .reader import change_rows, committed_runs, parquet_source, with_changes
 from .replay import replay
 
 if TYPE_CHECKING:
@@ -117,10 +117,8 @@ class AsOf:
 def changes(lake: Lake, table: str, run_ids: Iterable[str] | None = None, *, ops: Iterable[str] | None = None,
             key: str = "") -> pa.Table:
     """The change rows of the chosen runs (default: all), optionally only `ops` and keys containing `key`."""
-    chosen = None if run_ids is None else set(run_ids)
     found = committed_runs(lake, table)  # as `read_changes`: only the runs on the log
-    files = [local_file(lake, manifest_file(m, "cdc")) for m in found if m.get("has_changes") and
-             (chosen is None or m["run_id"] in chosen)]
+    files = [local_file(lake, manifest_file(m, "cdc")) for m in with_changes(found, run_ids)]
     pk = found[-1]["pk"] if found else []
     return _read_changes(files, pk, ops, key)
 
@@ -172,18 +170,13 @@ def as_of(lake: Lake, table: str, run_id: str | None = None, *, limit: int = 10_
 
 
 def _read_changes(files: list[Path], pk: list[str], ops: Iterable[str] | None, key: str) -> pa.Table:
-    if not files:
-        return pa.table({"op": pa.array([], pa.string())})
     filters = []
     if ops is not None:
         filters.append(f"op IN ({', '.join(literal(o) for o in ops) or 'NULL'})")
     if key.strip() and pk:
         text = literal(key.strip().lower())
         filters.append("(" + " OR ".join(f"contains(lower(CAST({quote(k)} AS VARCHAR)), {text})" for k in pk) + ")")
-    order = ", ".join(["_cdc_run_id", *(quote(k) for k in pk)])
-    with closing(connect()) as con:
-        return con.sql(f"SELECT * FROM {parquet_source(files)} {'WHERE ' + ' AND '.join(filters) if filters else ''}"
-                       f" ORDER BY {order}").to_arrow_table()
+    return change_rows(files, pk, "WHERE " + " AND ".join(filters) if filters else "")
 
 
 def _busiest(files: list[Path], pk: list[str], limit: int) -> list[str]:
@@ -194,10 +187,6 @@ def _busiest(files: list[Path], pk: list[str], limit: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def parquet_source(files: list[Path], *, filename: bool = False) -> str:
-    """DuckDB's `read_parquet` of `files` (columns united by name), with each row's `filename` if asked."""
-    listed = ", ".join(literal(str(p)) for p in files)
-    return f"read_parquet([{listed}], union_by_name=true{', filename=true' if filename else ''})"
 
 
 def local_file(lake: Lake, key: str) -> Path:

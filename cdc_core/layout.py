@@ -27,6 +27,7 @@ def sha256(path: Path) -> str:
 
 
 RUN_ID = r"\d{8}_\d{6}"
+RUN_ID_FORMAT = "%Y%m%d_%H%M%S"  # a run id is its UTC start, to the second
 TABLE = r"[A-Za-z0-9_-]+"
 _KEY = re.compile(rf"(?P<kind>full-load|cdc|base|manifests)/(?P<table>{TABLE})/(?P=table)"
                   rf"(?:_(?P<run>{RUN_ID}))?\.(?P<ext>parquet|json)")
@@ -118,3 +119,8 @@ def manifest_file(manifest: dict, kind: str) -> str:
             return item["key"]
     raise LakeError(f'Manifest of run {manifest["run_id"]} ({manifest["table"]}) lists no {kind}/ file — the '
                     "lake is damaged")
+
+
+def full_load_file(manifest: dict) -> dict:
+    """The full-load entry (key, bytes, sha256, rows) of a checked manifest: the table as of its run."""
+    return next(f for f in manifest["files"] if f["key"] == full_load_key(manifest["table"]))

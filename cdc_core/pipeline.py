@@ -22,6 +22,7 @@ from .errors import BusyError, CdcError, ConfigError, HeldError, SourceError, St
 from .fetching import fetch, intended
 from .formats import make_format
 from .lake import make_lake
+from .layout import RUN_ID_FORMAT
 from .logs import SUMMARISED, redact
 from .outbox import Entry
 from .publishing import Winner, project, publish_entry, publish_preview, winner_with_same_data
@@ -61,7 +62,7 @@ def run_once(config: Config, *, tables: list[str] | None = None, skip_download: 
             started = datetime.now(UTC).replace(microsecond=0)
             failed = [TableReport(name, status="failed", error=redact(str(exc)))
                       for name in tables or [t.name for t in config.tables]]
-            _tell(observers, RunReport(run_id=started.strftime("%Y%m%d_%H%M%S"), source=config.source.type,
+            _tell(observers, RunReport(run_id=started.strftime(RUN_ID_FORMAT), source=config.source.type,
                                        lake=str(config.lake.url), source_version=None, started_at=started,
                                        tables=failed, finished_at=started),
                   quiet=isinstance(exc, ConfigError))  # its one line is the error, exit 2

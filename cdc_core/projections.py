@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .chain import head, manifest
 from .errors import LakeError
 from .lake import Lake
-from .layout import cdc_key, full_load_key, manifest_key
+from .layout import cdc_key, full_load_file, manifest_key
 from .report import Upload
 
 if TYPE_CHECKING:
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cdc_core")
 
-
-def full_load_file(top: dict) -> dict:
-    return next(f for f in top["files"] if f["key"] == full_load_key(top["table"]))
 
 
 def refresh_full_load(lake: Lake, top: dict, snapshot: Path) -> Upload | None:

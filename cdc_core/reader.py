@@ -43,15 +43,28 @@ def read_changes(lake: Lake, table: str, since: str | None = None, *, runs: Iter
                  folder: Path | None = None) -> pa.Table:
     """The committed change rows (`op`, the row, `_cdc_run_id`, `_cdc_captured_at`, …) of the runs after `since`
     (or of the chosen `runs`), ordered by run and key; columns that came and went are NULL where absent."""
-    chosen = None if runs is None else set(runs)
-    found = [m for m in committed_runs(lake, table, since)
-             if m.get("has_changes") and (chosen is None or m["run_id"] in chosen)]
-    if not found:
-        return pa.table({"op": pa.array([], pa.string())})
+    found = with_changes(committed_runs(lake, table, since), runs)
     with tempfile.TemporaryDirectory(prefix="cdc-read-") as tmp:
         files = [lake.local(manifest_file(m, "cdc"), folder or Path(tmp)) for m in found]
-        listed = ", ".join(literal(str(p)) for p in files)
-        order = ", ".join(["_cdc_run_id", *(quote(k) for k in found[-1]["pk"])])
-        with closing(connect()) as con:
-            return con.sql(f"SELECT * FROM read_parquet([{listed}], union_by_name=true) ORDER BY {order}"
-                           ).to_arrow_table()
+        return change_rows(files, found[-1]["pk"] if found else [])
+
+
+def with_changes(runs: list[dict], chosen: Iterable[str] | None = None) -> list[dict]:
+    """The manifests of `runs` that wrote change rows (only the `chosen` run ids, when given)."""
+    wanted = None if chosen is None else set(chosen)
+    return [m for m in runs if m.get("has_changes") and (wanted is None or m["run_id"] in wanted)]
+
+
+def change_rows(files: list[Path], pk: list[str], where: str = "") -> pa.Table:
+    """The rows of CDC files, ordered by run and key (`where`: a SQL filter); an `op` column alone when none."""
+    if not files:
+        return pa.table({"op": pa.array([], pa.string())})
+    order = ", ".join(["_cdc_run_id", *(quote(k) for k in pk)])
+    with closing(connect()) as con:
+        return con.sql(f"SELECT * FROM {parquet_source(files)} {where} ORDER BY {order}").to_arrow_table()
+
+
+def parquet_source(files: list[Path], *, filename: bool = False) -> str:
+    """DuckDB's `read_parquet` of `files` (columns united by name), with each row's `filename` if asked."""
+    listed = ", ".join(literal(str(p)) for p in files)
+    return f"read_parquet([{listed}], union_by_name=true{', filename=true' if filename else ''})"

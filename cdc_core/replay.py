@@ -19,7 +19,7 @@ from .config import Config
 from .engines.duckdb import diff
 from .errors import CdcError, LakeError
 from .lake import Lake, make_lake, read_manifests
-from .layout import manifest_file, sha256
+from .layout import full_load_file, manifest_file, sha256
 from .state import State
 from .types import sql_type
 
@@ -175,15 +175,15 @@ def _verify_table(lake: Lake, state: State, name: str, pk: tuple[str, ...], chec
         if latest is None:
             return
         check.run_id = committed.run_id if committed else latest["run_id"]
-        replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id, engine=engine)
+        replayed = replay(lake, name, folder / "replayed.parquet", as_of=check.run_id, engine=engine, top=latest)
         check.rows = replayed.rows
         if table_format is not None:  # the format table follows the lake, even when this data dir is behind it
             at_latest = replayed if replayed.run_id == latest["run_id"] else replay(
-                lake, name, folder / "latest.parquet", as_of=latest["run_id"], engine=engine)
+                lake, name, folder / "latest.parquet", as_of=latest["run_id"], engine=engine, top=latest)
             _check_format(table_format, name, pk, at_latest, check)
         if committed is not None:
             _compare(committed.snapshot, replayed.path, pk, "the committed snapshot", check)
-        full = next(f for f in latest["files"] if f["key"].startswith("full-load/"))
+        full = full_load_file(latest)
         local_full = lake.local(full["key"], folder / "full")
         if sha256(local_full) != full["sha256"]:
             check.problems.append(f"{full['key']} is not the full load of run {latest['run_id']} (its writer stopped "

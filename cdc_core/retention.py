@@ -19,10 +19,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from .chain import is_base, manifest, run_ids
-from .commit import remove_keys
+from .commit import intent_keys, intents_prefix, remove_keys
 from .errors import LakeError
 from .lake import Lake
-from .layout import base_key, cdc_key, manifest_key, parse_key
+from .layout import RUN_ID_FORMAT, base_key, cdc_key, manifest_key, parse_key
 
 log = logging.getLogger("cdc_core")
 
@@ -33,7 +33,7 @@ def tidy(lake: Lake, top: dict, retention: float | None, now: datetime | None = 
     kept = run_ids(lake, table)
     removed = []
     if retention is not None:
-        horizon = ((now or datetime.now(UTC)) - timedelta(seconds=retention)).strftime("%Y%m%d_%H%M%S")
+        horizon = ((now or datetime.now(UTC)) - timedelta(seconds=retention)).strftime(RUN_ID_FORMAT)
         first = _checkpoint_before(lake, table, [r for r in kept if r <= horizon])
         if first is not None:
             old = [r for r in kept if r < first]
@@ -43,9 +43,9 @@ def tidy(lake: Lake, top: dict, retention: float | None, now: datetime | None = 
             if old:
                 log.info("%s: removed %d run(s) before checkpoint %s (lake_retention)", table, len(old), first)
     removed += remove_keys(lake, lake.list(f"claims/{table}/"))  # a lake from before the log: claims mean nothing now
-    on_head = f"commits/{table}/{table}_{top['run_id']}."
-    removed += remove_keys(lake, [k for k in lake.list(f"commits/{table}/") if k.endswith(".intent")
-                              and not k.startswith(on_head)])  # on an older parent: they can never commit
+    on_head = intents_prefix(table, top["run_id"])
+    removed += remove_keys(lake, [k for k in intent_keys(lake, f"commits/{table}/")
+                                  if not k.startswith(on_head)])  # on an older parent: they can never commit
     known = set(kept)
     for prefix in (f"cdc/{table}/", f"base/{table}/"):
         for key in lake.list(prefix):

@@ -23,7 +23,7 @@ from .config.guards import broken
 from .engines import said_once, schema_of
 from .errors import HeldError, InputError
 from .lake import Lake
-from .layout import full_load_key
+from .layout import full_load_file
 from .outbox import Entry
 from .recent import recent_rows
 from .replay import replay
@@ -61,7 +61,7 @@ def rebase(state: State, lake: Lake, name: str, top: dict | None, report: TableR
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        full = next(f for f in top["files"] if f["key"] == full_load_key(name))
+        full = full_load_file(top)
         if lake.checksum(full["key"]) == full["sha256"]:
             path = lake.local(full["key"], folder)
         else:  # the full load lags the run (its writer stopped before refreshing it): rebuild the run

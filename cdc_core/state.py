@@ -29,11 +29,11 @@ from . import faults
 from .durable import fsync_dir, fsync_file
 from .errors import BusyError, StateError
 from .jsonfile import read_json, write_json_atomic
+from .layout import RUN_ID_FORMAT
 from .outbox import Entry, Outbox
 
 __all__ = ["Committed", "State"]
 
-RUN_ID_FORMAT = "%Y%m%d_%H%M%S"
 
 
 @dataclass(frozen=True)
