@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import LakeError
-from .lake import Lake
+from .lake import Lake, parse_manifest
 from .layout import RUN_ID, check_manifest, link_key, manifest_key, parse_key
 
 log = logging.getLogger("cdc_core")
@@ -86,7 +86,7 @@ def _pointer(lake: Lake, table: str) -> dict | None:
                     head_pointer_key(table))
         return None
     found = lake.get(manifest_key(table, run_id))  # the manifest itself, as every reader reads it
-    return None if found is None else _checked(lake, manifest_key(table, run_id), found)
+    return None if found is None else parse_manifest(lake, manifest_key(table, run_id), found)
 
 
 def _linked(lake: Lake, table: str, current: dict | None, raw: bytes) -> dict:
@@ -101,14 +101,7 @@ def _linked(lake: Lake, table: str, current: dict | None, raw: bytes) -> dict:
 def manifest(lake: Lake, table: str, run_id: str) -> dict:
     """The checked manifest of one run."""
     key = manifest_key(table, run_id)
-    return _checked(lake, key, lake.read(key))
-
-
-def _checked(lake: Lake, key: str, raw: bytes) -> dict:
-    try:
-        return check_manifest(json.loads(raw.decode("utf-8")), key, lake.url)
-    except (UnicodeDecodeError, ValueError):
-        raise LakeError(f"Manifest {key} in {lake.url} is not valid JSON — restore it from a backup") from None
+    return parse_manifest(lake, key, lake.read(key))
 
 
 def walk_back(lake: Lake, table: str, top: dict, stop: Callable[[dict], bool]) -> list[dict]:

@@ -70,19 +70,20 @@ def read_manifests(lake: Lake, table: str) -> list[dict]:
         with _cache_lock:
             manifest = _manifest_cache.get((lake.url, key))
         if manifest is None:
-            manifest = check_manifest(_decode(lake, key), key, lake.url)
+            manifest = parse_manifest(lake, key, lake.read(key))
             with _cache_lock:
                 _manifest_cache[(lake.url, key)] = manifest
         found.append(manifest)
     return sorted(found, key=lambda m: m["run_id"])
 
 
-def _decode(lake: Lake, key: str) -> dict:
+def parse_manifest(lake: Lake, key: str, raw: bytes) -> dict:
+    """The checked manifest that the bytes `raw` read from `key` hold; LakeError when they are not one."""
     try:
-        data = json.loads(lake.read(key).decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LakeError(f"Manifest {key} in {lake.url} is not valid JSON ({exc}) — restore it from a backup") from None
-    return data
+    return check_manifest(data, key, lake.url)
 
 
 class LocalLake:
