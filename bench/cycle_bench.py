@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from diff_bench import KEY, label, machine, method_duckdb, prepare, rss_mib
+from diff_bench import FORMATS, KEY, extension, label, machine, method_duckdb, prepare, rss_mib
 
 TABLE = {"name": "clientes", "pk": KEY, "date_field": "DtAtualizacao", "sep": ";", "guards": {"max_delete_ratio": None}}
 
@@ -43,13 +43,13 @@ def template(rows: int, fmt: str, workdir: Path) -> tuple[Path, dict]:
         config = {"source": {"type": "directory", "path": "source"}, "lake": "lake", "data_dir": "data",
                   "tables": [TABLE]}
         (folder / "config.json").write_text(json.dumps(config))
-        os.link(data["previous"], folder / "source" / f"clientes.{fmt}")
+        os.link(data["previous"], folder / "source" / f"clientes.{extension(fmt)}")
         sys.path.insert(0, str(ROOT))
         from cdc_core import load_config, run_once
 
         report = run_once(load_config(folder / "config.json"))
         assert report.ok, report.tables[0].error
-        (folder / "source" / f"clientes.{fmt}").unlink()
+        (folder / "source" / f"clientes.{extension(fmt)}").unlink()
         (folder / "done").write_text("ok")
     return folder, data
 
@@ -57,7 +57,7 @@ def template(rows: int, fmt: str, workdir: Path) -> tuple[Path, dict]:
 def fresh_copy(folder: Path, current: str, fmt: str, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     subprocess.run(["cp", "-al", str(folder), str(target)], check=True)  # hard links: files are never rewritten
-    os.link(current, target / "source" / f"clientes.{fmt}")
+    os.link(current, target / "source" / f"clientes.{extension(fmt)}")
     return target / "config.json"
 
 
@@ -147,7 +147,7 @@ def render(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--format", choices=FORMATS, default="csv")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", default=str(ROOT / "bench" / ".work"))
     parser.add_argument("--out")

@@ -35,6 +35,8 @@ FLAGS = ["flEmail", "flTwitch", "flYouTube", "flBlueSky", "flInstagram"]
 COLUMNS = [KEY, *FLAGS, "qtdePontos", "DtCriacao", "DtAtualizacao"]
 METHODS = ("cdc", "duckdb", "pandas")
 LIBS = ("duckdb", "pandas", "pyarrow")
+FORMATS = ("csv", "parquet", "lake-parquet")  # lake-parquet: Parquet already in the lake's types
+LAKE_PARQUET = FORMATS[2]
 TS_FORMAT = "%Y-%m-%d %H:%M:%S.%g"  # DuckDB's %g: milliseconds, like the real clientes.csv
 
 
@@ -87,10 +89,30 @@ def prepare(rows: int, fmt: str, workdir: Path) -> dict:
                 con.execute(f"COPY (FROM read_parquet({lit(folder / f'{name}.parquet')})) TO {lit(tmp)} "
                             f"(FORMAT csv, HEADER, DELIMITER ';', TIMESTAMPFORMAT '{TS_FORMAT}')")
                 tmp.rename(csv)
+    if fmt == LAKE_PARQUET:  # the same data already in the lake's types: BIGINT, UTC timestamps, all optional
+        for name in ("previous", "current"):
+            typed = folder / f"{name}-lake.parquet"
+            if not typed.is_file():
+                tmp = typed.with_suffix(".tmp")
+                kinds = {c: "BIGINT" for c in (*FLAGS, "qtdePontos")} | {"DtCriacao": "TIMESTAMPTZ",
+                                                                         "DtAtualizacao": "TIMESTAMPTZ"}
+                # a CASE hides the statistics that would make DuckDB declare a column `required`
+                select = ", ".join(f"CASE WHEN {c} IS NULL THEN NULL ELSE CAST({c} AS {kinds.get(c, 'VARCHAR')}) "
+                                   f"END AS {c}" for c in COLUMNS)
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute(f"COPY (SELECT {select} FROM read_parquet({lit(folder / f'{name}.parquet')})) "
+                            f"TO {lit(tmp)} (FORMAT parquet)")
+                tmp.rename(typed)
     con.close()
     meta = json.loads(meta_path.read_text())
-    meta.update(previous=str(folder / f"previous.{fmt}"), current=str(folder / f"current.{fmt}"))
+    meta.update({name: str(folder / (f"{name}-lake.parquet" if fmt == LAKE_PARQUET else f"{name}.{fmt}"))
+                 for name in ("previous", "current")})
     return meta
+
+
+def extension(fmt: str) -> str:
+    """The file extension of an input format (`lake-parquet` is Parquet)."""
+    return "parquet" if fmt == LAKE_PARQUET else fmt
 
 
 # --- the methods, each run in a fresh child process ---------------------------------------------------------

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from cycle_bench import fresh_copy, template
-from diff_bench import KEY, label, machine, prepare
+from diff_bench import FORMATS, KEY, label, machine, prepare
 
 EXACT_JOB = ROOT.parent / "shared" / "bench" / "exact_job.py"
 JOBS = ("capture", "diff")
@@ -144,7 +144,7 @@ def render(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the previous version")
-    parser.add_argument("--formats", default="csv,parquet", help="input formats: csv, parquet or both")
+    parser.add_argument("--formats", default="csv,parquet", help="input formats: csv, parquet (as diff_bench generates it: INTEGER columns, naive timestamps), lake-parquet (already in the lake's types)")
     parser.add_argument("--jobs", default=",".join(JOBS), help="capture, diff or both")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each method (medians)")
     parser.add_argument("--exact-job", type=Path, default=EXACT_JOB, help="the by-hand script (exact_job.py)")
@@ -157,7 +157,7 @@ def main() -> None:
         return
     if not a.exact_job.is_file():
         parser.error(f"{a.exact_job} not found: pass --exact-job PATH (issue 29's exact_job.py)")
-    unknown = set(a.jobs.split(",")) - set(JOBS) | set(a.formats.split(",")) - {"csv", "parquet"}
+    unknown = set(a.jobs.split(",")) - set(JOBS) | set(a.formats.split(",")) - set(FORMATS)
     if unknown:
         parser.error(f"unknown job or format: {', '.join(sorted(unknown))}")
     result = bench(a)

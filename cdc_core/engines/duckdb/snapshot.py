@@ -38,6 +38,7 @@ from ..rules import (
     snapshot_of,
     unreadable_parquet,
 )
+from . import verbatim
 from .connection import connect, literal, quote
 from .law import exact, kv_metadata, nanosecond_columns, nullable, parse, project, text_of
 
@@ -85,14 +86,18 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
     at = csvfile.where(src, table)
     header = None if is_parquet(src) else csvfile.read_header(src, table)
     try:
+        as_is = False
         if header is None:
             relation = f"read_parquet({literal(str(src))})"
-            plans = _parquet_plans(con, relation, src, table, previous or {}, at)
+            plans, as_is = _parquet_plans(con, relation, src, table, previous or {}, at)
         else:
             relation = csv_relation(src, table, header)
             plans = _csv_plans(con, relation, table, header, previous or {})
         check_pins(table, [p.name for p in plans], at)
-        stats, widened = settle_types(plans, at, _Writer(con, relation, out_path, compression))
+        if as_is:  # already the snapshot it would become: copied, not re-encoded
+            stats, widened = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}), {}
+        else:
+            stats, widened = settle_types(plans, at, _Writer(con, relation, out_path, compression))
     except duckdb.Error as exc:
         out_path.unlink(missing_ok=True)
         if header is None:
@@ -237,7 +242,8 @@ class _Typed:
 
 
 def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: dict[str, Column],
-                   at: str) -> list[Plan[str]]:
+                   at: str) -> tuple[list[Plan[str]], bool]:
+    """(the plans, whether the file already is the snapshot they would write: `verbatim`)."""
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     sources = pq.read_schema(src).names
     names = parquet_names(sources, table, at)
@@ -246,7 +252,8 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
     plans = parquet_plans(names, sources, [row[1] for row in described], table, previous, at, _Typed(truncated))
     for plan in plans:  # a CSV's columns are optional in the snapshot: so are a Parquet file's
         plan.src = nullable(plan.src)
-    return plans
+    kinds = [row[1] for row in described]
+    return plans, not truncated and verbatim.in_lake_types(src, names, kinds, table, previous)
 
 
 def check_keys(con, relation: str, pk: tuple[str, ...], where: str) -> int:

@@ -1,0 +1,61 @@
+"""A Parquet input already in the lake's types becomes the snapshot as it is: copied, not decoded and re-encoded.
+
+The planned write of such a file (`rules.parquet_plans`) would select every column unchanged, in the same order,
+under the same name, and declare it optional: the file it would write holds the same values in the same types.
+So when every column already is what the lake stores (a text key, a UTC timestamp date field, each other column
+exactly its lake type and the type it had before, nothing renamed, pinned with a layout or finer than a
+microsecond) and the file declares every column optional, the copy is that snapshot. The file keeps its own
+compression and row groups; its data-quality numbers come from one scan, as a written snapshot's do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ...config import TableConfig
+from ...types import BLOB, BOOL, TEXT, TZ, Column, lake_type_of
+from .connection import literal, quote
+
+
+def in_lake_types(src: Path, names: list[str], kinds: list[str], table: TableConfig,
+                  previous: dict[str, Column]) -> bool:
+    """Whether the Parquet file `src` (its lake `names`, DuckDB `kinds`) is already the snapshot it would become."""
+    schema = pq.read_schema(src)
+    if schema.names != names or not all(schema.field(i).nullable for i in range(len(names))):
+        return False
+    for name, kind in zip(names, kinds, strict=True):
+        lake, pin, before = lake_type_of(kind), table.pinned(name), previous.get(name)
+        if kind.replace(" ", "") != lake.replace(" ", ""):
+            return False  # cast on the way in (INTEGER → BIGINT, a naive or nanosecond timestamp, …)
+        if name in table.pk and lake != TEXT or name == table.date_field and lake != TZ:
+            return False
+        if pin is not None and (pin.type != lake or pin.layout) or before is not None and before.type != lake:
+            return False
+    return True
+
+
+def _stat(value: str, kind: str) -> str:
+    """A column's smallest or largest value as the text a COPY's statistics give it."""
+    if kind == BOOL:
+        return f"CAST(CAST({value} AS INTEGER) AS VARCHAR)"
+    if kind == BLOB:
+        return f"hex({value})"
+    return f"CAST({value} AS VARCHAR)"
+
+
+def copy(con, src: Path, out: Path, columns: dict[str, str]) -> list[tuple]:
+    """Copy `src` to `out` (replaced whole, never half-written); the statistics a COPY's `RETURN_STATS` would
+    give for it (`columns`: name → lake type): one row (file, rows, …, {column: {null_count, min, max}})."""
+    probes = ", ".join(f"count(*) FILTER (WHERE {quote(c)} IS NULL), {_stat(f'min({quote(c)})', kind)}, "
+                       f"{_stat(f'max({quote(c)})', kind)}" for c, kind in columns.items())
+    found = con.execute(f"SELECT count(*), {probes} FROM read_parquet({literal(str(src))})").fetchall()[0]
+    target = out.with_name(f".{out.name}.copy")
+    shutil.copyfile(src, target)
+    os.replace(target, out)
+    numbers = {quote(c): {"null_count": found[1 + 3 * i], "min": found[2 + 3 * i], "max": found[3 + 3 * i]}
+               for i, c in enumerate(columns)}
+    return [(str(out), found[0], None, None, numbers)]
