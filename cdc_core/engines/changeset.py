@@ -90,6 +90,7 @@ class Side(Generic[T]):
     rows: int
     label: str
     layouts: dict[str, str] = field(default_factory=dict)
+    whole: T | None = None  # the whole input when `data` holds only some of its rows (searched for bad keys)
 
 
 @dataclass

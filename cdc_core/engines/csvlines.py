@@ -27,12 +27,18 @@ def check_lines(path: Path, table: TableConfig, at: str, open_bytes) -> None:
     """Refuse a file with mixed line endings, an over-long last line, or an escape before an ordinary character."""
     esc = table.escape.encode() if table.quote and table.escape and table.escape != table.quote else b""
     cr = lf = crlf = 0  # counts: a file is all LF (no CR) or all CRLF (as many of each), else it is looked at
-    escape, last = False, b""
+    lone_lf = escape = False  # an LF in a block without any CR: counted only where a CR is (a `find` elsewhere)
+    last = b""
     tail = ended = 0  # bytes since the last line break, and of the last line that ended with one
     with open_bytes(path) as f:
         while block := f.read(BLOCK):
-            cr, lf = cr + block.count(b"\r"), lf + block.count(b"\n")
-            crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
+            joined = last == b"\r" and block[:1] == b"\n"  # a CRLF the block boundary cut in two
+            if b"\r" in block:
+                cr, lf = cr + block.count(b"\r"), lf + block.count(b"\n")
+                crlf += block.count(b"\r\n") + joined
+            else:
+                lf, crlf = lf + joined, crlf + joined
+                lone_lf = lone_lf or block.find(b"\n", joined) >= 0
             escape, last = escape or bool(esc and esc in block), block[-1:]
             cut = block.rfind(b"\n")
             if cut < 0:
@@ -42,7 +48,7 @@ def check_lines(path: Path, table: TableConfig, at: str, open_bytes) -> None:
             ended, tail = (cut - before - 1 if before >= 0 else tail + cut), len(block) - cut - 1
     if (size := tail or ended) > MAX_LINE:
         raise too_long(at, "the last line", size)
-    if (cr and not cr == lf == crlf) or escape:
+    if (cr and (lone_lf or not cr == lf == crlf)) or escape:
         _scan(path, table, at, open_bytes, esc)
 
 

@@ -155,5 +155,5 @@ def _check_keys(con, work: str, prev: Side, cur: Side, key: tuple[str, ...], ali
                                  HAVING count(*) > 1 OR {' OR '.join(f'{a} IS NULL' for a in aliases)})""")
     if keys_in_doubt(bool(suspicious.fetchall()[0][0]), prev.rows, cur.rows, stats):
         for side in (prev, cur):  # slow path, only for bad input: find which input, how many, examples
-            check_keys(con, side.data, key, opening(side.label))
+            check_keys(con, side.whole or side.data, key, opening(side.label))
         raise ambiguous_keys(prev.label, cur.label, key)

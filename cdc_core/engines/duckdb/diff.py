@@ -33,6 +33,7 @@ from ...config import TableConfig
 from ...types import Column, read_layouts
 from ..changeset import OPS, ChangeSet, Output, Side, check_side, missing_input, not_comparable
 from ..rules import is_parquet, said_once
+from . import textfirst
 from .compare import compare
 from .connection import connect, literal
 from .snapshot import load_snapshot
@@ -83,7 +84,8 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
     `previous` and `current` are Arrow tables or paths to Parquet or CSV files. CSV files are typed as the
     pipeline types them (`snapshot.load_snapshot`: whole-file types, the current file keeps the previous file's
     types while it fits them), read with `sep` and RFC 4180 quoting (`quote_char=""` for none;
-    `escape_char` defaults to the quote).
+    `escape_char` defaults to the quote); two CSV files are compared on their text first, and only the rows whose
+    text changed are typed and checked (`textfirst`).
     With `output`, the change rows go straight to that Parquet file, with the `constants` columns (name → SQL
     expression, e.g. the run id) appended to every row. `changed_columns` adds `_cdc_changed` (each U row's changed
     columns), `before_image` a `B` row with the previous values before each `U`; `details` writes each U row's key
@@ -102,8 +104,11 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
                       escape=quote_char if escape_char is None else escape_char)
     try:
         widened: dict[str, str] = {}  # column → how the current CSV widened it (said instead of "changed type")
-        prev = _open(con, previous, "previous", csv, temps, None, widened)
-        cur = _open(con, current, "current", csv, temps, prev, widened)
+        if textfirst.is_csv_pair(previous, current):  # compared as text, only the changed rows typed
+            prev, cur, widened = textfirst.open_pair(con, Path(previous), Path(current), csv, temps)
+        else:
+            prev = _open(con, previous, "previous", csv, temps, None, widened)
+            cur = _open(con, current, "current", csv, temps, prev, widened)
         if labels:
             prev.label, cur.label = labels
         try:
@@ -135,7 +140,7 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
             table = replace(csv, name=path.stem)
             stable = {c: Column(c, t, before.layouts.get(c)) for c, t in before.columns.items()} if before else None
             snap = load_snapshot(path, table, temps.file(f"{side}.parquet"), con=con, previous=stable,
-                                 compression=TEMP_CODEC, check=False)  # the compare finds bad keys in its join
+                                 compression=TEMP_CODEC, check=False, measure=False)  # the compare finds bad keys
             widened.update(snap.widenings(lasting=False))
             path = snap.path
         relation = f"read_parquet({literal(str(path))})"

@@ -75,10 +75,11 @@ def _checked(plans: list[Plan[str]], relation: str) -> str:
 
 def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.DuckDBPyConnection | None = None,
                   compression: str = "zstd", previous: dict[str, Column] | None = None,
-                  check: bool = True) -> Snapshot:
+                  check: bool = True, measure: bool = True) -> Snapshot:
     """Check and convert one table's file (CSV, gzipped CSV or Parquet) into a typed Parquet snapshot.
 
-    With `check=False` NULL and duplicate keys are left to the diff that follows (it finds them in its own join).
+    With `check=False` NULL and duplicate keys are left to the diff that follows (it finds them in its own join);
+    with `measure=False` no data-quality numbers are taken (a temporary snapshot nobody reports on).
     """
     con = con or connect()
     src, out_path = Path(src), Path(out_path)
@@ -92,12 +93,12 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             plans, as_is = _parquet_plans(con, relation, src, table, previous or {}, at)
         else:
             relation = csv_relation(src, table, header)
-            plans = _csv_plans(con, relation, table, header, previous or {})
+            plans, _ = csv_plans_of(con, relation, table, header, previous or {})
         check_pins(table, [p.name for p in plans], at)
         if as_is:  # already the snapshot it would become: copied, not re-encoded
             stats, widened = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}), {}
         else:
-            stats, widened = settle_types(plans, at, _Writer(con, relation, out_path, compression))
+            stats, widened = write_plans(con, relation, plans, at, out_path, compression)
     except duckdb.Error as exc:
         out_path.unlink(missing_ok=True)
         if header is None:
@@ -112,8 +113,8 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             raise
     rows = sum(r[1] for r in stats)
     unique = {table.pk[0]: rows} if len(table.pk) == 1 else {}  # a key is unique: no need to count its values
-    return snapshot_of(table, out_path, rows, plans, widened,
-                       profile(con, written, [p.name for p in plans], stats, unique))
+    found = profile(con, written, [p.name for p in plans], stats, unique) if measure else {}
+    return snapshot_of(table, out_path, rows, plans, widened, found)
 
 
 def profile(con, relation: str, columns: list[str], stats: list[tuple],
@@ -138,6 +139,13 @@ def profile(con, relation: str, columns: list[str], stats: list[tuple],
         numbers = written.get(column, {})
         found[column] = quality(int(numbers.get("null_count", 0)), count, numbers.get("min"), numbers.get("max"))
     return found
+
+
+def write_plans(con, relation: str, plans: list[Plan[str]], at: str, out: Path,
+                compression: str) -> tuple[list[tuple], dict[str, tuple[str, str]]]:
+    """(The statistics of the file written, the widened columns): `relation`'s planned columns, every value checked,
+    written to `out` (`rules.settle_types`)."""
+    return settle_types(plans, at, _Writer(con, relation, out, compression))
 
 
 class _Writer:
@@ -207,18 +215,22 @@ def csv_relation(path: Path, table: TableConfig, header: list[str]) -> str:
             f"compression={literal('gzip' if csvfile.is_gzip(path) else 'none')})")
 
 
-def _csv_plans(con, relation: str, table: TableConfig, header: list[str],
-               previous: dict[str, Column]) -> list[Plan[str]]:
-    """The rules' plans; an inferred type from one scan of every such column's ends; a timestamp's hint."""
+def csv_plans_of(con, relation: str, table: TableConfig, header: list[str], previous: dict[str, Column], *,
+                 count: bool = False) -> tuple[list[Plan[str]], int | None]:
+    """(The rules' plans, the file's rows when asked to `count` them): an inferred type from one scan of every
+    such column's ends, in which the rows are counted too; a timestamp's hint."""
     plans, unknown = csv_plans(header, table, previous, quote)
-    if unknown:
-        probes = ", ".join(f"min({p.src}), max({p.src}), max(length({p.src}))" for p in unknown)
-        infer(unknown, con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0])
+    rows = None
+    if unknown or count:
+        probes = ["count(*)", *(f"min({p.src}), max({p.src}), max(length({p.src}))" for p in unknown)]
+        found = con.execute(f"SELECT {', '.join(probes)} FROM {relation}").fetchall()[0]
+        rows = found[0]
+        infer(unknown, found[1:])
     for plan in plans:  # a date field or a pinned timestamp: how its first value is written makes a fast path
         if plan.type == TZ and plan.layout is None and plan.mode == "strict":
             first = con.execute(f"SELECT {plan.src} FROM {relation} WHERE {plan.src} IS NOT NULL LIMIT 1").fetchall()
             plan.hint = layout_of(first[0][0]) if first else None
-    return plans
+    return plans, rows
 
 
 class _Typed:

@@ -1,0 +1,96 @@
+"""Two CSV files compared as text first: only the rows whose text changed are typed.
+
+Under the typing law (`types`) a typed value prints back as exactly the text it was read from, so two values of a
+column are equal exactly when their texts are: a row whose every field reads the same in both files is unchanged,
+whatever the types. So a diff of two CSV files joins them by key on their text, in one pass over each (the same
+job done by hand), and keeps the candidates: the rows in one file only, and the rows whose text differs in a
+column the current file has. Only the candidates are typed, by the plans a snapshot of the whole file would get
+(`rules.csv_plans`: each column's type guessed from its smallest and largest value over the whole file, in the one
+scan that also counts its rows; the current file keeps the previous file's types while its values fit them), and
+each of their values is checked by the law: one that does not print back widens its column, as in a snapshot.
+The typed candidates then go through the one comparison (`compare`): the date field compares as an instant
+(`2025-01-01` and `2025-01-01 00:00:00` are one), types, counts and warnings come out as on typed snapshots. The
+rows of the whole files keep the key check exact: a duplicate key among unchanged rows breaks
+rows(previous) − D = rows(current) − I, and the whole file is then searched for it.
+
+What no change row carries is not typed, so it is not checked either: a value of an unchanged row (the same text
+on both sides) never widens a column or refuses a file here. A snapshot, which is stored whole, checks them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ...config import TableConfig
+from ...types import Column, read_layouts
+from .. import csvfile
+from ..changeset import Side, check_side
+from ..rules import snapshot_of
+from .connection import literal, quote
+from .snapshot import csv_plans_of, csv_relation, write_plans
+
+
+def is_csv_pair(previous: object, current: object) -> bool:
+    """Whether both inputs are CSV files (plain or gzipped), which this comparison takes."""
+    from ..rules import is_parquet
+
+    return all(isinstance(v, str | Path) and Path(v).is_file() and not is_parquet(Path(v))
+               for v in (previous, current))
+
+
+class _File:
+    """One CSV input: its table (named after the file), header and text relation."""
+
+    def __init__(self, path: Path, csv: TableConfig, side: str):
+        self.path, self.side = path, side
+        self.table = replace(csv, name=path.stem)
+        self.header = csvfile.read_header(path, self.table)
+        self.relation = csv_relation(path, self.table, self.header)
+
+
+def open_pair(con, previous: Path, current: Path, csv: TableConfig, temps) -> tuple[Side, Side, dict[str, str]]:
+    """The typed candidates of both files as the comparison's two sides (with the whole files' rows), and the
+    columns the candidates widened (column → the line that says so)."""
+    prev, cur = _File(Path(previous), csv, "previous"), _File(Path(current), csv, "current")
+    candidates = _candidates(con, prev, cur, csv.pk, temps.name("TABLE", "candidates"))
+    widened: dict[str, str] = {}
+    before: dict[str, Column] = {}
+    sides = []
+    for number, f in enumerate((prev, cur)):
+        plans, rows = csv_plans_of(con, f.relation, f.table, f.header, before, count=True)
+        mine = "p" if number == 0 else "c"
+        text = ", ".join(f"{mine}{i} AS {quote(name)}" for i, name in enumerate(f.header))
+        relation = f"(SELECT {text} FROM {candidates} WHERE __{mine})"
+        out = temps.file(f"{f.side}.parquet")
+        at = csvfile.where(f.path, f.table)
+        _, widening = write_plans(con, relation, plans, at, out, "uncompressed")
+        snapshot = snapshot_of(f.table, out, rows or 0, plans, widening, {})
+        widened.update(snapshot.widenings(lasting=False))
+        before = {c: Column(c, t, snapshot.layouts.get(c)) for c, t in snapshot.columns.items()}
+        sides.append(Side(data=f"read_parquet({literal(str(out))})", columns=dict(snapshot.columns),
+                          rows=rows or 0, label=str(f.path), layouts=read_layouts(out), whole=f.relation))
+        check_side(str(f.path), snapshot.columns, csv.pk, csv.date_field)
+    return sides[0], sides[1], widened
+
+
+def _candidates(con, prev: _File, cur: _File, key: tuple[str, ...], name: str) -> str:
+    """A temporary table of the rows whose text changed: `__p`/`__c` (the row is in that file) and each file's
+    fields by position (`p0`…, `c0`…), from one FULL OUTER JOIN of the two files on the key's text."""
+    p_at = {col: i for i, col in enumerate(prev.header)}
+    differs = []
+    for col in cur.header:
+        if col in key:
+            continue
+        c = f"c.{quote(col)}"
+        differs.append(f"p.{quote(col)} IS DISTINCT FROM {c}" if col in p_at else f"{c} IS NOT NULL")
+    on = " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in key)
+    fields = [*(f"p.{quote(col)} AS p{i}" for i, col in enumerate(prev.header)),
+              *(f"c.{quote(col)} AS c{i}" for i, col in enumerate(cur.header))]
+    con.execute(f"""
+        CREATE TEMP TABLE {name} AS
+        SELECT p.__cdc_side IS NOT NULL AS __p, c.__cdc_side IS NOT NULL AS __c, {', '.join(fields)}
+        FROM (SELECT true AS __cdc_side, * FROM {prev.relation}) p
+        FULL OUTER JOIN (SELECT true AS __cdc_side, * FROM {cur.relation}) c ON {on}
+        WHERE p.__cdc_side IS NULL OR c.__cdc_side IS NULL OR {' OR '.join(differs) or 'false'}""")
+    return name
