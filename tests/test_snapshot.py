@@ -90,3 +90,18 @@ def test_real_clientes_file_loads(tmp_path: Path):
     result = load_snapshot(real, CLIENTES, tmp_path / "s.parquet")
     assert result.rows == 3837
     assert result.columns["DtAtualizacao"] == "TIMESTAMP WITH TIME ZONE"
+
+
+@pytest.mark.parametrize("value, typed", [
+    ("0999-01-01 00:00:00", True), ("2025-01-01 00:00:00Z", True), ("10000-01-01 00:00:00", False),
+    ("-2025-01-01 00:00:00", False), ("2025-02-30 00:00:00", False), ("infinity", False),
+])
+def test_a_date_field_written_like_its_first_value_takes_the_fast_check_only_in_the_safe_form(tmp_path: Path, value,
+                                                                                                typed: bool):
+    (tmp_path / "t.csv").write_text(f"id;d\n1;2025-01-01 00:00:00\n2;{value}\n")
+    table = TableConfig("t", ("id",), date_field="d", sep=";")
+    if typed:
+        assert load_snapshot(tmp_path / "t.csv", table, tmp_path / "s.parquet").rows == 2
+    else:
+        with pytest.raises(InputError, match='date field "d" has values that are not dates'):
+            load_snapshot(tmp_path / "t.csv", table, tmp_path / "s.parquet")

@@ -42,6 +42,16 @@ def parse(expr: str, kind: str, layout: str | None = None, hint: str | None = No
     return f"TRY_CAST({expr} AS {kind})"
 
 
+def written(expr: str, kind: str, layout: str | None = None, hint: str | None = None) -> str | None:
+    """SQL true where text `expr` takes `parse`'s fast path (a timestamp written exactly in an ISO layout), or
+    None when `parse` has no fast path for this column. Where it is true, the value prints back to its text
+    (`exact` is true): the check can skip its own printing there."""
+    form = layout or hint
+    if kind == TZ and form in LAYOUTS and not (layout and layout not in LAYOUTS):
+        return _written_in(expr, form)
+    return None
+
+
 def exact(raw: str, parsed: str, kind: str, layout: str | None = None) -> str:
     """SQL that is true when `parsed` (= `parse(raw)`) prints back to exactly `raw` (`text_of(parsed) = raw`).
 

@@ -40,25 +40,34 @@ from ..rules import (
 )
 from . import verbatim
 from .connection import connect, literal, quote
-from .law import exact, kv_metadata, nanosecond_columns, nullable, parse, project, text_of
+from .law import exact, kv_metadata, nanosecond_columns, nullable, parse, project, text_of, written
 
 STOP = "error('cdc: a value does not fit its column type')"  # stops the COPY; `failures` finds which, as data
 
 
 def _inner(plan: Plan[str], i: int) -> str:
-    """The input column (`r{i}`) and, for a checked plan, its parse (`x{i}`): read once each."""
+    """The input column (`r{i}`) and, for a checked plan, its parse (`x{i}`) and whether that took the fast path
+    of an ISO timestamp (`w{i}`, the same expression the parse holds: DuckDB computes it once): read once each."""
     if plan.mode == "cast":
         return f"{plan.src} AS r{i}"
-    return f"{plan.src} AS r{i}, {parse(plan.src, plan.type, plan.layout, plan.hint)} AS x{i}"
+    fast = written(plan.src, plan.type, plan.layout, plan.hint)
+    return (f"{plan.src} AS r{i}, {parse(plan.src, plan.type, plan.layout, plan.hint)} AS x{i}"
+            + (f", {fast} AS w{i}" if fast else ""))
 
 
 def _ok(plan: Plan[str], i: int) -> str:
     """True where row's value passes this column's check (only for `verify` and `strict` plans)."""
+    fast = written(f"r{i}", plan.type, plan.layout, plan.hint) is not None
     if plan.mode == "verify":
-        return f"(r{i} IS NULL OR COALESCE({exact(f'r{i}', f'x{i}', plan.type, plan.layout)}, false))"
+        check = f"COALESCE({exact(f'r{i}', f'x{i}', plan.type, plan.layout)}, false)"
+        return f"(r{i} IS NULL OR {f'CASE WHEN w{i} THEN true ELSE {check} END' if fast else check})"
     form = None if plan.layout and plan.layout not in LAYOUTS else safe_form(plan.type)
     if form is not None:  # a pin reads only the forms every engine reads alike: it never rounds a value
-        return f"(r{i} IS NULL OR (x{i} IS NOT NULL AND regexp_matches(r{i}, {literal(form)})))"
+        check = f"(x{i} IS NOT NULL AND regexp_matches(r{i}, {literal(form)}))"
+        if fast:  # an ISO timestamp with a four-digit year is in the safe form (years beyond 9999 are not)
+            check = (f"CASE WHEN w{i} AND substr(r{i}, 5, 1) = '-' AND substr(r{i}, 1, 1) BETWEEN '0' AND '9' "
+                     f"THEN true ELSE {check} END")
+        return f"(r{i} IS NULL OR {check})"
     return f"(r{i} IS NULL OR x{i} IS NOT NULL)"
 
 
