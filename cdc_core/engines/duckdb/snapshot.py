@@ -104,8 +104,11 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             relation = csv_relation(src, table, header)
             plans, _ = csv_plans_of(con, relation, table, header, previous or {})
         check_pins(table, [p.name for p in plans], at)
+        single_key = frozenset(table.pk) if len(table.pk) == 1 else frozenset()  # unique: as many values as rows
+        counted: dict[str, int] = {}
+        widened = {}
         if as_is:  # already the snapshot it would become: copied, not re-encoded
-            stats, widened = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}), {}
+            stats, counted = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}, single_key)
         else:
             stats, widened = write_plans(con, relation, plans, at, out_path, compression)
     except duckdb.Error as exc:
@@ -121,8 +124,8 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             out_path.unlink(missing_ok=True)
             raise
     rows = sum(r[1] for r in stats)
-    unique = {table.pk[0]: rows} if len(table.pk) == 1 else {}  # a key is unique: no need to count its values
-    found = profile(con, written, [p.name for p in plans], stats, unique) if measure else {}
+    known = counted or dict.fromkeys(single_key, rows)
+    found = profile(con, written, [p.name for p in plans], stats, known) if measure else {}
     return snapshot_of(table, out_path, rows, plans, widened, found)
 
 
