@@ -128,3 +128,15 @@ def test_the_output_file_declares_the_types_the_change_rows_have(tmp_path: Path)
     changes = diff(prev, cur, "id", date_field="d", sep=";", output=tmp_path / "out.parquet")
     schema = pq.read_schema(changes.path)
     assert str(schema.field("n").type) == "decimal128(18, 2)" and str(schema.field("d").type) == "timestamp[us, tz=UTC]"
+
+
+@pytest.mark.parametrize("broken", ["prev", "cur"])
+@pytest.mark.parametrize("text, message", [
+    ("id;v\n1;a\n2;b;c\n", "line 3 has 3 fields but the header has 2"),
+    ('id;v\n1;a\n2;"b\n', "cannot be read as CSV"),
+])
+def test_a_file_that_is_not_valid_csv_is_one_line_naming_it(tmp_path: Path, broken: str, text: str, message: str):
+    files = {name: write_csv(tmp_path / f"{name}.csv", ["id", "v"], [["1", "a"], ["2", "b"]]) for name in ("prev", "cur")}
+    files[broken].write_text(text)
+    with pytest.raises(InputError, match=rf"{broken}.csv.*{message}"):
+        diff(files["prev"], files["cur"], "id", sep=";")

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import duckdb
+
 from ...config import TableConfig
 from ...types import Column, read_layouts
 from .. import csvfile
@@ -53,12 +55,18 @@ def open_pair(con, previous: Path, current: Path, csv: TableConfig, temps) -> tu
     """The typed candidates of both files as the comparison's two sides (with the whole files' rows), and the
     columns the candidates widened (column → the line that says so)."""
     prev, cur = _File(Path(previous), csv, "previous"), _File(Path(current), csv, "current")
-    candidates = _candidates(con, prev, cur, csv.pk, temps.name("TABLE", "candidates"))
+    try:
+        candidates = _candidates(con, prev, cur, csv.pk, temps.name("TABLE", "candidates"))
+    except duckdb.Error as exc:
+        raise _unreadable(con, (prev, cur), exc) from None
     widened: dict[str, str] = {}
     before: dict[str, Column] = {}
     sides = []
     for number, f in enumerate((prev, cur)):
-        plans, rows = csv_plans_of(con, f.relation, f.table, f.header, before, count=True)
+        try:
+            plans, rows = csv_plans_of(con, f.relation, f.table, f.header, before, count=True)
+        except duckdb.Error as exc:
+            raise csvfile.explain(exc, f.path, f.table, f.header) from None
         mine = "p" if number == 0 else "c"
         text = ", ".join(f"{mine}{i} AS {quote(name)}" for i, name in enumerate(f.header))
         relation = f"(SELECT {text} FROM {candidates} WHERE __{mine})"
@@ -94,3 +102,13 @@ def _candidates(con, prev: _File, cur: _File, key: tuple[str, ...], name: str) -
         FULL OUTER JOIN (SELECT true AS __cdc_side, * FROM {cur.relation}) c ON {on}
         WHERE p.__cdc_side IS NULL OR c.__cdc_side IS NULL OR {' OR '.join(differs) or 'false'}""")
     return name
+
+
+def _unreadable(con, files: tuple[_File, _File], exc: duckdb.Error) -> Exception:
+    """The one line for the file the join could not read (each read alone to find it), else the error itself."""
+    for f in files:
+        try:
+            con.execute(f"SELECT count(*) FROM {f.relation}").fetchall()
+        except duckdb.Error as alone:
+            return csvfile.explain(alone, f.path, f.table, f.header)
+    return exc
