@@ -22,9 +22,9 @@ from cdc_core.lake import LocalLake, read_manifests
 from .conftest import ROOT, run_cli, write_config
 from .format_runs import Chain, assert_same, format_for, moto_endpoint, s3_lake  # noqa: F401  (fixtures)
 
-# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
-# after another, while the other workers run the rest
-pytestmark = pytest.mark.xdist_group("timing")
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them one after
+# another, while the other runs the rest (the first timing group: the log, recovery and writers' tests)
+pytestmark = pytest.mark.xdist_group("timing: stalls and formats")
 
 SMALL = {"type": "demo", "seed": 3, "scale": 0.05}
 TABLES = [{"name": "clientes", "pk": "idCliente", "date_field": "DtAtualizacao", "sep": ";"},

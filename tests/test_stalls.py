@@ -18,9 +18,9 @@ from .conftest import BUCKET, ROOT, run_cli
 from .test_log import assert_one_chain_of_versions
 from .writers import demo_version, publish_version, writer
 
-# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them all, one
-# after another, while the other workers run the rest
-pytestmark = pytest.mark.xdist_group("timing")
+# real processes racing on timing (pauses, signals, kills at random moments): one worker runs them one after
+# another, while the other runs the rest (the first timing group: the log, recovery and writers' tests)
+pytestmark = pytest.mark.xdist_group("timing: stalls and formats")
 
 SEED = int(os.environ.get("CDC_STALL_SEED", "25"))
 
