@@ -32,10 +32,10 @@ DEMO_TABLES = [
 SHARED_FIXTURES = {"pg_server": "postgres", "spark_engine": "spark", "migrated": "airflow", "base": "base venv"}
 
 
-# The groups that take longest, longest first (measured: ~4 min each for the first three on 2 cores): a worker
-# starts on them at once and the short tests fill in around them (`--no-loadscope-reorder` keeps this order).
-LONGEST_FIRST = ("timing: stalls and formats", "timing", "spark cluster", "spark", "airflow", "postgres",
-                 "base venv")
+# The groups that take longest, longest first (measured on 2 cores: ~5 min for Spark's JVMs, ~4 min for each timing
+# group): the workers start on them at once and the short tests fill in around them (`--no-loadscope-reorder` keeps
+# this order). Spark comes second so that its JVMs run beside Python tests, not beside each other.
+LONGEST_FIRST = ("timing: stalls and formats", "spark", "timing", "airflow", "postgres", "base venv")
 
 
 def _group(item: pytest.Item) -> str | None:

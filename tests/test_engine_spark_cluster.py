@@ -19,8 +19,8 @@ from .conftest import run_cli, write_config
 from .spark_parity import schema
 
 pytest.importorskip("pyspark")
-# JVMs on a 2-core machine: one worker runs these one after another (conftest starts the long groups first)
-pytestmark = pytest.mark.xdist_group("spark cluster")
+# JVMs on a 2-core machine: the worker that runs the other Spark tests runs these too, one after another
+pytestmark = pytest.mark.xdist_group("spark")
 STAMPS = ("_cdc_run_id", "_cdc_captured_at")
 CLUSTER = {"type": "spark", "master": "local-cluster[2,1,1024]",
            "conf": {"spark.driver.memory": "768m", "spark.sql.shuffle.partitions": "4"}}
