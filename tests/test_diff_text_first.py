@@ -140,3 +140,15 @@ def test_a_file_that_is_not_valid_csv_is_one_line_naming_it(tmp_path: Path, brok
     files[broken].write_text(text)
     with pytest.raises(InputError, match=rf"{broken}.csv.*{message}"):
         diff(files["prev"], files["cur"], "id", sep=";")
+
+
+def test_columns_named_like_the_comparisons_own_markers_and_files_with_only_a_header(tmp_path: Path):
+    header = ["id", "__p", "__c", "p0", "__cdc_side"]
+    prev = write_csv(tmp_path / "prev.csv", header, [["1", "a", "b", "c", "d"], ["2", "a", "b", "c", "d"]])
+    cur = write_csv(tmp_path / "cur.csv", header, [["1", "a", "b", "c", "e"], ["3", "a", "b", "c", "d"]])
+    changes = diff(prev, cur, "id", sep=";")
+    assert changes.counts == {"I": 1, "U": 1, "D": 1}
+    assert changes.rows.column("__cdc_side").to_pylist() == ["e", "d", "d"]
+    empty = write_csv(tmp_path / "empty.csv", header, [])
+    assert diff(empty, empty, "id", sep=";").counts == {"I": 0, "U": 0, "D": 0}
+    assert diff(empty, cur, "id", sep=";").counts == {"I": 2, "U": 0, "D": 0}

@@ -84,23 +84,24 @@ def open_pair(con, previous: Path, current: Path, csv: TableConfig, temps) -> tu
 
 def _candidates(con, prev: _File, cur: _File, key: tuple[str, ...], name: str) -> str:
     """A temporary table of the rows whose text changed: `__p`/`__c` (the row is in that file) and each file's
-    fields by position (`p0`…, `c0`…), from one FULL OUTER JOIN of the two files on the key's text."""
+    fields by position (`p0`…, `c0`…), from one FULL OUTER JOIN of the two files on the key's text. Inside the SQL
+    every column goes by its position, so no file's names can clash with another's or with the markers."""
     p_at = {col: i for i, col in enumerate(prev.header)}
-    differs = []
-    for col in cur.header:
-        if col in key:
-            continue
-        c = f"c.{quote(col)}"
-        differs.append(f"p.{quote(col)} IS DISTINCT FROM {c}" if col in p_at else f"{c} IS NOT NULL")
-    on = " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in key)
-    fields = [*(f"p.{quote(col)} AS p{i}" for i, col in enumerate(prev.header)),
-              *(f"c.{quote(col)} AS c{i}" for i, col in enumerate(cur.header))]
+    c_at = {col: i for i, col in enumerate(cur.header)}
+    differs = [(f"p.p{p_at[col]} IS DISTINCT FROM c.c{i}" if col in p_at else f"c.c{i} IS NOT NULL")
+               for col, i in c_at.items() if col not in key]
+    on = " AND ".join(f"p.p{p_at[k]} = c.c{c_at[k]}" for k in key)
+
+    def side(f: _File, mine: str) -> str:
+        fields = ", ".join(f"{quote(col)} AS {mine}{i}" for i, col in enumerate(f.header))
+        return f"(SELECT true AS __{mine}, {fields} FROM {f.relation})"
+
+    fields = [*(f"p.p{i}" for i in range(len(prev.header))), *(f"c.c{i}" for i in range(len(cur.header)))]
     con.execute(f"""
         CREATE TEMP TABLE {name} AS
-        SELECT p.__cdc_side IS NOT NULL AS __p, c.__cdc_side IS NOT NULL AS __c, {', '.join(fields)}
-        FROM (SELECT true AS __cdc_side, * FROM {prev.relation}) p
-        FULL OUTER JOIN (SELECT true AS __cdc_side, * FROM {cur.relation}) c ON {on}
-        WHERE p.__cdc_side IS NULL OR c.__cdc_side IS NULL OR {' OR '.join(differs) or 'false'}""")
+        SELECT p.__p IS NOT NULL AS __p, c.__c IS NOT NULL AS __c, {', '.join(fields)}
+        FROM {side(prev, 'p')} p FULL OUTER JOIN {side(cur, 'c')} c ON {on}
+        WHERE p.__p IS NULL OR c.__c IS NULL OR {' OR '.join(differs) or 'false'}""")
     return name
 
 
