@@ -147,8 +147,11 @@ def read_layouts(path: Path) -> dict[str, str]:
     """The timestamp layouts a Parquet file written by cdc_core records in its key-value metadata."""
     import pyarrow.parquet as pq
 
-    meta = pq.read_metadata(path).metadata or {}
-    raw = meta.get(META_KEY.encode())
+    return layouts_of((pq.read_metadata(path).metadata or {}).get(META_KEY.encode()))
+
+
+def layouts_of(raw: bytes | None) -> dict[str, str]:
+    """The timestamp layouts in the value of a Parquet file's `cdc_core` key-value metadata (None: none)."""
     if not raw:
         return {}
     try:

@@ -152,3 +152,25 @@ def test_columns_named_like_the_comparisons_own_markers_and_files_with_only_a_he
     empty = write_csv(tmp_path / "empty.csv", header, [])
     assert diff(empty, empty, "id", sep=";").counts == {"I": 0, "U": 0, "D": 0}
     assert diff(empty, cur, "id", sep=";").counts == {"I": 2, "U": 0, "D": 0}
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_the_diff_command_starts_without_the_pipeline_or_pyarrow(tmp_path: Path, kind: str):
+    """`python -m cdc_core diff` imports only what a diff needs: a quick start, and a smaller process."""
+    import subprocess
+    import sys
+
+    prev = write_csv(tmp_path / "prev.csv", ["id", "v"], [["1", "a"], ["2", "b"]])
+    cur = write_csv(tmp_path / "cur.csv", ["id", "v"], [["1", "a"], ["2", "c"]])
+    if kind == "parquet":
+        table = TableConfig("t", ("id",), sep=";")
+        prev, cur = (load_snapshot(p, table, tmp_path / f"{p.stem}.parquet").path for p in (prev, cur))
+    script = ("import sys\nfrom cdc_core.cli import main\n"
+              f"code = main(['diff', {str(prev)!r}, {str(cur)!r}, '--key', 'id', '--sep', ';', '--output', "
+              f"{str(tmp_path / 'out.parquet')!r}])\n"
+              "print(code, sorted(m for m in ('pyarrow', 'cdc_core.pipeline', 'cdc_core.monitored') "
+              "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
+    assert pq.read_table(tmp_path / "out.parquet").column("op").to_pylist() == ["U"]

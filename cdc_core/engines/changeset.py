@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, NamedTuple, TypeVar
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from ..errors import InputError
 from ..types import TZ
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 T = TypeVar("T")
 
@@ -52,6 +52,9 @@ class ChangeSet:
 
     @property
     def rows(self) -> pa.Table:
+        import pyarrow as pa  # only when the rows are asked for
+        import pyarrow.parquet as pq
+
         if self._rows is None and self.path is not None:
             self._rows = pq.read_table(self.path)
         return self._rows if self._rows is not None else pa.table({"op": pa.array([], pa.string())})

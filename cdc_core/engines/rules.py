@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..names import check_names, lake_names
 from ..sql import literal
 from ..types import DATE, TEXT, TZ, Column, guess, lake_type_of, read_layouts
+from .parquetmeta import file_names
 
 EXAMPLES = 5  # values shown in an error
 E = TypeVar("E")  # an engine's column expression: SQL text (DuckDB), a Column (Spark)
@@ -292,7 +293,5 @@ def file_columns(con, path: Path) -> dict[str, tuple[str, str]]:
     DuckDB renames a column whose name differs only in case from an earlier one (`Nome` → `Nome_1`); the
     file's own schema keeps the exact names, in the same order.
     """
-    import pyarrow.parquet as pq
-
     described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(path))})").fetchall()
-    return {name: (row[0], row[1]) for name, row in zip(pq.read_schema(path).names, described, strict=True)}
+    return {name: (row[0], row[1]) for name, row in zip(file_names(con, path), described, strict=True)}

@@ -12,8 +12,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from ...types import TZ, layouts_metadata
 from ..changeset import (
     ChangeSet,
@@ -138,6 +136,8 @@ def _write_rows(con, query: str, names: list[str], output: Output, layouts: dict
         con.execute(f"COPY ({query}) TO {literal(str(output.path))} (FORMAT parquet, COMPRESSION "
                     f"{output.compression}{kv_metadata(layouts)})")
         return output.path
+    import pyarrow.parquet as pq  # only for names DuckDB cannot write
+
     reader = con.sql(query).to_arrow_reader(100_000)
     schema = reader.schema.with_metadata(layouts_metadata(layouts))
     codec = "none" if output.compression == "uncompressed" else output.compression

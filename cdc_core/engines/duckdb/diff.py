@@ -24,24 +24,28 @@ import itertools
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ...config import TableConfig
-from ...types import Column, read_layouts
+from ...types import Column
 from ..changeset import OPS, ChangeSet, Output, Side, check_side, missing_input, not_comparable
+from ..parquetmeta import file_layouts, file_names
 from ..rules import is_parquet, said_once
 from . import textfirst
 from .compare import compare
 from .connection import connect, literal
 from .snapshot import load_snapshot
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    Input = pa.Table | str | Path
+
 __all__ = ["OPS", "ChangeSet", "diff"]
 
 _names = itertools.count()
-Input = pa.Table | str | Path
 
 
 TEMP_CODEC = "uncompressed"  # a temporary snapshot is read once, right away: compressing it only costs time
@@ -127,7 +131,7 @@ def diff(previous: Input, current: Input, key: str | list[str] | tuple[str, ...]
 def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before: Side | None,
           widened: dict[str, str]) -> Side:
     layouts: dict[str, str] = {}
-    if isinstance(value, pa.Table):
+    if not isinstance(value, str | Path):  # an Arrow table
         relation = temps.name("arrow", side)
         con.register(relation, value)
         label, rows, names = f"the {side} table", value.num_rows, value.column_names
@@ -145,7 +149,7 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
             path = snap.path
         relation = f"read_parquet({literal(str(path))})"
         rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-        names, layouts = pq.read_schema(path).names, read_layouts(path)
+        names, layouts = file_names(con, path), file_layouts(con, path)
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     columns = {name: row[1] for name, row in zip(names, described, strict=True)}
     check_side(label, columns, csv.pk, csv.date_field)

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 
 from ...config import TableConfig
 from ...errors import InputError
 from ...types import LAYOUTS, TZ, Column, layout_of, read_layouts, safe_form
 from .. import csvfile
 from ..csvlines import MAX_LINE
+from ..parquetmeta import file_names
 from ..rules import (
     EXAMPLES,
     Plan,
@@ -269,7 +269,7 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
                    at: str) -> tuple[list[Plan[str]], bool]:
     """(the plans, whether the file already is the snapshot they would write: `verbatim`)."""
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    sources = pq.read_schema(src).names
+    sources = file_names(con, src)
     names = parquet_names(sources, table, at)
     date_source = sources[names.index(table.date_field)] if table.date_field else None
     truncated = nanosecond_columns(con, relation, described, date_source, at)

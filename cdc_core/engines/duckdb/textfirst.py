@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from ...config import TableConfig
-from ...types import Column, read_layouts
+from ...types import Column
 from .. import csvfile
 from ..changeset import Side, check_side
 from ..rules import snapshot_of
@@ -77,7 +77,7 @@ def open_pair(con, previous: Path, current: Path, csv: TableConfig, temps) -> tu
         widened.update(snapshot.widenings(lasting=False))
         before = {c: Column(c, t, snapshot.layouts.get(c)) for c, t in snapshot.columns.items()}
         sides.append(Side(data=f"read_parquet({literal(str(out))})", columns=dict(snapshot.columns),
-                          rows=rows or 0, label=str(f.path), layouts=read_layouts(out), whole=f.relation))
+                          rows=rows or 0, label=str(f.path), layouts=dict(snapshot.layouts), whole=f.relation))
         check_side(str(f.path), snapshot.columns, csv.pk, csv.date_field)
     return sides[0], sides[1], widened
 

@@ -14,8 +14,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from ...config import TableConfig
 from ...types import BLOB, BOOL, TEXT, TZ, Column, lake_type_of
 from .connection import literal, quote
@@ -24,6 +22,8 @@ from .connection import literal, quote
 def in_lake_types(src: Path, names: list[str], kinds: list[str], table: TableConfig,
                   previous: dict[str, Column]) -> bool:
     """Whether the Parquet file `src` (its lake `names`, DuckDB `kinds`) is already the snapshot it would become."""
+    import pyarrow.parquet as pq  # a Parquet input's optional columns
+
     schema = pq.read_schema(src)
     if schema.names != names or not all(schema.field(i).nullable for i in range(len(names))):
         return False
