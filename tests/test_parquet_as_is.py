@@ -58,8 +58,8 @@ def _re_encoded(monkeypatch, src: Path, out: Path, **kwargs):
 def test_a_lake_typed_parquet_input_is_copied_and_is_what_the_write_would_make(tmp_path: Path, monkeypatch, table):
     src = tmp_path / "in.parquet"
     pq.write_table(table, src, compression="snappy")
-    copied = snapshot.load_snapshot(src, TABLE, tmp_path / "copied.parquet")
-    written = _re_encoded(monkeypatch, src, tmp_path / "written.parquet")
+    copied = snapshot.load_snapshot(src, TABLE, tmp_path / "copied.parquet", compression="snappy")
+    written = _re_encoded(monkeypatch, src, tmp_path / "written.parquet", compression="snappy")
     assert copied.path.read_bytes() == src.read_bytes()  # not re-encoded
     assert pq.read_table(copied.path).equals(pq.read_table(written.path))
     assert pq.read_schema(copied.path).remove_metadata() == pq.read_schema(written.path).remove_metadata()
@@ -89,7 +89,7 @@ def test_any_other_parquet_input_is_re_encoded_into_the_lakes_types(tmp_path: Pa
                                                                     config: TableConfig):
     src = tmp_path / "in.parquet"
     pq.write_table(table, src)
-    snap = snapshot.load_snapshot(src, config, tmp_path / "snap.parquet")
+    snap = snapshot.load_snapshot(src, config, tmp_path / "snap.parquet", compression="snappy")
     assert snap.path.read_bytes() != src.read_bytes(), why
     types = dict(zip(pq.read_schema(snap.path).names, pq.read_schema(snap.path).types, strict=True))
     assert types["id"] == pa.string() and types["ts"] == pa.timestamp("us", tz="UTC"), why
@@ -100,7 +100,7 @@ def test_a_column_whose_type_changed_since_the_previous_snapshot_is_re_encoded_a
     first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
     pq.write_table(_one_row(), first)
     pq.write_table(_one_row(n=pa.array([1.5])), second)
-    a = snapshot.load_snapshot(first, TABLE, tmp_path / "sa.parquet")
+    a = snapshot.load_snapshot(first, TABLE, tmp_path / "sa.parquet", compression="snappy")
     b = snapshot.load_snapshot(second, TABLE, tmp_path / "sb.parquet", previous=schema_of(a.path))
     assert a.path.read_bytes() == first.read_bytes()
     assert b.columns["n"] == "VARCHAR" and pq.read_table(b.path).column("n").to_pylist() == ["1.5"]
@@ -112,7 +112,7 @@ def test_a_copied_input_still_has_its_keys_checked(tmp_path: Path):
     src = tmp_path / "in.parquet"
     pq.write_table(pa.concat_tables([_one_row(), _one_row()]), src)
     with pytest.raises(InputError, match="appear more than once"):
-        snapshot.load_snapshot(src, TABLE, tmp_path / "snap.parquet")
+        snapshot.load_snapshot(src, TABLE, tmp_path / "snap.parquet", compression="snappy")
     assert not (tmp_path / "snap.parquet").exists()
 
 
@@ -121,3 +121,38 @@ def test_decimal_values_keep_their_scale(tmp_path: Path):
     pq.write_table(_one_row(dec=pa.array([decimal.Decimal("1.50")], pa.decimal128(18, 2))), src)
     snap = snapshot.load_snapshot(src, TABLE, tmp_path / "snap.parquet")
     assert snap.columns["dec"] == "DECIMAL(18,2)" and snap.quality["dec"]["min"] == "1.50"
+
+
+def _written(table: pa.Table, path: Path, **options) -> Path:
+    pq.write_table(table, path, **options)
+    return path
+
+
+@pytest.mark.parametrize("why, write", [
+    ("dictionary-encoded strings read back as a dictionary",
+     lambda p: _written(_one_row(s=pa.array(["a"]).dictionary_encode()), p)),
+    ("a large string", lambda p: _written(_one_row(s=pa.array(["a"], pa.large_string())), p)),
+    ("milliseconds", lambda p: _written(_one_row(ts=pa.array([dt.datetime(2025, 1, 2, tzinfo=UTC)],
+                                                                pa.timestamp("ms", tz="UTC"))), p)),
+    ("another time zone", lambda p: _written(_one_row(ts=pa.array([dt.datetime(2025, 1, 2, tzinfo=UTC)],
+                                                                    pa.timestamp("us", tz="Europe/Rome"))), p)),
+    ("another lake's layouts", lambda p: _written(_one_row().replace_schema_metadata(
+        {"cdc_core": '{"formats": {"ts": "%Y-%m-%d %H:%M:%S.%f"}}'}), p)),
+    ("pandas' index and dtypes", lambda p: _written(pa.Table.from_pandas(_one_row().to_pandas()), p)),
+    ("another codec than the lake's", lambda p: _written(_one_row(), p, compression="zstd")),
+])
+def test_a_lake_typed_file_is_re_encoded_when_a_reader_would_see_it_otherwise(tmp_path: Path, why: str, write):
+    src = write(tmp_path / "in.parquet")
+    snap = snapshot.load_snapshot(src, TABLE, tmp_path / "snap.parquet", compression="snappy")
+    assert snap.path.read_bytes() != src.read_bytes(), why
+    read = pq.read_schema(snap.path)
+    assert not set(read.metadata or {}) - {b"cdc_core"}, why
+    assert [str(t) for t in read.types][:3] == ["string", "int64", "timestamp[us, tz=UTC]"], why
+    if "s" in read.names:
+        assert read.field("s").type == pa.string(), why
+
+
+def test_metadata_keys_that_are_not_text_are_read_past(tmp_path: Path):
+    table = _one_row().replace_schema_metadata({b"\xff\xfe": b"x"})
+    a, b = _written(table, tmp_path / "a.parquet"), _written(table, tmp_path / "b.parquet")
+    assert diff(a, b, "id").counts == {"I": 0, "U": 0, "D": 0}

@@ -32,5 +32,5 @@ def file_names(con, path: Path) -> list[str]:
 def file_layouts(con, path: Path) -> dict[str, str]:
     """The timestamp layouts a Parquet file written by cdc_core records in its key-value metadata."""
     found = con.execute(f"SELECT value FROM parquet_kv_metadata({literal(str(path))}) "
-                        f"WHERE decode(key) = {literal(META_KEY)}").fetchall()
+                        f"WHERE key = CAST({literal(META_KEY)} AS BLOB)").fetchall()  # any key: bytes
     return layouts_of(found[0][0] if found else None)

@@ -99,7 +99,7 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
         as_is = False
         if header is None:
             relation = f"read_parquet({literal(str(src))})"
-            plans, as_is = _parquet_plans(con, relation, src, table, previous or {}, at)
+            plans, as_is = _parquet_plans(con, relation, src, table, previous or {}, at, compression)
         else:
             relation = csv_relation(src, table, header)
             plans, _ = csv_plans_of(con, relation, table, header, previous or {})
@@ -266,7 +266,7 @@ class _Typed:
 
 
 def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: dict[str, Column],
-                   at: str) -> tuple[list[Plan[str]], bool]:
+                   at: str, codec: str) -> tuple[list[Plan[str]], bool]:
     """(the plans, whether the file already is the snapshot they would write: `verbatim`)."""
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     sources = file_names(con, src)
@@ -277,7 +277,7 @@ def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: 
     for plan in plans:  # a CSV's columns are optional in the snapshot: so are a Parquet file's
         plan.src = nullable(plan.src)
     kinds = [row[1] for row in described]
-    return plans, not truncated and verbatim.in_lake_types(src, names, kinds, table, previous)
+    return plans, not truncated and verbatim.in_lake_types(src, names, kinds, table, previous, codec)
 
 
 def check_keys(con, relation: str, pk: tuple[str, ...], where: str) -> int:

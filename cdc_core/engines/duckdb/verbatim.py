@@ -2,10 +2,15 @@
 
 The planned write of such a file (`rules.parquet_plans`) would select every column unchanged, in the same order,
 under the same name, and declare it optional: the file it would write holds the same values in the same types.
-So when every column already is what the lake stores (a text key, a UTC timestamp date field, each other column
-exactly its lake type and the type it had before, nothing renamed, pinned with a layout or finer than a
-microsecond) and the file declares every column optional, the copy is that snapshot. The file keeps its own
-compression and row groups; its data-quality numbers come from one scan, as a written snapshot's do.
+So when the file already is what the lake would write, the copy is that snapshot:
+- every column is exactly its lake type and the type it had before: a text key, a UTC timestamp date field, nothing
+  renamed, pinned with a layout or finer than a microsecond;
+- every reader sees those types: each column is optional, and the Arrow schema a writer may have stored beside them
+  (`ARROW:schema`, which pyarrow, pandas and Polars read back) holds the lake's Arrow types (not a dictionary, a
+  large string, milliseconds or another time zone);
+- it carries no other key-value metadata (no `cdc_core` layouts of another lake, no pandas index or dtypes, no
+  Spark schema), and every column chunk is compressed with the lake's codec.
+Its data-quality numbers come from one scan, as a written snapshot's do. Any other file is re-encoded.
 """
 
 from __future__ import annotations
@@ -15,17 +20,28 @@ import shutil
 from pathlib import Path
 
 from ...config import TableConfig
-from ...types import BLOB, BOOL, TEXT, TZ, Column, lake_type_of
+from ...types import BLOB, BOOL, DATE, DECIMAL, DOUBLE, INT, TEXT, TZ, Column, lake_type_of
 from .connection import literal, quote
 
 
 def in_lake_types(src: Path, names: list[str], kinds: list[str], table: TableConfig,
-                  previous: dict[str, Column]) -> bool:
-    """Whether the Parquet file `src` (its lake `names`, DuckDB `kinds`) is already the snapshot it would become."""
-    import pyarrow.parquet as pq  # a Parquet input's optional columns
+                  previous: dict[str, Column], codec: str) -> bool:
+    """Whether the Parquet file `src` (its lake `names`, DuckDB `kinds`) is already the snapshot it would become
+    with the lake's compression `codec`."""
+    import pyarrow.parquet as pq  # how every reader sees the file
 
-    schema = pq.read_schema(src)
-    if schema.names != names or not all(schema.field(i).nullable for i in range(len(names))):
+    meta = pq.read_metadata(src)
+    if set(meta.metadata or {}) - {b"ARROW:schema"}:
+        return False
+    schema = pq.read_schema(src)  # as pyarrow reads it back: with the writer's Arrow schema, if stored
+    if schema.names != names:
+        return False
+    if any(not field.nullable or field.type != _arrow_type(lake_type_of(kind))
+           for field, kind in zip(schema, kinds, strict=True)):
+        return False
+    want = "UNCOMPRESSED" if codec in ("uncompressed", "none") else codec.upper()
+    if any(meta.row_group(g).column(c).compression != want
+           for g in range(meta.num_row_groups) for c in range(meta.num_columns)):
         return False
     for name, kind in zip(names, kinds, strict=True):
         lake, pin, before = lake_type_of(kind), table.pinned(name), previous.get(name)
@@ -64,3 +80,13 @@ def copy(con, src: Path, out: Path, columns: dict[str, str],
     at = {c: 1 + 4 * i for i, c in enumerate(columns)}
     numbers = {quote(c): {"null_count": found[i], "min": found[i + 1], "max": found[i + 2]} for c, i in at.items()}
     return [(str(out), found[0], None, None, numbers)], {c: found[i + 3] for c, i in at.items()}
+
+
+def _arrow_type(lake: str):
+    """The Arrow type a lake column of type `lake` reads back as (from a snapshot DuckDB writes)."""
+    import pyarrow as pa
+
+    if match := DECIMAL.fullmatch(lake):
+        return pa.decimal128(int(match[1]), int(match[2]))
+    return {TEXT: pa.string(), INT: pa.int64(), DOUBLE: pa.float64(), BOOL: pa.bool_(), DATE: pa.date32(),
+            TZ: pa.timestamp("us", tz="UTC"), BLOB: pa.binary()}[lake]
