@@ -31,8 +31,8 @@ import duckdb
 from ...config import TableConfig
 from ...types import Column
 from ..changeset import OPS, ChangeSet, Output, Side, check_side, missing_input, not_comparable
-from ..parquetmeta import file_layouts, file_names
-from ..rules import is_parquet, said_once
+from ..parquetmeta import file_layouts
+from ..rules import file_columns, is_parquet, said_once
 from . import textfirst
 from .compare import compare
 from .connection import connect, literal
@@ -134,7 +134,9 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
     if not isinstance(value, str | Path):  # an Arrow table
         relation = temps.name("arrow", side)
         con.register(relation, value)
-        label, rows, names = f"the {side} table", value.num_rows, value.column_names
+        label, rows = f"the {side} table", value.num_rows
+        described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        columns = {name: row[1] for name, row in zip(value.column_names, described, strict=True)}
     else:
         path = Path(value)
         if not path.is_file():
@@ -149,8 +151,7 @@ def _open(con, value: Input, side: str, csv: TableConfig, temps: _Temps, before:
             path = snap.path
         relation = f"read_parquet({literal(str(path))})"
         rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-        names, layouts = file_names(con, path), file_layouts(con, path)
-    described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    columns = {name: row[1] for name, row in zip(names, described, strict=True)}
+        columns = {name: kind for name, (_, kind) in file_columns(con, path).items()}
+        layouts = file_layouts(con, path)
     check_side(label, columns, csv.pk, csv.date_field)
     return Side(data=relation, columns=columns, rows=rows, label=label, layouts=layouts)

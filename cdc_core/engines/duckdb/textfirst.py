@@ -28,15 +28,13 @@ from ...config import TableConfig
 from ...types import Column
 from .. import csvfile
 from ..changeset import Side, check_side
-from ..rules import snapshot_of
+from ..rules import is_parquet, snapshot_of
 from .connection import literal, quote
 from .snapshot import csv_plans_of, csv_relation, write_plans
 
 
 def is_csv_pair(previous: object, current: object) -> bool:
     """Whether both inputs are CSV files (plain or gzipped), which this comparison takes."""
-    from ..rules import is_parquet
-
     return all(isinstance(v, str | Path) and Path(v).is_file() and not is_parquet(Path(v))
                for v in (previous, current))
 
@@ -54,7 +52,7 @@ class _File:
 def open_pair(con, previous: Path, current: Path, csv: TableConfig, temps) -> tuple[Side, Side, dict[str, str]]:
     """The typed candidates of both files as the comparison's two sides (with the whole files' rows), and the
     columns the candidates widened (column → the line that says so)."""
-    prev, cur = _File(Path(previous), csv, "previous"), _File(Path(current), csv, "current")
+    prev, cur = _File(previous, csv, "previous"), _File(current, csv, "current")
     try:
         candidates = _candidates(con, prev, cur, csv.pk, temps.name("TABLE", "candidates"))
     except duckdb.Error as exc:

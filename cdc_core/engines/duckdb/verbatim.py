@@ -30,10 +30,10 @@ def in_lake_types(src: Path, names: list[str], kinds: list[str], table: TableCon
     with the lake's compression `codec`."""
     import pyarrow.parquet as pq  # how every reader sees the file
 
-    meta = pq.read_metadata(src)
+    with pq.ParquetFile(src) as parquet:  # one read of the footer
+        meta, schema = parquet.metadata, parquet.schema_arrow  # the schema as pyarrow reads it back
     if set(meta.metadata or {}) - {b"ARROW:schema"}:
         return False
-    schema = pq.read_schema(src)  # as pyarrow reads it back: with the writer's Arrow schema, if stored
     if schema.names != names:
         return False
     if any(not field.nullable or field.type != _arrow_type(lake_type_of(kind))
