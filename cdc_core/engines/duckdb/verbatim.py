@@ -67,19 +67,24 @@ def copy(con, src: Path, out: Path, columns: dict[str, str],
          unique: frozenset[str] = frozenset()) -> tuple[list[tuple], dict[str, int]]:
     """Copy `src` to `out` (replaced whole, never half-written). Returns what a COPY's `RETURN_STATS` would give
     for it (`columns`: name → lake type; one row: file, rows, …, {column: {null_count, min, max}}) and each
-    column's distinct values (approximate, as `snapshot.profile` counts them; a `unique` column: its rows), from
-    one scan."""
-    probes = ", ".join(f"count(*) FILTER (WHERE {quote(c)} IS NULL), {_stat(f'min({quote(c)})', kind)}, "
-                       f"{_stat(f'max({quote(c)})', kind)}, "
-                       f"{'count(*)' if c in unique else f'approx_count_distinct({quote(c)})'}"
-                       for c, kind in columns.items())
-    found = con.execute(f"SELECT count(*), {probes} FROM read_parquet({literal(str(src))})").fetchall()[0]
+    column's distinct values (approximate, as `snapshot.profile` counts them; a `unique` column: its rows).
+    The counts and ends are asked apart from the distinct values: DuckDB answers them from the file's statistics
+    where it holds exact ones (nulls as rows less values), so only the distinct values need a scan."""
+    relation = f"read_parquet({literal(str(src))})"
+    ends = ", ".join(f"count(*) - count({quote(c)}), {_stat(f'min({quote(c)})', kind)}, "
+                     f"{_stat(f'max({quote(c)})', kind)}" for c, kind in columns.items())
+    found = con.execute(f"SELECT count(*), {ends} FROM {relation}").fetchall()[0]
+    counted = [c for c in columns if c not in unique]
+    distinct = dict.fromkeys(unique & set(columns), found[0])
+    if counted:
+        probes = ", ".join(f"approx_count_distinct({quote(c)})" for c in counted)
+        distinct.update(zip(counted, con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0], strict=True))
     target = out.with_name(f".{out.name}.copy")
     shutil.copyfile(src, target)
     os.replace(target, out)
-    at = {c: 1 + 4 * i for i, c in enumerate(columns)}
-    numbers = {quote(c): {"null_count": found[i], "min": found[i + 1], "max": found[i + 2]} for c, i in at.items()}
-    return [(str(out), found[0], None, None, numbers)], {c: found[i + 3] for c, i in at.items()}
+    numbers = {quote(c): {"null_count": found[1 + 3 * i], "min": found[2 + 3 * i], "max": found[3 + 3 * i]}
+               for i, c in enumerate(columns)}
+    return [(str(out), found[0], None, None, numbers)], {c: distinct[c] for c in columns}
 
 
 def _arrow_type(lake: str):
