@@ -156,3 +156,26 @@ def test_metadata_keys_that_are_not_text_are_read_past(tmp_path: Path):
     table = _one_row().replace_schema_metadata({b"\xff\xfe": b"x"})
     a, b = _written(table, tmp_path / "a.parquet"), _written(table, tmp_path / "b.parquet")
     assert diff(a, b, "id").counts == {"I": 0, "U": 0, "D": 0}
+
+
+def test_a_source_file_rewritten_in_place_after_a_capture_leaves_the_lake_as_captured(tmp_path: Path):
+    """A copied input shares its bytes with the cycle's own fetched copy only, never with the user's file."""
+    import json
+
+    from cdc_core import load_config, run_once, verify
+
+    (tmp_path / "src").mkdir()
+    source = tmp_path / "src" / "t.parquet"
+    pq.write_table(_one_row(), source, compression="snappy")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "source": {"type": "directory", "path": "src"}, "lake": "lake", "data_dir": "data",
+        "tables": [{"name": "t", "pk": "id", "date_field": "ts"}]}))
+    config = load_config(tmp_path / "config.json")
+    assert run_once(config).ok
+    full_load = tmp_path / "lake" / "full-load" / "t" / "t.parquet"
+    captured = full_load.read_bytes()
+    assert captured == source.read_bytes()  # copied as it is, not re-encoded
+    with open(source, "r+b") as f:  # another tool rewrites the file in place (same inode)
+        f.write(b"\0" * len(captured))
+    assert full_load.read_bytes() == captured
+    assert all(check.ok for check in verify(config))

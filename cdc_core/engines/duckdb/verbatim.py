@@ -63,9 +63,10 @@ def _stat(value: str, kind: str) -> str:
     return f"CAST({value} AS VARCHAR)"
 
 
-def copy(con, src: Path, out: Path, columns: dict[str, str],
-         unique: frozenset[str] = frozenset()) -> tuple[list[tuple], dict[str, int]]:
-    """Copy `src` to `out` (replaced whole, never half-written). Returns what a COPY's `RETURN_STATS` would give
+def copy(con, src: Path, out: Path, columns: dict[str, str], unique: frozenset[str] = frozenset(), *,
+         link: bool = False) -> tuple[list[tuple], dict[str, int]]:
+    """Copy `src` to `out` (replaced whole, never half-written; with `link`, a hard link where one file system
+    holds both: `src` is a file nobody writes again, such as a cycle's fetched copy). Returns what a COPY's `RETURN_STATS` would give
     for it (`columns`: name → lake type; one row: file, rows, …, {column: {null_count, min, max}}) and each
     column's distinct values (approximate, as `snapshot.profile` counts them; a `unique` column: its rows).
     The counts and ends are asked apart from the distinct values: DuckDB answers them from the file's statistics
@@ -80,11 +81,21 @@ def copy(con, src: Path, out: Path, columns: dict[str, str],
         probes = ", ".join(f"approx_count_distinct({quote(c)})" for c in counted)
         distinct.update(zip(counted, con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0], strict=True))
     target = out.with_name(f".{out.name}.copy")
-    shutil.copyfile(src, target)
+    target.unlink(missing_ok=True)
+    if not (link and _linked(src, target)):
+        shutil.copyfile(src, target)
     os.replace(target, out)
     numbers = {quote(c): {"null_count": found[1 + 3 * i], "min": found[2 + 3 * i], "max": found[3 + 3 * i]}
                for i, c in enumerate(columns)}
     return [(str(out), found[0], None, None, numbers)], {c: distinct[c] for c in columns}
+
+
+def _linked(src: Path, target: Path) -> bool:
+    try:
+        os.link(src, target)
+        return True
+    except OSError:  # another file system, or one without hard links: copied
+        return False
 
 
 def _arrow_type(lake: str):
