@@ -175,7 +175,20 @@ def test_a_source_file_rewritten_in_place_after_a_capture_leaves_the_lake_as_cap
     full_load = tmp_path / "lake" / "full-load" / "t" / "t.parquet"
     captured = full_load.read_bytes()
     assert captured == source.read_bytes()  # copied as it is, not re-encoded
-    with open(source, "r+b") as f:  # another tool rewrites the file in place (same inode)
-        f.write(b"\0" * len(captured))
+    fetched = tmp_path / "data" / "fetch" / "current" / "t.parquet"  # the last fetch, kept for --skip-download
+    for rewritten in (source, fetched):  # another tool rewrites the file in place (same inode)
+        with open(rewritten, "r+b") as f:
+            f.write(b"\0" * len(captured))
     assert full_load.read_bytes() == captured
     assert all(check.ok for check in verify(config))
+
+
+def test_a_copied_double_column_has_its_nan_in_its_quality_numbers(tmp_path: Path):
+    """A footer's statistics leave NaN out: the ends of a DOUBLE column come from the data, as a scan sees them."""
+    src = tmp_path / "in.parquet"
+    ts = pa.array([dt.datetime(2025, 1, 2, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"id": ["1", "2", "3"], "x": [1.5, float("nan"), 2.5], "ts": ts}), src,
+                   compression="snappy")
+    snap = snapshot.load_snapshot(src, TABLE, tmp_path / "snap.parquet", compression="snappy")
+    assert snap.path.read_bytes() == src.read_bytes()  # copied
+    assert snap.quality["x"] | {"distinct": None} == {"nulls": 0, "distinct": None, "min": "1.5", "max": "nan"}

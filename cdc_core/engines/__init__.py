@@ -48,8 +48,7 @@ class Engine(Protocol):
 
     def load_snapshot(self, src: Path, table: TableConfig, out: Path, *,
                       previous: dict[str, Column] | None = None) -> Snapshot:
-        """Check and type a table's file (CSV, gzipped CSV or Parquet) into a Parquet snapshot at `out`. `src` is
-        the cycle's own fetched copy, never written again: the snapshot may share its bytes (a hard link)."""
+        """Check and type a table's file (CSV, gzipped CSV or Parquet) into a Parquet snapshot at `out`."""
         ...
 
     def diff(self, previous: Path, current: Path, table: TableConfig, *, output: Path,

@@ -37,7 +37,7 @@ class DuckDBEngine:
                       previous: dict[str, Column] | None = None) -> Snapshot:
         with self._connect() as con:  # with a previous snapshot, the diff that follows checks the keys
             return load_snapshot(src, table, out, con=con, compression=self.codec, previous=previous,
-                                 check=previous is None, link=True)
+                                 check=previous is None)
 
     def diff(self, previous: Path, current: Path, table: TableConfig, *, output: Path,
              stamp: dict[str, str | datetime], changed_columns: bool = False, before_image: bool = False,

@@ -84,12 +84,11 @@ def _checked(plans: list[Plan[str]], relation: str) -> str:
 
 def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.DuckDBPyConnection | None = None,
                   compression: str = "zstd", previous: dict[str, Column] | None = None,
-                  check: bool = True, measure: bool = True, link: bool = False) -> Snapshot:
+                  check: bool = True, measure: bool = True) -> Snapshot:
     """Check and convert one table's file (CSV, gzipped CSV or Parquet) into a typed Parquet snapshot.
 
     With `check=False` NULL and duplicate keys are left to the diff that follows (it finds them in its own join);
-    with `measure=False` no data-quality numbers are taken (a temporary snapshot nobody reports on); with `link`,
-    a Parquet input already in the lake's types becomes the snapshot as a hard link (`src` is never written again).
+    with `measure=False` no data-quality numbers are taken (a temporary snapshot nobody reports on).
     """
     con = con or connect()
     src, out_path = Path(src), Path(out_path)
@@ -109,8 +108,7 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
         counted: dict[str, int] = {}
         widened = {}
         if as_is:  # already the snapshot it would become: copied, not re-encoded
-            stats, counted = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}, single_key,
-                                           link=link)
+            stats, counted = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}, single_key)
         else:
             stats, widened = write_plans(con, relation, plans, at, out_path, compression)
     except duckdb.Error as exc:

@@ -63,39 +63,34 @@ def _stat(value: str, kind: str) -> str:
     return f"CAST({value} AS VARCHAR)"
 
 
-def copy(con, src: Path, out: Path, columns: dict[str, str], unique: frozenset[str] = frozenset(), *,
-         link: bool = False) -> tuple[list[tuple], dict[str, int]]:
-    """Copy `src` to `out` (replaced whole, never half-written; with `link`, a hard link where one file system
-    holds both: `src` is a file nobody writes again, such as a cycle's fetched copy). Returns what a COPY's `RETURN_STATS` would give
+def copy(con, src: Path, out: Path, columns: dict[str, str],
+         unique: frozenset[str] = frozenset()) -> tuple[list[tuple], dict[str, int]]:
+    """Copy `src` to `out` (replaced whole, never half-written). Returns what a COPY's `RETURN_STATS` would give
     for it (`columns`: name → lake type; one row: file, rows, …, {column: {null_count, min, max}}) and each
     column's distinct values (approximate, as `snapshot.profile` counts them; a `unique` column: its rows).
-    The counts and ends are asked apart from the distinct values: DuckDB answers them from the file's statistics
-    where it holds exact ones (nulls as rows less values), so only the distinct values need a scan."""
+    The counts and ends are asked apart from the scan for the distinct values, so DuckDB answers them from the
+    file's statistics where it holds exact ones (nulls as rows less values). Not a DOUBLE column's: a footer
+    leaves NaN out and puts -0.0 at the low end, so those are found in the scan, as the data holds them."""
     relation = f"read_parquet({literal(str(src))})"
-    ends = ", ".join(f"count(*) - count({quote(c)}), {_stat(f'min({quote(c)})', kind)}, "
-                     f"{_stat(f'max({quote(c)})', kind)}" for c, kind in columns.items())
-    found = con.execute(f"SELECT count(*), {ends} FROM {relation}").fetchall()[0]
+    scanned = {c for c, kind in columns.items() if kind == DOUBLE}
+    ends = {c: [f"count(*) - count({quote(c)})", _stat(f"min({quote(c)})", kind), _stat(f"max({quote(c)})", kind)]
+            for c, kind in columns.items()}
+    footer = ["count(*)", *(e for c in columns if c not in scanned for e in ends[c])]
+    found = iter(con.execute(f"SELECT {', '.join(footer)} FROM {relation}").fetchall()[0])
+    rows = next(found)
+    numbers = {c: [next(found) for _ in range(3)] for c in columns if c not in scanned}
     counted = [c for c in columns if c not in unique]
-    distinct = dict.fromkeys(unique & set(columns), found[0])
-    if counted:
-        probes = ", ".join(f"approx_count_distinct({quote(c)})" for c in counted)
-        distinct.update(zip(counted, con.execute(f"SELECT {probes} FROM {relation}").fetchall()[0], strict=True))
+    distinct = dict.fromkeys(unique & set(columns), rows)
+    probes = [*(f"approx_count_distinct({quote(c)})" for c in counted), *(e for c in scanned for e in ends[c])]
+    if probes:
+        seen = iter(con.execute(f"SELECT {', '.join(probes)} FROM {relation}").fetchall()[0])
+        distinct.update((c, next(seen)) for c in counted)
+        numbers.update((c, [next(seen) for _ in range(3)]) for c in scanned)
     target = out.with_name(f".{out.name}.copy")
-    target.unlink(missing_ok=True)
-    if not (link and _linked(src, target)):
-        shutil.copyfile(src, target)
+    shutil.copyfile(src, target)
     os.replace(target, out)
-    numbers = {quote(c): {"null_count": found[1 + 3 * i], "min": found[2 + 3 * i], "max": found[3 + 3 * i]}
-               for i, c in enumerate(columns)}
-    return [(str(out), found[0], None, None, numbers)], {c: distinct[c] for c in columns}
-
-
-def _linked(src: Path, target: Path) -> bool:
-    try:
-        os.link(src, target)
-        return True
-    except OSError:  # another file system, or one without hard links: copied
-        return False
+    stats = {quote(c): dict(zip(("null_count", "min", "max"), numbers[c], strict=True)) for c in columns}
+    return [(str(out), rows, None, None, stats)], {c: distinct[c] for c in columns}
 
 
 def _arrow_type(lake: str):
