@@ -18,6 +18,8 @@ from cdc_core.engines.duckdb import snapshot, verbatim
 from cdc_core.engines.duckdb.diff import diff
 from cdc_core.engines.rules import schema_of
 
+from .conftest import write_config
+
 UTC = dt.UTC
 TABLE = TableConfig("t", ("id",), date_field="ts")
 LAKE_TYPED = {  # pyarrow type, values (None among them) for each lake type
@@ -159,18 +161,14 @@ def test_metadata_keys_that_are_not_text_are_read_past(tmp_path: Path):
 
 
 def test_a_source_file_rewritten_in_place_after_a_capture_leaves_the_lake_as_captured(tmp_path: Path):
-    """A copied input shares its bytes with the cycle's own fetched copy only, never with the user's file."""
-    import json
-
+    """A copied input is a copy: rewriting the user's file or the fetched one in place never changes the lake."""
     from cdc_core import load_config, run_once, verify
 
     (tmp_path / "src").mkdir()
     source = tmp_path / "src" / "t.parquet"
     pq.write_table(_one_row(), source, compression="snappy")
-    (tmp_path / "config.json").write_text(json.dumps({
-        "source": {"type": "directory", "path": "src"}, "lake": "lake", "data_dir": "data",
-        "tables": [{"name": "t", "pk": "id", "date_field": "ts"}]}))
-    config = load_config(tmp_path / "config.json")
+    config = load_config(write_config(tmp_path, source={"type": "directory", "path": "src"},
+                                      tables=[{"name": "t", "pk": "id", "date_field": "ts"}]))
     assert run_once(config).ok
     full_load = tmp_path / "lake" / "full-load" / "t" / "t.parquet"
     captured = full_load.read_bytes()

@@ -18,7 +18,6 @@ from ...errors import InputError
 from ...types import LAYOUTS, TZ, Column, layout_of, read_layouts, safe_form
 from .. import csvfile
 from ..csvlines import MAX_LINE
-from ..parquetmeta import file_names
 from ..rules import (
     EXAMPLES,
     Plan,
@@ -104,11 +103,9 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             relation = csv_relation(src, table, header)
             plans, _ = csv_plans_of(con, relation, table, header, previous or {})
         check_pins(table, [p.name for p in plans], at)
-        single_key = frozenset(table.pk) if len(table.pk) == 1 else frozenset()  # unique: as many values as rows
-        counted: dict[str, int] = {}
         widened = {}
         if as_is:  # already the snapshot it would become: copied, not re-encoded
-            stats, counted = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans}, single_key)
+            stats = verbatim.copy(con, src, out_path, {p.name: p.type for p in plans})
         else:
             stats, widened = write_plans(con, relation, plans, at, out_path, compression)
     except duckdb.Error as exc:
@@ -124,8 +121,8 @@ def load_snapshot(src: Path, table: TableConfig, out_path: Path, *, con: duckdb.
             out_path.unlink(missing_ok=True)
             raise
     rows = sum(r[1] for r in stats)
-    known = counted or dict.fromkeys(single_key, rows)
-    found = profile(con, written, [p.name for p in plans], stats, known) if measure else {}
+    unique = {table.pk[0]: rows} if len(table.pk) == 1 else {}  # a key is unique: no need to count its values
+    found = profile(con, written, [p.name for p in plans], stats, unique) if measure else {}
     return snapshot_of(table, out_path, rows, plans, widened, found)
 
 
@@ -268,15 +265,15 @@ class _Typed:
 def _parquet_plans(con, relation: str, src: Path, table: TableConfig, previous: dict[str, Column],
                    at: str, codec: str) -> tuple[list[Plan[str]], bool]:
     """(the plans, whether the file already is the snapshot they would write: `verbatim`)."""
-    described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    sources = file_names(con, src)
+    found = file_columns(con, src)  # exact name → (DuckDB's name, type)
+    sources, described = list(found), list(found.values())
+    kinds = [kind for _, kind in described]
     names = parquet_names(sources, table, at)
     date_source = sources[names.index(table.date_field)] if table.date_field else None
     truncated = nanosecond_columns(con, relation, described, date_source, at)
-    plans = parquet_plans(names, sources, [row[1] for row in described], table, previous, at, _Typed(truncated))
+    plans = parquet_plans(names, sources, kinds, table, previous, at, _Typed(truncated))
     for plan in plans:  # a CSV's columns are optional in the snapshot: so are a Parquet file's
         plan.src = nullable(plan.src)
-    kinds = [row[1] for row in described]
     return plans, not truncated and verbatim.in_lake_types(src, names, kinds, table, previous, codec)
 
 

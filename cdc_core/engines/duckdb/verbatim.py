@@ -63,34 +63,33 @@ def _stat(value: str, kind: str) -> str:
     return f"CAST({value} AS VARCHAR)"
 
 
-def copy(con, src: Path, out: Path, columns: dict[str, str],
-         unique: frozenset[str] = frozenset()) -> tuple[list[tuple], dict[str, int]]:
-    """Copy `src` to `out` (replaced whole, never half-written). Returns what a COPY's `RETURN_STATS` would give
-    for it (`columns`: name → lake type; one row: file, rows, …, {column: {null_count, min, max}}) and each
-    column's distinct values (approximate, as `snapshot.profile` counts them; a `unique` column: its rows).
-    The counts and ends are asked apart from the scan for the distinct values, so DuckDB answers them from the
-    file's statistics where it holds exact ones (nulls as rows less values). Not a DOUBLE column's: a footer
-    leaves NaN out and puts -0.0 at the low end, so those are found in the scan, as the data holds them."""
+def copy(con, src: Path, out: Path, columns: dict[str, str]) -> list[tuple]:
+    """Copy `src` to `out` (replaced whole, never half-written); the statistics a COPY's `RETURN_STATS` would
+    give for it (`columns`: name → lake type): one row (file, rows, …, {column: {null_count, min, max}}).
+    DuckDB answers them from the file's own statistics where it holds exact ones (nulls as rows less values), so
+    no column's data is read, but a DOUBLE column's: a footer leaves NaN out and puts -0.0 at the low end, so its
+    ends are read from its data (the FILTERs keep DuckDB from taking them from the footer)."""
     relation = f"read_parquet({literal(str(src))})"
-    scanned = {c for c, kind in columns.items() if kind == DOUBLE}
-    ends = {c: [f"count(*) - count({quote(c)})", _stat(f"min({quote(c)})", kind), _stat(f"max({quote(c)})", kind)]
-            for c, kind in columns.items()}
-    footer = ["count(*)", *(e for c in columns if c not in scanned for e in ends[c])]
-    found = iter(con.execute(f"SELECT {', '.join(footer)} FROM {relation}").fetchall()[0])
-    rows = next(found)
-    numbers = {c: [next(found) for _ in range(3)] for c in columns if c not in scanned}
-    counted = [c for c in columns if c not in unique]
-    distinct = dict.fromkeys(unique & set(columns), rows)
-    probes = [*(f"approx_count_distinct({quote(c)})" for c in counted), *(e for c in scanned for e in ends[c])]
-    if probes:
-        seen = iter(con.execute(f"SELECT {', '.join(probes)} FROM {relation}").fetchall()[0])
-        distinct.update((c, next(seen)) for c in counted)
-        numbers.update((c, [next(seen) for _ in range(3)]) for c in scanned)
+
+    def ends(c: str, kind: str) -> list[str]:
+        if kind == DOUBLE:
+            return [f"count(*) FILTER (WHERE {quote(c)} IS NULL)",
+                    *(_stat(f"{end}({quote(c)}) FILTER (WHERE {quote(c)} IS NOT NULL)", kind) for end in ("min", "max"))]
+        return [f"count(*) - count({quote(c)})", _stat(f"min({quote(c)})", kind), _stat(f"max({quote(c)})", kind)]
+
+    doubles = {c for c, kind in columns.items() if kind == DOUBLE}
+    numbers: dict[str, list] = {}
+    for group in ([c for c in columns if c not in doubles], [c for c in columns if c in doubles]):
+        if group:  # apart: a query that reads a DOUBLE column's data would read every other column's too
+            found = con.execute(f"SELECT {', '.join(e for c in group for e in ends(c, columns[c]))} "
+                                f"FROM {relation}").fetchall()[0]
+            numbers.update((c, found[3 * i:3 * i + 3]) for i, c in enumerate(group))
+    rows = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]  # from the footer
     target = out.with_name(f".{out.name}.copy")
     shutil.copyfile(src, target)
     os.replace(target, out)
     stats = {quote(c): dict(zip(("null_count", "min", "max"), numbers[c], strict=True)) for c in columns}
-    return [(str(out), rows, None, None, stats)], {c: distinct[c] for c in columns}
+    return [(str(out), rows, None, None, stats)]
 
 
 def _arrow_type(lake: str):
