@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +26,7 @@ from cdc_core.engines import schema_of
 from cdc_core.engines.csvquotes import check_spaced_quotes
 from cdc_core.engines.duckdb.connection import connect, literal
 from cdc_core.engines.duckdb.diff import diff
-from cdc_core.engines.duckdb.law import exact, parse
+from cdc_core.engines.duckdb.law import cast, exact, parse
 from cdc_core.engines.duckdb.snapshot import load_snapshot
 from cdc_core.errors import InputError
 from cdc_core.types import LAYOUTS, TZ
@@ -403,3 +404,23 @@ def test_timestamps_read_fast_as_duckdb_reads_them_and_print_back_only_when_exac
             f"AND strftime(TRY_CAST($1 AS {TZ}), {literal(layout)}) = $1", [value]).fetchall()[0]
         assert fast == slow, value
         assert bool(check) == bool(law), value
+
+
+# --- a zone-less Parquet date or timestamp becomes the instant CAST gives, without the time-zone library ------------
+FIRST_US, LAST_US = -9_223_372_022_400_000_000, 9_223_372_036_854_775_806  # DuckDB's first and last timestamp
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(FIRST_US, LAST_US), st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999),
+                 st.sampled_from([FIRST_US, LAST_US, -1, 0, 1])),
+       st.sampled_from(["TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE"]))
+def test_a_zoneless_value_becomes_the_instant_cast_gives(micros, kind):
+    con = connect()
+    value = f"CAST(make_timestamp({micros}::BIGINT) AS {kind})"
+    try:
+        con.execute(f"SELECT {value}").fetchall()
+    except duckdb.Error:  # out of this kind's range (nanoseconds reach only 1677-2262)
+        return
+    for typed in (value, f"CAST('infinity' AS {kind})", f"CAST('-infinity' AS {kind})", f"CAST(NULL AS {kind})"):
+        fast, slow = con.execute(f"SELECT {cast(typed, kind, TZ)}, CAST({typed} AS {TZ})").fetchall()[0]
+        assert fast == slow, (micros, kind, typed)

@@ -150,10 +150,6 @@ class Expressions(Protocol[E]):
         """The column in its lake type (`kind`: as DuckDB names the file's type)."""
         ...
 
-    def cast(self, source: str, kind: str) -> E:
-        """The column cast to lake type `kind` (a pin or the date field the file already holds typed)."""
-        ...
-
     def raw(self, source: str) -> E:
         """The column as the file holds it (text that a pin or the date field parses strictly)."""
         ...
@@ -186,7 +182,7 @@ def parquet_plans(names: list[str], sources: list[str], kinds: list[str], table:
         elif pin is not None or name == table.date_field:
             want = pin.type if pin is not None else TZ
             if lake == want or (want == TZ and lake == DATE):
-                plans.append(Plan(name, x.cast(source, want), want, pin.layout if pin else None))
+                plans.append(Plan(name, x.typed(source, kind, want), want, pin.layout if pin else None))
             elif lake == TEXT:
                 plans.append(Plan(name, x.raw(source), want, pin.layout if pin else None, mode="strict"))
             else:

@@ -26,7 +26,7 @@ from ..changeset import (
     warn,
 )
 from .connection import literal, quote
-from .law import kv_metadata, nullable, text_of
+from .law import cast, kv_metadata, nullable, text_of
 from .snapshot import check_keys
 
 _names = itertools.count()
@@ -49,7 +49,7 @@ def compare(con, prev: Side[str], cur: Side[str], key: tuple[str, ...], date_fie
             elif have and types[col] == "VARCHAR":  # text as it was read (a widened column: no false update)
                 value = text_of(quote(col), have, s.layouts.get(col))
             else:
-                value = f"CAST({quote(col) if have else 'NULL'} AS {types[col]})"
+                value = cast(quote(col), have, types[col]) if have else f"CAST(NULL AS {types[col]})"
             out.append(f"{value} AS {alias[col]}")
         return ", ".join(out)
 
@@ -102,7 +102,7 @@ def compare(con, prev: Side[str], cur: Side[str], key: tuple[str, ...], date_fie
         if output.before_image:  # each U row's previous values, as a B row right before it
             previous = ", ".join([*(alias[c] if c in key else f"__p{alias[c]}" for c in columns), *flag.values()])
             rows += f" UNION ALL SELECT 0, 'B', {previous} FROM {work} WHERE op = 'U' AND {is_update}"
-        named = ["op"] + [f"{nullable(f'CAST({alias[c]} AS {TZ})')} AS {quote(c)}" if types[c] == "TIMESTAMP"
+        named = ["op"] + [f"{nullable(cast(alias[c], 'TIMESTAMP', TZ))} AS {quote(c)}" if types[c] == "TIMESTAMP"
                           else f"{nullable(alias[c])} AS {quote(c)}" for c in columns]  # naive = UTC
         named += [f"{sql} AS {quote(name)}" for name, sql in output.constants.items()]
         if output.changed_columns:

@@ -62,6 +62,20 @@ def exact(raw: str, parsed: str, kind: str, layout: str | None = None) -> str:
     return f"{text_of(parsed, kind, layout)} = {raw}"
 
 
+ZONELESS = ("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")
+
+
+def cast(expr: str, kind: str, to: str) -> str:
+    """SQL for a typed value of type `kind` as type `to`. A zone-less date or timestamp becomes a UTC instant
+    (`TIMESTAMP WITH TIME ZONE`) from its epoch microseconds, without the time-zone library: the same value as
+    `CAST` on our UTC connection (an infinity, which has no epoch, is cast), where `CAST` costs 0.15 s per column of
+    3M rows."""
+    if to == TZ and kind.upper() in ZONELESS:
+        micros = f"epoch_us({expr if kind.upper() == 'TIMESTAMP' else f'CAST({expr} AS TIMESTAMP)'})"
+        return f"CASE WHEN isfinite({expr}) THEN make_timestamptz({micros}) ELSE CAST({expr} AS {TZ}) END"
+    return f"CAST({expr} AS {to})"
+
+
 def _naive(expr: str) -> str:
     return f"TRY_CAST({expr} AS TIMESTAMP)"
 
@@ -109,7 +123,7 @@ def project(con, path: Path, columns: dict[str, str], alias: dict[str, str], *, 
         elif kind == "VARCHAR":
             value = text_of(quote(name), file_type, layouts.get(col))
         else:
-            value = f"CAST({quote(name)} AS {kind})"
+            value = cast(quote(name), file_type, kind)
         out.append(f"{value} AS {alias[col]}")
     if not ops:
         return f"SELECT {', '.join(out)} FROM read_parquet({literal(str(path))})"

@@ -39,7 +39,7 @@ from ..rules import (
 )
 from . import verbatim
 from .connection import connect, literal, quote
-from .law import exact, kv_metadata, nanosecond_columns, nullable, parse, project, text_of, written
+from .law import cast, exact, kv_metadata, nanosecond_columns, nullable, parse, project, text_of, written
 
 STOP = "error('cdc: a value does not fit its column type')"  # stops the COPY; `failures` finds which, as data
 
@@ -253,10 +253,7 @@ class _Typed:
 
     def typed(self, source: str, kind: str, lake: str) -> str:
         col = self.raw(source)
-        return col if lake in (kind, kind.replace(" ", "")) else f"CAST({col} AS {lake})"
-
-    def cast(self, source: str, kind: str) -> str:
-        return f"CAST({self.raw(source)} AS {kind})"
+        return col if lake in (kind, kind.replace(" ", "")) else cast(col, kind, lake)
 
     def text_of(self, value: str, kind: str) -> str:
         return text_of(value, kind)

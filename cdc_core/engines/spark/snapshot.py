@@ -246,9 +246,6 @@ class _Typed:
             spark_type(kind)  # a type Spark cannot print as DuckDB does (time, lists, structs…): refused here
         return col(source) if lake == kind else col(source).cast(spark_type(lake))
 
-    def cast(self, source: str, kind: str) -> Column:
-        return col(source).cast(spark_type(kind))
-
     def text_of(self, value: Column, kind: str) -> Column:
         return st.text_of(value, kind)
 
