@@ -108,3 +108,18 @@ def test_scale_option_grows_the_tables():
     small, big = DemoSource(seed=1, scale=0.2), DemoSource(seed=1, scale=1)
     assert small.table("clientes", 1).num_rows * 5 == big.table("clientes", 1).num_rows == 5000
     assert big.table("transacoes", 1).num_rows == 25000
+
+
+def test_a_demo_capture_does_not_import_pandas(demo_config: Path):
+    """The default job runs without pandas, even where the notebooks extra installed it: pyarrow would import it
+    (0.2 s, a fifth of a demo capture) just to ask whether the demo's columns are pandas objects."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom cdc_core.cli import main\n"
+              f"code = main(['--once', '-q', '--config', {str(demo_config)!r}])\n"
+              "print(code, 'pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip().splitlines()[-1] == "0 False", done.stdout + done.stderr
+    assert (demo_config.parent / "lake" / "full-load" / "clientes" / "clientes.parquet").is_file()
