@@ -11,13 +11,14 @@ import json
 import re
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from cdc_core import load_config, run_once
 from cdc_core.errors import ConfigError
 
-from .conftest import run_cli
+from .conftest import run_cli, write_config
 
 GOOD = b"id,v\n1,a\n2,b\n"
 BIG = b"x" * (33 << 20)
@@ -204,3 +205,20 @@ def test_a_nanosecond_column_is_exact_or_refused(tmp_path: Path):
     assert 'column "seen" holds 2025-12-31 23:59:59.999999999, finer than the microseconds' in report.error
     report, [row] = parquet_capture(tmp_path, "whole", {}, seen=LAST_NS - 999)
     assert report.status == "full_load" and row["seen"].isoformat() == "2025-12-31T23:59:59.999999+00:00"
+
+
+@pytest.mark.parametrize("zone", [None, "UTC"])
+def test_a_nanosecond_date_field_keeps_its_infinities(tmp_path: Path, zone: str | None):
+    """Truncating a nanosecond date field to microseconds leaves an infinity as it is: never a NULL in its place."""
+    import pyarrow as pa
+
+    (tmp_path / "src").mkdir()
+    ends = [LAST_NS, 2**63 - 1, -(2**63 - 1), None]  # DuckDB's infinity and -infinity, and a NULL
+    pq.write_table(pa.table({"id": ["1", "2", "3", "4"], "at": pa.array(ends, pa.int64()).cast(pa.timestamp("ns", zone))}),
+                   tmp_path / "src/t.parquet")
+    config = write_config(tmp_path, source={"type": "directory", "path": "src"},
+                          tables=[{"name": "t", "pk": "id", "date_field": "at"}])
+    assert run_once(load_config(config)).tables[0].status == "full_load"
+    full = tmp_path / "lake/full-load/t/t.parquet"
+    assert duckdb.sql(f"SELECT id, CAST(\"at\" AS VARCHAR) FROM '{full}' ORDER BY id").fetchall() == [
+        ("1", "2025-12-31 23:59:59.999999+00"), ("2", "infinity"), ("3", "-infinity"), ("4", None)]

@@ -99,9 +99,12 @@ def _table(columns: dict[str, object]) -> pa.Table:
 
 
 def _column(values) -> pa.Array:
+    """Integers (int64) or texts: the demo's only kinds (a float or a boolean would need its own CSV form)."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
         ints = np.ascontiguousarray(values, dtype=np.int64)
         return pa.Array.from_buffers(pa.int64(), len(ints), [None, pa.py_buffer(ints)])
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "UO":
+        raise TypeError(f"a demo column is integers or texts, not {values.dtype}")
     texts = [str(v).encode() for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(t) for t in texts], dtype=np.int64)

@@ -252,6 +252,8 @@ class _Typed:
         return self.truncated.get(source, quote(source))
 
     def typed(self, source: str, kind: str, lake: str) -> str:
+        if source in self.truncated and lake == TZ:  # already the instant
+            return self.truncated[source]
         col = self.raw(source)
         return col if lake in (kind, kind.replace(" ", "")) else cast(col, kind, lake)
 
