@@ -190,7 +190,7 @@ class DemoSource:
                  for k, (name, rate) in enumerate((("Email", 0.4), ("Twitch", 0.05), ("YouTube", 0.02),
                                                    ("BlueSky", 0.01), ("Instagram", 0.02)))}
         return _table({"idCliente": self.h.uuid(20, i), **flags, "qtdePontos": points,
-                         "DtCriacao": _stamp(created), "DtAtualizacao": _stamp(updated)})
+                       "DtCriacao": _stamp(created), "DtAtualizacao": _stamp(updated)})
 
     # --- produtos: mostly unchanged; a new product every 12 versions, a rename 6 versions later ------------
     def _produtos(self, version: int) -> pa.Table:
@@ -206,7 +206,7 @@ class DemoSource:
             renamed = int(self.h.below(len(BASE_PRODUCTS), 30, k)[()])
             names[renamed] = f"{BASE_PRODUCTS[renamed][0]} (v{k + 1})"
         return _table({"IdProduto": ids, "DescNomeProduto": names,
-                         "DescDescricaoProduto": pa.nulls(len(ids), pa.string()), "DescCategoriaProduto": cats})
+                       "DescDescricaoProduto": pa.nulls(len(ids), pa.string()), "DescCategoriaProduto": cats})
 
     def _product_count(self, version: int) -> int:
         return len(BASE_PRODUCTS) + version // PRODUCT_EVERY
@@ -224,8 +224,8 @@ class DemoSource:
         created = np.where(birth == 1, FIRST_CUSTOMER_MS + h.below(VERSION_ZERO_MS - FIRST_CUSTOMER_MS, 40, j),
                            VERSION_ZERO_MS + (birth - 1) * VERSION_STEP_MS - h.below(VERSION_STEP_MS, 41, j))
         return _table({"IdTransacao": h.uuid(42, j), "IdCliente": h.uuid(20, h.below(known, 43, j)),
-                         "DtCriacao": _stamp(created), "QtdePontos": POINTS[h.below(len(POINTS), 44, j)],
-                         "DescSistemaOrigem": np.where(h.uniform(45, j) < 0.8, "twitch", "cursos")})
+                       "DtCriacao": _stamp(created), "QtdePontos": POINTS[h.below(len(POINTS), 44, j)],
+                       "DescSistemaOrigem": np.where(h.uniform(45, j) < 0.8, "twitch", "cursos")})
 
     def _transacao_produto(self, version: int) -> pa.Table:
         j, birth = self._transactions(version)
@@ -236,8 +236,8 @@ class DemoSource:
                        + [f"{k:03d} - {NEW_PRODUCTS[(k - 1) % len(NEW_PRODUCTS)]}"
                           for k in range(1, version // PRODUCT_EVERY + 1)], dtype=object)
         return _table({"idTransacaoProduto": h.uuid(51, j), "IdTransacao": h.uuid(42, j),
-                         "IdProduto": ids[pick].tolist(), "QtdeProduto": np.ones(len(j), dtype=np.int64),
-                         "vlProduto": np.abs(POINTS[h.below(len(POINTS), 44, j)])})
+                       "IdProduto": ids[pick].tolist(), "QtdeProduto": np.ones(len(j), dtype=np.int64),
+                       "vlProduto": np.abs(POINTS[h.below(len(POINTS), 44, j)])})
 
     # --- the oracle -------------------------------------------------------------------------------------------
     def expected_changes(self, version: int) -> dict[str, dict[str, int]]:
