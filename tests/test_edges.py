@@ -214,8 +214,8 @@ def test_a_nanosecond_date_field_keeps_its_infinities(tmp_path: Path, zone: str 
 
     (tmp_path / "src").mkdir()
     ends = [LAST_NS, 2**63 - 1, -(2**63 - 1), None]  # DuckDB's infinity and -infinity, and a NULL
-    pq.write_table(pa.table({"id": ["1", "2", "3", "4"], "at": pa.array(ends, pa.int64()).cast(pa.timestamp("ns", zone))}),
-                   tmp_path / "src/t.parquet")
+    at = pa.array(ends, pa.int64()).cast(pa.timestamp("ns", zone))
+    pq.write_table(pa.table({"id": ["1", "2", "3", "4"], "at": at}), tmp_path / "src/t.parquet")
     config = write_config(tmp_path, source={"type": "directory", "path": "src"},
                           tables=[{"name": "t", "pk": "id", "date_field": "at"}])
     assert run_once(load_config(config)).tables[0].status == "full_load"

@@ -71,8 +71,8 @@ def cast(expr: str, kind: str, to: str) -> str:
     `CAST` on our connections, whose zone is UTC (an infinity, which has no epoch, is cast), where `CAST` costs
     0.15 s per column of 3M rows. (On a connection in another zone, `CAST` would read the value in that zone; this
     reads it as UTC, as the lake does every zone-less timestamp.)"""
-    if to == TZ and kind.upper() in ZONELESS:
-        micros = f"epoch_us({expr if kind.upper() == 'TIMESTAMP' else f'CAST({expr} AS TIMESTAMP)'})"
+    if to == TZ and (kind := kind.upper()) in ZONELESS:
+        micros = f"epoch_us({expr if kind == 'TIMESTAMP' else f'CAST({expr} AS TIMESTAMP)'})"
         return f"CASE WHEN isfinite({expr}) THEN make_timestamptz({micros}) ELSE CAST({expr} AS {TZ}) END"
     return f"CAST({expr} AS {to})"
 

@@ -73,8 +73,9 @@ def copy(con, src: Path, out: Path, columns: dict[str, str]) -> list[tuple]:
 
     def ends(c: str, kind: str) -> list[str]:
         if kind == DOUBLE:
+            valued = f"FILTER (WHERE {quote(c)} IS NOT NULL)"
             return [f"count(*) FILTER (WHERE {quote(c)} IS NULL)",
-                    *(_stat(f"{end}({quote(c)}) FILTER (WHERE {quote(c)} IS NOT NULL)", kind) for end in ("min", "max"))]
+                    *(_stat(f"{end}({quote(c)}) {valued}", kind) for end in ("min", "max"))]
         return [f"count(*) - count({quote(c)})", _stat(f"min({quote(c)})", kind), _stat(f"max({quote(c)})", kind)]
 
     doubles = {c for c, kind in columns.items() if kind == DOUBLE}
